@@ -1,1 +1,141 @@
+//! Persistence: one [`Store`] trait, two backends (PostgreSQL for production, SQLite as the
+//! embedded default) with the same schema and constraints, and one conformance suite
+//! (`tests/conformance.rs`) that runs against both.
+//!
+//! The trait is shaped by the confirm flow's round-trip budget (seed §5: ≤ 3): each method is
+//! one database round trip on PostgreSQL (data-modifying CTEs), and one transaction on SQLite.
+//! Every statement sent is counted in [`roundtrips`] so tests and metrics can see the cost.
+//!
+//! Where money turns into an enrollment there is exactly one method, [`Store::settle`]; every
+//! path (confirm, settle-on-read, reconciler, webhooks) ends there.
 
+pub mod model;
+pub mod postgres;
+pub mod roundtrips;
+pub mod sqlite;
+
+pub use model::*;
+
+use async_trait::async_trait;
+use domain::{CourseId, EnrollmentId, OrderId, PaymentId, UserId};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `create_order` for a course the user already has (ENROLLED).
+    #[error("user is already enrolled in this course")]
+    AlreadyEnrolled,
+    /// A named constraint refused the write; the name says which invariant held.
+    #[error("constraint {0} violated")]
+    Constraint(String),
+    /// Row that must exist does not (e.g. settle for an unknown order).
+    #[error("not found")]
+    NotFound,
+    /// The database could not be reached or timed out: retryable, nothing was decided.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else from the driver. Logged, shown to clients as E_INTERNAL.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Apply pending migrations (idempotent).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Readiness: the database answers and every migration this binary knows is applied.
+    async fn ready(&self) -> Result<()>;
+
+    // --- catalog -------------------------------------------------------------------------
+    async fn create_course(&self, new: NewCourse) -> Result<Course>;
+    /// Published courses, oldest first.
+    async fn list_courses(&self) -> Result<Vec<Course>>;
+    async fn get_course(&self, id: CourseId) -> Result<Option<Course>>;
+
+    // --- orders --------------------------------------------------------------------------
+    /// Insert a PENDING order. Refuses with [`StoreError::AlreadyEnrolled`] when the user has an
+    /// ENROLLED enrollment for the course (checked in the same statement/transaction).
+    async fn create_order(&self, new: NewOrder) -> Result<Order>;
+
+    async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>>;
+
+    /// The claim step of a confirm, one round trip on PostgreSQL: PENDING → CONFIRMING when the
+    /// order belongs to `user_id`, the amount equals the order's, it has not expired, the user
+    /// is not already ENROLLED in the course and no other order of theirs for that course is
+    /// CONFIRMING or PAID. Otherwise nothing changes and the order is returned as found, with
+    /// what the caller needs to answer (replay body, enrolled elsewhere).
+    async fn claim_order(&self, claim: ClaimRequest) -> Result<ClaimOutcome>;
+
+    /// CONFIRMING → PENDING: the provider definitely did not charge and the buyer may retry
+    /// (e.g. the provider was unreachable before the request left). Returns whether it moved.
+    async fn release_order(&self, order_id: &OrderId, ctx: &EventContext) -> Result<bool>;
+
+    /// PENDING/CONFIRMING → FAILED or EXPIRED with the provider's code. Never touches a PAID or
+    /// REFUNDED order (returns false then).
+    async fn fail_order(
+        &self,
+        order_id: &OrderId,
+        to: domain::OrderStatus,
+        code: Option<&str>,
+        ctx: &EventContext,
+    ) -> Result<bool>;
+
+    /// THE settle function: the provider says this payment is captured, so in one round trip
+    /// (one transaction on SQLite): insert the payment (UNIQUE provider+provider_tx_id, so a
+    /// second settle of the same payment is a no-op that returns the first result), upsert the
+    /// enrollment (UNIQUE user_id+course_id) as ENROLLED, order → PAID, append the event.
+    /// Settling an order that is FAILED/EXPIRED still records the payment: money that moved is
+    /// never dropped.
+    async fn settle(&self, s: Settlement) -> Result<Settled>;
+
+    /// Orders still PENDING/CONFIRMING and last touched before `older_than`, oldest first: the
+    /// reconciler's backlog.
+    async fn open_orders(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Order>>;
+
+    // --- enrollments and payments --------------------------------------------------------
+    async fn list_enrollments(&self, user: UserId) -> Result<Vec<Enrollment>>;
+    async fn get_enrollment(&self, id: EnrollmentId) -> Result<Option<Enrollment>>;
+    async fn get_payment(&self, id: PaymentId) -> Result<Option<Payment>>;
+    async fn payment_for_order(&self, order_id: &OrderId) -> Result<Option<Payment>>;
+
+    /// The append-only event log for one order, oldest first.
+    async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>>;
+
+    // --- idempotency ---------------------------------------------------------------------
+    /// Remember a client's Idempotency-Key for `scope` (e.g. "confirm:<user>") with the
+    /// fingerprint of its request, until `expires_at`. Answers whether the key is new, was seen
+    /// with the same request, or with a different one.
+    async fn remember_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<KeyUse>;
+
+    /// Remember a one-time token (accepted webhook signature, Toss transmission id) until
+    /// `expires_at`. Returns true the first time, false while it is remembered. Expired rows
+    /// are ignored and may be purged.
+    async fn remember_once(
+        &self,
+        kind: &str,
+        token: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool>;
+}
