@@ -1,0 +1,365 @@
+//! Configuration from environment variables, named as the seed names them where it has a name
+//! (TOSS_SECRET_KEY, WEBHOOK_SECRET, DATABASE_URL, JWT_SECRET / SUPABASE_JWT_SECRET, ...).
+//!
+//! Development needs no configuration at all: SQLite, the built-in sandbox, a development JWT
+//! secret. `COURSEPAY_ENV=production` turns every such default into a refusal to start, so a
+//! forgotten variable can never put a sandbox or a known secret into production.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Publicly known development secrets. Refused in production.
+pub const DEV_JWT_SECRET: &str = "coursepay-development-jwt-secret-do-not-use-in-production";
+pub const DEV_WEBHOOK_SECRET: &str = "coursepay-development-webhook-secret-32-bytes-min";
+pub const DEV_TOSS_SECRET_KEY: &str = "test_sk_coursepay_sandbox";
+pub const DEV_TOSS_CLIENT_KEY: &str = "test_ck_coursepay_sandbox";
+
+/// How unsigned webhooks are treated (API.md "Webhooks").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookVerify {
+    /// Only deliveries with a valid X-Signature / Toss signature are accepted.
+    Signature,
+    /// Unsigned deliveries are accepted too; their content is verified by re-reading the
+    /// payment from Toss (Toss posting payment webhooks directly).
+    Lookup,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: Environment,
+    pub listen_addr: String,
+    /// `postgres://…` or `sqlite://path`. None = embedded SQLite file `coursepay.db`.
+    pub database_url: Option<String>,
+    /// None = mount the sandbox and point the client at it.
+    pub toss_api_base: Option<String>,
+    pub toss_secret_key: SecretString,
+    pub toss_client_key: String,
+    pub webhook_secret: SecretString,
+    pub webhook_secret_previous: Option<SecretString>,
+    pub webhook_verify: WebhookVerify,
+    pub jwt_secret: SecretString,
+    pub cors_allowed_origins: Vec<String>,
+    pub public_base_url: Option<String>,
+    /// How long an order can wait for its confirm (the Toss payment window lives 30 minutes).
+    pub order_ttl: Duration,
+    pub toss_timeout: Duration,
+    pub reconcile_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn env_opt(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn env_secs(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match env_opt(get, name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| ConfigError(format!("{name} must be a whole number of seconds"))),
+    }
+}
+
+impl Config {
+    /// Read from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// Read through `get` (tests pass a map). In production every missing or development
+    /// value is an error; the message names the variable, never its value.
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = match env_opt(get, "COURSEPAY_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(_) => {
+                return Err(ConfigError(
+                    "COURSEPAY_ENV must be development or production".into(),
+                ));
+            }
+        };
+        let prod = env == Environment::Production;
+        let mut problems = Vec::new();
+
+        let database_url = env_opt(get, "DATABASE_URL");
+        if prod
+            && !database_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres"))
+        {
+            problems.push("DATABASE_URL must point to PostgreSQL in production".to_owned());
+        }
+        let toss_api_base = env_opt(get, "TOSS_API_BASE");
+        if prod && toss_api_base.is_none() {
+            problems.push(
+                "TOSS_API_BASE must be set in production (the sandbox is refused)".to_owned(),
+            );
+        }
+        if prod
+            && toss_api_base
+                .as_deref()
+                .is_some_and(|b| b.contains("sandbox"))
+        {
+            problems.push("TOSS_API_BASE points at a sandbox in production".to_owned());
+        }
+        let toss_secret_key = env_opt(get, "TOSS_SECRET_KEY");
+        if prod
+            && !toss_secret_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("live_sk_"))
+        {
+            problems.push("TOSS_SECRET_KEY must be a live_sk_ key in production".to_owned());
+        }
+        let webhook_secret = env_opt(get, "WEBHOOK_SECRET");
+        if let Some(s) = &webhook_secret
+            && s.len() < 32
+        {
+            problems.push("WEBHOOK_SECRET must be at least 32 bytes".to_owned());
+        }
+        if prod && webhook_secret.is_none() {
+            problems.push("WEBHOOK_SECRET must be set in production".to_owned());
+        }
+        let webhook_secret_previous = env_opt(get, "WEBHOOK_SECRET_PREVIOUS");
+        let webhook_verify = match env_opt(get, "WEBHOOK_VERIFY").as_deref() {
+            None | Some("signature") => WebhookVerify::Signature,
+            Some("lookup") => WebhookVerify::Lookup,
+            Some(_) => {
+                problems.push("WEBHOOK_VERIFY must be signature or lookup".to_owned());
+                WebhookVerify::Signature
+            }
+        };
+        let jwt_secret = env_opt(get, "JWT_SECRET").or_else(|| env_opt(get, "SUPABASE_JWT_SECRET"));
+        if prod && jwt_secret.is_none() {
+            problems
+                .push("JWT_SECRET (or SUPABASE_JWT_SECRET) must be set in production".to_owned());
+        }
+        if prod && jwt_secret.as_deref() == Some(DEV_JWT_SECRET) {
+            problems.push("JWT_SECRET is the public development secret".to_owned());
+        }
+        let cors_allowed_origins: Vec<String> = env_opt(get, "CORS_ALLOWED_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| {
+                if prod {
+                    Vec::new()
+                } else {
+                    vec![
+                        "http://localhost:5173".to_owned(),
+                        "http://127.0.0.1:5173".to_owned(),
+                    ]
+                }
+            });
+        if prod && cors_allowed_origins.iter().any(|o| o == "*") {
+            problems.push("CORS_ALLOWED_ORIGINS may not be * in production".to_owned());
+        }
+        let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
+        let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
+        let reconcile_interval = env_secs(get, "RECONCILE_INTERVAL_SECONDS", 30)?;
+
+        if !problems.is_empty() {
+            return Err(ConfigError(problems.join("; ")));
+        }
+        Ok(Config {
+            env,
+            listen_addr: env_opt(get, "LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            database_url,
+            toss_api_base,
+            toss_secret_key: SecretString::from(
+                toss_secret_key.unwrap_or_else(|| DEV_TOSS_SECRET_KEY.into()),
+            ),
+            toss_client_key: env_opt(get, "TOSS_CLIENT_KEY")
+                .unwrap_or_else(|| DEV_TOSS_CLIENT_KEY.into()),
+            webhook_secret: SecretString::from(
+                webhook_secret.unwrap_or_else(|| DEV_WEBHOOK_SECRET.into()),
+            ),
+            webhook_secret_previous: webhook_secret_previous.map(SecretString::from),
+            webhook_verify,
+            jwt_secret: SecretString::from(jwt_secret.unwrap_or_else(|| DEV_JWT_SECRET.into())),
+            cors_allowed_origins,
+            public_base_url: env_opt(get, "PUBLIC_BASE_URL"),
+            order_ttl,
+            toss_timeout,
+            reconcile_interval,
+        })
+    }
+
+    /// A development configuration (tests and `coursepay serve` without variables).
+    pub fn development() -> Self {
+        // The empty environment is always a valid development configuration.
+        #[allow(clippy::expect_used)]
+        Self::from_lookup(&|_| None).expect("empty environment is valid in development")
+    }
+
+    pub fn uses_sandbox(&self) -> bool {
+        self.toss_api_base.is_none()
+    }
+
+    /// Every secret this configuration holds, for tests that assert none reaches a log.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut v = vec![
+            self.toss_secret_key.expose_secret().to_owned(),
+            self.webhook_secret.expose_secret().to_owned(),
+            self.jwt_secret.expose_secret().to_owned(),
+        ];
+        if let Some(p) = &self.webhook_secret_previous {
+            v.push(p.expose_secret().to_owned());
+        }
+        v
+    }
+}
+
+/// The variables `--help` documents: (name, meaning).
+pub const VARIABLES: &[(&str, &str)] = &[
+    (
+        "COURSEPAY_ENV",
+        "development (default) or production; production refuses unsafe defaults",
+    ),
+    (
+        "LISTEN_ADDR",
+        "address to listen on (default 127.0.0.1:8080)",
+    ),
+    (
+        "DATABASE_URL",
+        "postgres://… (production) or sqlite://file (default: sqlite://coursepay.db)",
+    ),
+    (
+        "TOSS_SECRET_KEY",
+        "Toss secret key, test_sk_… or live_sk_… (required live_sk_ in production)",
+    ),
+    (
+        "TOSS_CLIENT_KEY",
+        "Toss client key handed to the storefront (VITE_TOSS_CLIENT_KEY)",
+    ),
+    (
+        "TOSS_API_BASE",
+        "Toss API base URL, e.g. https://api.tosspayments.com (unset: built-in sandbox)",
+    ),
+    (
+        "WEBHOOK_SECRET",
+        "HMAC-SHA256 key for X-Signature webhooks, ≥ 32 bytes",
+    ),
+    (
+        "WEBHOOK_SECRET_PREVIOUS",
+        "the previous webhook key, accepted during a rotation",
+    ),
+    (
+        "WEBHOOK_VERIFY",
+        "signature (default) or lookup (accept unsigned Toss deliveries, verified by lookup)",
+    ),
+    (
+        "JWT_SECRET",
+        "HS256 secret of user/service tokens; SUPABASE_JWT_SECRET is accepted too",
+    ),
+    (
+        "CORS_ALLOWED_ORIGINS",
+        "comma-separated origins allowed to call the API from a browser",
+    ),
+    (
+        "PUBLIC_BASE_URL",
+        "the URL this service is reached at (sandbox checkout links)",
+    ),
+    (
+        "ORDER_TTL_SECONDS",
+        "how long a checkout order stays payable (default 1800)",
+    ),
+    (
+        "TOSS_TIMEOUT_SECONDS",
+        "timeout of one Toss API call (default 10)",
+    ),
+    (
+        "RECONCILE_INTERVAL_SECONDS",
+        "how often open orders are settled with Toss (default 30)",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn development_needs_nothing() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.uses_sandbox());
+        assert_eq!(c.env, Environment::Development);
+    }
+
+    #[test]
+    fn production_refuses_defaults_without_printing_secrets() {
+        let err = cfg(&[
+            ("COURSEPAY_ENV", "production"),
+            ("TOSS_SECRET_KEY", "test_sk_leakme"),
+        ])
+        .unwrap_err();
+        for needle in [
+            "DATABASE_URL",
+            "TOSS_API_BASE",
+            "live_sk_",
+            "WEBHOOK_SECRET",
+            "JWT_SECRET",
+        ] {
+            assert!(err.0.contains(needle), "{needle} missing from {}", err.0);
+        }
+        assert!(!err.0.contains("leakme"));
+    }
+
+    #[test]
+    fn production_accepts_a_full_configuration() {
+        let c = cfg(&[
+            ("COURSEPAY_ENV", "production"),
+            ("DATABASE_URL", "postgres://u@db/coursepay"),
+            ("TOSS_API_BASE", "https://api.tosspayments.com"),
+            ("TOSS_SECRET_KEY", "live_sk_abc"),
+            ("WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("SUPABASE_JWT_SECRET", "super-secret-jwt"),
+            ("CORS_ALLOWED_ORIGINS", "https://shop.example.com/"),
+        ])
+        .unwrap();
+        assert_eq!(c.cors_allowed_origins, vec!["https://shop.example.com"]);
+        assert!(!format!("{c:?}").contains("super-secret-jwt"));
+    }
+
+    #[test]
+    fn short_webhook_secret_and_wildcard_cors_refused() {
+        assert!(cfg(&[("WEBHOOK_SECRET", "short")]).is_err());
+        let err = cfg(&[
+            ("COURSEPAY_ENV", "production"),
+            ("DATABASE_URL", "postgres://u@db/c"),
+            ("TOSS_API_BASE", "https://api.tosspayments.com"),
+            ("TOSS_SECRET_KEY", "live_sk_abc"),
+            ("WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("JWT_SECRET", "x"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+        ])
+        .unwrap_err();
+        assert!(err.0.contains("CORS"));
+    }
+}

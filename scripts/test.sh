@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test of coursepay on both stores (SQLite and PostgreSQL).
+#
+# It makes sure PostgreSQL is running (starting it, or installing it where missing), creates a
+# fresh database for this run and points the tests at it. PostgreSQL tests never skip: if the
+# database cannot be reached they fail.
+#
+#   scripts/test.sh            # all tests
+#   scripts/test.sh -p coursepay-store   # extra arguments go to cargo test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PGHOST=127.0.0.1
+PGPORT=5432
+export PGPASSWORD=postgres
+log() { printf '==> %s\n' "$*" >&2; }
+
+pg_up() { pg_isready -h "$PGHOST" -p "$PGPORT" -q 2>/dev/null; }
+
+ensure_postgres() {
+  if pg_up; then return; fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    log "PostgreSQL is not installed: installing it (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  log "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
+  pg_up || { log "PostgreSQL did not come up"; exit 1; }
+  # A fresh Debian cluster asks TCP clients for a password: give the postgres role one that
+  # the test URL carries (harmless where trust auth is configured).
+  if command -v runuser >/dev/null 2>&1; then
+    runuser -u postgres -- psql -q -c "ALTER USER postgres PASSWORD 'postgres'" >/dev/null 2>&1 || true
+  fi
+}
+
+ensure_postgres
+DB="coursepay_test"
+log "creating a fresh database $DB"
+psql -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -q -v ON_ERROR_STOP=1 \
+  -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+export TEST_DATABASE_URL="postgres://postgres:postgres@$PGHOST:$PGPORT/$DB"
+export COURSEPAY_REQUIRE_PG=1
+
+log "running every test (SQLite + PostgreSQL at $PGHOST:$PGPORT/$DB)"
+cargo test --workspace --all-targets "$@"
