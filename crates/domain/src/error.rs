@@ -231,23 +231,51 @@ impl ErrorCode {
             (OrderExpired, Locale::En) => "This order has expired. Please start the payment again.",
             (AlreadyEnrolled, Locale::Ko) => "이미 수강 중인 강의입니다.",
             (AlreadyEnrolled, Locale::En) => "You are already enrolled in this course.",
-            (AmountMismatch, Locale::Ko) => "결제 금액이 주문 금액과 다릅니다. 결제가 진행되지 않았습니다.",
-            (AmountMismatch, Locale::En) => "The amount does not match the order. Nothing was charged.",
-            (ConfirmInProgress, Locale::Ko) => "결제를 확인하는 중입니다. 잠시 후 다시 확인해 주세요.",
-            (ConfirmInProgress, Locale::En) => "Your payment is being confirmed. Please check again in a moment.",
-            (PaymentRejected, Locale::Ko) => "결제가 거절되었습니다. 다른 결제 수단을 이용해 주세요.",
-            (PaymentRejected, Locale::En) => "The payment was declined. Please try another payment method.",
-            (PgUnavailable, Locale::Ko) => "결제사 연결이 원활하지 않습니다. 잠시 후 다시 시도해 주세요.",
-            (PgUnavailable, Locale::En) => "The payment provider is unavailable. Please try again shortly.",
-            (PgTimeout, Locale::Ko) => "결제 결과를 확인하는 중입니다. 중복 결제되지 않으니 잠시 후 다시 시도해 주세요.",
-            (PgTimeout, Locale::En) => "We are still checking your payment. You will not be charged twice; please try again shortly.",
-            (PaymentsPaused, Locale::Ko) => "결제가 일시 중단되었습니다. 잠시 후 다시 시도해 주세요.",
-            (PaymentsPaused, Locale::En) => "Payments are paused for a moment. Please try again later.",
+            (AmountMismatch, Locale::Ko) => {
+                "결제 금액이 주문 금액과 다릅니다. 결제가 진행되지 않았습니다."
+            }
+            (AmountMismatch, Locale::En) => {
+                "The amount does not match the order. Nothing was charged."
+            }
+            (ConfirmInProgress, Locale::Ko) => {
+                "결제를 확인하는 중입니다. 잠시 후 다시 확인해 주세요."
+            }
+            (ConfirmInProgress, Locale::En) => {
+                "Your payment is being confirmed. Please check again in a moment."
+            }
+            (PaymentRejected, Locale::Ko) => {
+                "결제가 거절되었습니다. 다른 결제 수단을 이용해 주세요."
+            }
+            (PaymentRejected, Locale::En) => {
+                "The payment was declined. Please try another payment method."
+            }
+            (PgUnavailable, Locale::Ko) => {
+                "결제사 연결이 원활하지 않습니다. 잠시 후 다시 시도해 주세요."
+            }
+            (PgUnavailable, Locale::En) => {
+                "The payment provider is unavailable. Please try again shortly."
+            }
+            (PgTimeout, Locale::Ko) => {
+                "결제 결과를 확인하는 중입니다. 중복 결제되지 않으니 잠시 후 다시 시도해 주세요."
+            }
+            (PgTimeout, Locale::En) => {
+                "We are still checking your payment. You will not be charged twice; please try again shortly."
+            }
+            (PaymentsPaused, Locale::Ko) => {
+                "결제가 일시 중단되었습니다. 잠시 후 다시 시도해 주세요."
+            }
+            (PaymentsPaused, Locale::En) => {
+                "Payments are paused for a moment. Please try again later."
+            }
             (IdempotencyKeyReused, Locale::Ko) => "같은 요청 키가 다른 요청에 사용되었습니다.",
-            (IdempotencyKeyReused, Locale::En) => "This Idempotency-Key was already used for a different request.",
+            (IdempotencyKeyReused, Locale::En) => {
+                "This Idempotency-Key was already used for a different request."
+            }
             (PaymentNotFound, Locale::Ko) => "결제를 찾을 수 없습니다.",
             (PaymentNotFound, Locale::En) => "This payment does not exist.",
-            (RefundNotAllowed, Locale::Ko) => "환불할 수 없는 결제이거나 환불 가능 금액을 초과했습니다.",
+            (RefundNotAllowed, Locale::Ko) => {
+                "환불할 수 없는 결제이거나 환불 가능 금액을 초과했습니다."
+            }
             (RefundNotAllowed, Locale::En) => "This payment cannot be refunded by that amount.",
             (EnrollmentNotFound, Locale::Ko) => "수강 정보를 찾을 수 없습니다.",
             (EnrollmentNotFound, Locale::En) => "This enrollment does not exist.",
@@ -265,8 +293,12 @@ impl ErrorCode {
             (WebhookReplayed, Locale::En) => "This webhook signature was already used.",
             (RateLimited, Locale::Ko) => "요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
             (RateLimited, Locale::En) => "Too many requests. Please wait a moment and try again.",
-            (ServiceUnavailable, Locale::Ko) => "서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.",
-            (ServiceUnavailable, Locale::En) => "The service is temporarily unavailable. Please try again shortly.",
+            (ServiceUnavailable, Locale::Ko) => {
+                "서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요."
+            }
+            (ServiceUnavailable, Locale::En) => {
+                "The service is temporarily unavailable. Please try again shortly."
+            }
             (Internal, Locale::Ko) => "일시적인 오류가 발생했습니다. 잠시 후 다시 시도해 주세요.",
             (Internal, Locale::En) => "Something went wrong on our side. Please try again shortly.",
         }

@@ -197,7 +197,14 @@ mod tests {
         assert!(OrderId::parse("abc123").is_ok());
         assert!(OrderId::parse(&"a".repeat(64)).is_ok());
         assert!(OrderId::parse(&"a".repeat(65)).is_err());
-        for bad in ["abc 123", "abc/123", "abc%2F1", "주문번호123", "abc123\n", "../../x1"] {
+        for bad in [
+            "abc 123",
+            "abc/123",
+            "abc%2F1",
+            "주문번호123",
+            "abc123\n",
+            "../../x1",
+        ] {
             assert!(OrderId::parse(bad).is_err(), "{bad}");
         }
         let g = OrderId::generate();

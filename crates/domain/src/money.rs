@@ -88,7 +88,9 @@ mod tests {
         assert_eq!(max.checked_add(Money::new(1).unwrap()), None);
         assert_eq!(Money::ZERO.checked_sub(Money::new(1).unwrap()), None);
         assert_eq!(
-            Money::new(300).unwrap().checked_sub(Money::new(100).unwrap()),
+            Money::new(300)
+                .unwrap()
+                .checked_sub(Money::new(100).unwrap()),
             Some(Money::new(200).unwrap())
         );
     }

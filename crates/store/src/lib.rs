@@ -9,12 +9,19 @@
 //! Where money turns into an enrollment there is exactly one method, [`Store::settle`]; every
 //! path (confirm, settle-on-read, reconciler, webhooks) ends there.
 
+mod error;
 pub mod model;
 pub mod postgres;
 pub mod roundtrips;
+mod row;
+mod shared;
 pub mod sqlite;
+pub mod testing;
 
+pub use error::SQLITE_FOREIGN_KEY;
 pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use domain::{CourseId, EnrollmentId, OrderId, PaymentId, UserId};

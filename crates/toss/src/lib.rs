@@ -230,7 +230,8 @@ impl TossClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| TossError::Protocol(format!("building http client: {e}")))?;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:", config.secret_key));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:", config.secret_key));
         Ok(Self {
             http,
             base: config.api_base.trim_end_matches('/').to_owned(),
@@ -264,9 +265,11 @@ impl TossClient {
         payment_key: &PaymentKey,
         ctx: &CallContext,
     ) -> Result<PaymentView, TossError> {
-        let req = self
-            .http
-            .get(format!("{}/v1/payments/{}", self.base, payment_key.as_str()));
+        let req = self.http.get(format!(
+            "{}/v1/payments/{}",
+            self.base,
+            payment_key.as_str()
+        ));
         self.send(req, ctx).await
     }
 
@@ -275,9 +278,11 @@ impl TossClient {
         order_id: &OrderId,
         ctx: &CallContext,
     ) -> Result<PaymentView, TossError> {
-        let req = self
-            .http
-            .get(format!("{}/v1/payments/orders/{}", self.base, order_id.as_str()));
+        let req = self.http.get(format!(
+            "{}/v1/payments/orders/{}",
+            self.base,
+            order_id.as_str()
+        ));
         self.send(req, ctx).await
     }
 
@@ -300,7 +305,11 @@ impl TossClient {
         };
         let req = self
             .http
-            .post(format!("{}/v1/payments/{}/cancel", self.base, payment_key.as_str()))
+            .post(format!(
+                "{}/v1/payments/{}/cancel",
+                self.base,
+                payment_key.as_str()
+            ))
             .header("Idempotency-Key", key.as_str())
             .json(&body);
         self.send(req, ctx).await
@@ -373,9 +382,15 @@ mod tests {
             Outcome::AlreadyProcessed
         );
         assert_eq!(api(502, "HTTP_502").outcome(), Outcome::Unknown);
-        assert_eq!(api(401, "UNAUTHORIZED_KEY").outcome(), Outcome::Misconfigured);
+        assert_eq!(
+            api(401, "UNAUTHORIZED_KEY").outcome(),
+            Outcome::Misconfigured
+        );
         assert_eq!(TossError::Timeout.outcome(), Outcome::Unknown);
-        assert_eq!(TossError::Connect("x".into()).outcome(), Outcome::Unavailable);
+        assert_eq!(
+            TossError::Connect("x".into()).outcome(),
+            Outcome::Unavailable
+        );
         assert!(!api(403, "REJECT_CARD_PAYMENT").is_provider_failure());
         assert!(api(500, "FAILED_INTERNAL_SYSTEM_PROCESSING").is_provider_failure());
     }

@@ -289,34 +289,12 @@ pub async fn resolve_order(app: &App, order: Order, source: &str) -> Result<Orde
         .get_payment_by_order(&order.order_id, &call_ctx())
         .await;
     note_call(Operation::Lookup, started, &looked);
-    let now = OffsetDateTime::now_utc();
     match looked {
-        Ok(view) if view.status.is_captured() => {
-            settle_view(app, &order, &view, source, &ev).await?;
-        }
-        Ok(view) if view.status == PaymentStatus::InProgress => {
-            if view.total_amount != order.amount {
-                // The buyer authenticated a different amount than we priced: never confirm it.
-                tracing::warn!(order_id = %order.order_id, "authenticated amount differs from order; not confirming");
-            } else {
-                confirm_open_order(app, &order, &view.payment_key, source, &ev).await;
-            }
-        }
-        Ok(view) if matches!(view.status, PaymentStatus::Aborted | PaymentStatus::Expired) => {
-            let to = if view.status == PaymentStatus::Expired {
-                OrderStatus::Expired
-            } else {
-                OrderStatus::Failed
-            };
-            app.store
-                .fail_order(&order.order_id, to, Some(view.status.as_str()), &ev)
-                .await?;
-        }
-        Ok(_) => {}
+        Ok(view) => apply_view(app, &order, &view, source, &ev).await?,
         Err(TossError::Api { code, .. }) if code == "NOT_FOUND_PAYMENT" => {
             // Nothing was ever authenticated. Past the order's life plus Toss's confirm window
             // nothing can arrive any more.
-            if now > order.expires_at + CONFIRM_WINDOW {
+            if OffsetDateTime::now_utc() > order.expires_at + CONFIRM_WINDOW {
                 app.store
                     .fail_order(&order.order_id, OrderStatus::Expired, None, &ev)
                     .await?;
@@ -327,6 +305,49 @@ pub async fn resolve_order(app: &App, order: Order, source: &str) -> Result<Orde
         }
     }
     Ok(app.store.get_order(&order.order_id).await?.unwrap_or(order))
+}
+
+/// Act on what Toss says about `order`'s payment (a fresh lookup, never a webhook body):
+/// the one dispatch shared by settle-on-read, the reconciler and webhooks.
+///
+/// Because it acts on the provider's current state, deliveries that arrive out of order cannot
+/// move an order backwards: a late ABORTED for a payment Toss reports DONE is simply DONE, and
+/// `fail_order` never touches a PAID order anyway.
+pub async fn apply_view(
+    app: &App,
+    order: &Order,
+    view: &PaymentView,
+    source: &str,
+    ev: &EventContext,
+) -> Result<()> {
+    if view.order_id != order.order_id {
+        return Err(Error::internal("payment belongs to another order"));
+    }
+    match view.status {
+        s if s.is_captured() => {
+            settle_view(app, order, view, source, ev).await?;
+        }
+        PaymentStatus::InProgress if order.status.is_open() => {
+            if view.total_amount != order.amount {
+                // The buyer authenticated a different amount than we priced: never confirm it.
+                tracing::warn!(order_id = %order.order_id, "authenticated amount differs from order; not confirming");
+            } else {
+                confirm_open_order(app, order, &view.payment_key, source, ev).await;
+            }
+        }
+        PaymentStatus::Aborted | PaymentStatus::Expired if order.status.is_open() => {
+            let to = if view.status == PaymentStatus::Expired {
+                OrderStatus::Expired
+            } else {
+                OrderStatus::Failed
+            };
+            app.store
+                .fail_order(&order.order_id, to, Some(view.status.as_str()), ev)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The buyer authenticated but our confirm never happened (tab closed) or never finished:

@@ -1,0 +1,762 @@
+//! The PostgreSQL backend (production).
+//!
+//! Every trait method is one statement, so one round trip: state changes and their event-log
+//! rows are written together by data-modifying CTEs. Two things to keep in mind when reading
+//! the SQL:
+//!
+//! * All parts of a statement see the snapshot taken when it started; a CTE cannot see rows
+//!   another CTE of the same statement inserts or updates except through its `RETURNING`.
+//!   So results are built from `RETURNING` rows when something changed and from the snapshot
+//!   otherwise (`SELECT * FROM changed UNION ALL SELECT * FROM before WHERE NOT EXISTS …`).
+//! * Under READ COMMITTED a statement can wait for a concurrent writer and then act on the
+//!   newer row while its own snapshot still shows the older one. Where that matters (two
+//!   settles of one payment at once) the statement reports what it saw and is re-run.
+
+use crate::error::from_pg;
+use crate::model::*;
+use crate::row::{self, Columns, bad_column};
+use crate::{Backend, Result, Store, StoreError, roundtrips};
+use async_trait::async_trait;
+use domain::{CourseId, EnrollmentId, OrderId, OrderStatus, PaymentId, UserId};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Decode, Postgres, Row, Type};
+use std::str::FromStr;
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How often `settle` re-runs its statement after losing a race to a concurrent settle or
+/// claim of the same order (each re-run sees the winner's committed rows, so one is enough in
+/// practice; the bound keeps a bug from looping forever).
+const SETTLE_ATTEMPTS: u32 = 5;
+
+/// How often `claim_order` re-runs when its snapshot was overtaken by a concurrent change of
+/// the order (see there).
+const CLAIM_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect with a `postgres://` URL. Fails with [`StoreError::Unavailable`] when the
+    /// server cannot be reached.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("bad database URL: {e}")))?;
+        Self::connect_with(options).await
+    }
+
+    /// Connect with prepared options (e.g. a `search_path` for a test schema).
+    pub async fn connect_with(options: PgConnectOptions) -> Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            // A request waiting longer than this for a connection is better answered with a
+            // retryable 503 than left hanging.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(from_pg)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: PgPool) -> PgStore {
+        PgStore { pool }
+    }
+
+    /// The underlying pool, for operations outside the trait (tests, admin tooling).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn get<'r, T>(row: &'r PgRow, col: &str) -> Result<T>
+where
+    T: Decode<'r, Postgres> + Type<Postgres>,
+{
+    row.try_get(col).map_err(|e| bad_column(col, e))
+}
+
+impl Columns for PgRow {
+    fn uuid(&self, col: &str) -> Result<Uuid> {
+        get(self, col)
+    }
+    fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>> {
+        get(self, col)
+    }
+    fn text(&self, col: &str) -> Result<String> {
+        get(self, col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        get(self, col)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        get(self, col)
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        get(self, col)
+    }
+    fn ts(&self, col: &str) -> Result<OffsetDateTime> {
+        get(self, col)
+    }
+    fn opt_ts(&self, col: &str) -> Result<Option<OffsetDateTime>> {
+        get(self, col)
+    }
+    fn json(&self, col: &str) -> Result<serde_json::Value> {
+        get(self, col)
+    }
+}
+
+/// The SQLSTATEs after which a settle statement is simply re-run: a unique violation from a
+/// concurrent writer our snapshot could not see, a deadlock, a serialization failure.
+fn is_race(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| matches!(code.as_ref(), "23505" | "40P01" | "40001"))
+}
+
+fn is_unique_violation_of(err: &sqlx::Error, constraint: &str) -> bool {
+    err.as_database_error().is_some_and(|db| {
+        db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint)
+    })
+}
+
+const CREATE_COURSE: &str = "
+INSERT INTO courses (id, title, price, currency, status, created_at, updated_at)
+VALUES ($1, $2, $3, 'KRW', 'PUBLISHED', $4, $4)
+RETURNING *";
+
+const LIST_COURSES: &str = "
+SELECT * FROM courses WHERE status = 'PUBLISHED' ORDER BY created_at, id";
+
+const GET_COURSE: &str = "SELECT * FROM courses WHERE id = $1";
+
+/// Insert the order unless the user is already ENROLLED; log it.
+const CREATE_ORDER: &str = "
+WITH created AS (
+    INSERT INTO orders (order_id, user_id, course_id, amount, order_name, status,
+                        created_at, expires_at, updated_at)
+    SELECT $1, $2, $3, $4, $5, 'PENDING', $6, $7, $6
+    WHERE NOT EXISTS (
+        SELECT 1 FROM enrollments
+        WHERE user_id = $2 AND course_id = $3 AND status = 'ENROLLED'
+    )
+    RETURNING *
+),
+event AS (
+    INSERT INTO payment_events (order_id, kind, from_status, to_status, actor, request_id,
+                                detail, at)
+    SELECT order_id, 'order.created', NULL, 'PENDING', $8, $9,
+           jsonb_build_object('amount', amount, 'course_id', course_id),
+           $10
+    FROM created
+)
+SELECT * FROM created";
+
+const GET_ORDER: &str = "SELECT * FROM orders WHERE order_id = $1";
+
+/// PENDING → CONFIRMING if everything holds, else the order as found. `enrolled_elsewhere`
+/// is computed from the snapshot; a concurrent claim of another order for the same course
+/// that the snapshot cannot see is stopped by orders_one_active_per_course instead.
+const CLAIM_ORDER: &str = "
+WITH before AS (
+    SELECT * FROM orders WHERE order_id = $1
+),
+elsewhere AS (
+    SELECT EXISTS (
+               SELECT 1 FROM enrollments e, before b
+               WHERE e.user_id = b.user_id AND e.course_id = b.course_id
+                 AND e.status = 'ENROLLED')
+        OR EXISTS (
+               SELECT 1 FROM orders o, before b
+               WHERE o.user_id = b.user_id AND o.course_id = b.course_id
+                 AND o.order_id <> b.order_id AND o.status IN ('CONFIRMING', 'PAID'))
+           AS flag
+),
+claimed AS (
+    UPDATE orders o
+    SET status = 'CONFIRMING', payment_key = $4, updated_at = $5
+    FROM elsewhere
+    WHERE o.order_id = $1
+      AND o.status = 'PENDING'
+      AND o.user_id = $2
+      AND o.amount = $3
+      AND o.expires_at > $5
+      AND NOT elsewhere.flag
+    RETURNING o.*
+),
+event AS (
+    INSERT INTO payment_events (order_id, kind, from_status, to_status, actor, request_id,
+                                detail, at)
+    SELECT order_id, 'order.claimed', 'PENDING', 'CONFIRMING', $6, $7,
+           jsonb_build_object('payment_key', payment_key, 'amount', amount),
+           $5
+    FROM claimed
+)
+SELECT result.*, (SELECT flag FROM elsewhere) AS enrolled_elsewhere
+FROM (
+    SELECT *, true AS claimed FROM claimed
+    UNION ALL
+    SELECT *, false AS claimed FROM before WHERE NOT EXISTS (SELECT 1 FROM claimed)
+) AS result";
+
+const RELEASE_ORDER: &str = "
+WITH released AS (
+    UPDATE orders SET status = 'PENDING', updated_at = $2
+    WHERE order_id = $1 AND status = 'CONFIRMING'
+    RETURNING order_id, payment_key
+),
+event AS (
+    INSERT INTO payment_events (order_id, kind, from_status, to_status, actor, request_id,
+                                detail, at)
+    SELECT order_id, 'order.released', 'CONFIRMING', 'PENDING', $3, $4,
+           jsonb_build_object('payment_key', payment_key),
+           $2
+    FROM released
+)
+SELECT count(*) AS moved FROM released";
+
+/// PENDING/CONFIRMING → FAILED/EXPIRED. `FOR UPDATE` makes `cur` the row as it is after any
+/// concurrent writer committed, so the event's from_status is the status actually replaced.
+const FAIL_ORDER: &str = "
+WITH cur AS (
+    SELECT order_id, status FROM orders
+    WHERE order_id = $1 AND status IN ('PENDING', 'CONFIRMING')
+    FOR UPDATE
+),
+failed AS (
+    UPDATE orders o SET status = $2, failure_code = $3, updated_at = $4
+    FROM cur
+    WHERE o.order_id = cur.order_id AND o.status IN ('PENDING', 'CONFIRMING')
+    RETURNING o.order_id, cur.status AS from_status
+),
+event AS (
+    INSERT INTO payment_events (order_id, kind, from_status, to_status, actor, request_id,
+                                detail, at)
+    SELECT order_id, $5, from_status, $2, $6, $7,
+           jsonb_build_object('code', $3::text),
+           $4
+    FROM failed
+)
+SELECT count(*) AS moved FROM failed";
+
+/// THE settle statement. Parameters: $1 order_id, $2 provider, $3 provider_tx_id (payment
+/// key), $4 new payment id, $5 new enrollment id, $6 amount, $7 payment status, $8 method,
+/// $9 secret, $10 approved_at, $11 now, $12 actor, $13 request_id, $14 source.
+///
+/// * `ord` locks the order, so concurrent settles/claims of one order queue here and `ord`
+///   is the row as the previous one left it.
+/// * `prior` / `other_payment`: this payment already recorded (a replay), or another payment
+///   already recorded for this order (refused by payments_order_id_key).
+/// * Only when neither exists (and the locked order has no payment yet): upsert the enrollment,
+///   insert the payment (ON CONFLICT DO NOTHING: a concurrent settle that our snapshot missed
+///   makes this a no-op, reported as "nothing seen" and re-run), set the order PAID — or
+///   FAILED/DUPLICATE_PAYMENT when another order of the user for this course is already
+///   CONFIRMING/PAID — and log it. A REFUNDED order is left as it is.
+const SETTLE: &str = "
+WITH ord AS (
+    SELECT * FROM orders WHERE order_id = $1 FOR UPDATE
+),
+duplicate AS (
+    SELECT EXISTS (
+        SELECT 1 FROM orders other, ord
+        WHERE other.user_id = ord.user_id AND other.course_id = ord.course_id
+          AND other.order_id <> ord.order_id AND other.status IN ('CONFIRMING', 'PAID')
+    ) AS flag
+),
+prior AS (
+    SELECT id, order_id, enrollment_id, approved_at FROM payments
+    WHERE provider = $2 AND provider_tx_id = $3
+),
+other_payment AS (
+    SELECT id FROM payments
+    WHERE order_id = $1 AND NOT (provider = $2 AND provider_tx_id = $3)
+),
+enrollment AS (
+    INSERT INTO enrollments AS e (id, user_id, course_id, status, source, enrolled_at,
+                                  updated_at)
+    SELECT $5, ord.user_id, ord.course_id, 'ENROLLED', 'payment', $11, $11
+    FROM ord
+    WHERE ord.payment_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM prior)
+      AND NOT EXISTS (SELECT 1 FROM other_payment)
+    ON CONFLICT (user_id, course_id) DO UPDATE
+    SET status = 'ENROLLED',
+        source = 'payment',
+        enrolled_at = CASE WHEN e.status = 'ENROLLED' THEN e.enrolled_at
+                           ELSE EXCLUDED.enrolled_at END,
+        updated_at = EXCLUDED.updated_at
+    RETURNING id
+),
+payment AS (
+    INSERT INTO payments (id, provider, provider_tx_id, order_id, user_id, course_id,
+                          enrollment_id, amount, balance, status, method, secret,
+                          approved_at, created_at, updated_at)
+    SELECT $4, $2, $3, ord.order_id, ord.user_id, ord.course_id,
+           enrollment.id, $6, $6, $7, $8, $9, $10, $11, $11
+    FROM ord CROSS JOIN enrollment
+    ON CONFLICT (provider, provider_tx_id) DO NOTHING
+    RETURNING id, enrollment_id, approved_at
+),
+settled AS (
+    UPDATE orders o
+    SET status = CASE WHEN o.status = 'PAID' THEN 'PAID'
+                      WHEN duplicate.flag THEN 'FAILED'
+                      ELSE 'PAID' END,
+        failure_code = CASE WHEN o.status = 'PAID' THEN o.failure_code
+                            WHEN duplicate.flag THEN 'DUPLICATE_PAYMENT'
+                            ELSE NULL END,
+        payment_key = $3,
+        payment_id = payment.id,
+        enrollment_id = payment.enrollment_id,
+        approved_at = payment.approved_at,
+        updated_at = $11
+    FROM payment CROSS JOIN duplicate
+    WHERE o.order_id = $1 AND o.status <> 'REFUNDED'
+    RETURNING o.*
+),
+event AS (
+    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                                request_id, detail, at)
+    SELECT ord.order_id, payment.id,
+           CASE WHEN settled.status = 'FAILED' THEN 'payment.duplicate'
+                ELSE 'payment.settled' END,
+           ord.status, COALESCE(settled.status, ord.status), $12, $13,
+           jsonb_build_object('source', $14::text, 'amount', $6::bigint,
+                              'method', $8::text, 'payment_key', $3::text),
+           $11
+    FROM payment CROSS JOIN ord LEFT JOIN settled ON true
+),
+result_order AS (
+    SELECT * FROM settled
+    UNION ALL
+    SELECT * FROM ord WHERE NOT EXISTS (SELECT 1 FROM settled)
+)
+SELECT result_order.*,
+       prior.id AS prior_payment_id,
+       prior.order_id AS prior_order_id,
+       prior.enrollment_id AS prior_enrollment_id,
+       prior.approved_at AS prior_approved_at,
+       payment.id AS new_payment_id,
+       payment.enrollment_id AS new_enrollment_id,
+       payment.approved_at AS new_approved_at,
+       EXISTS (SELECT 1 FROM other_payment) AS other_payment
+FROM (SELECT 1) AS one
+LEFT JOIN result_order ON true
+LEFT JOIN prior ON true
+LEFT JOIN payment ON true";
+
+const OPEN_ORDERS: &str = "
+SELECT * FROM orders
+WHERE status IN ('PENDING', 'CONFIRMING') AND updated_at < $1
+ORDER BY updated_at, order_id
+LIMIT $2";
+
+const LIST_ENROLLMENTS: &str = "
+SELECT * FROM enrollments WHERE user_id = $1 ORDER BY enrolled_at, id";
+
+const GET_ENROLLMENT: &str = "SELECT * FROM enrollments WHERE id = $1";
+
+const GET_PAYMENT: &str = "SELECT * FROM payments WHERE id = $1";
+
+const PAYMENT_FOR_ORDER: &str = "SELECT * FROM payments WHERE order_id = $1";
+
+const ORDER_EVENTS: &str = "SELECT * FROM payment_events WHERE order_id = $1 ORDER BY id";
+
+/// Insert the key, or take over an expired row. `seen` is the live row from the snapshot; a
+/// row inserted concurrently after the snapshot is read by a second statement.
+const REMEMBER_KEY: &str = "
+WITH fresh AS (
+    INSERT INTO idempotency_keys AS k (scope, key, fingerprint, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (scope, key) DO UPDATE
+    SET fingerprint = EXCLUDED.fingerprint,
+        created_at = EXCLUDED.created_at,
+        expires_at = EXCLUDED.expires_at
+    WHERE k.expires_at <= EXCLUDED.created_at
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM fresh) AS fresh,
+       (SELECT fingerprint FROM idempotency_keys
+        WHERE scope = $1 AND key = $2 AND expires_at > $4) AS seen";
+
+const KEY_FINGERPRINT: &str = "
+SELECT fingerprint FROM idempotency_keys WHERE scope = $1 AND key = $2";
+
+const REMEMBER_ONCE: &str = "
+INSERT INTO one_time_tokens AS t (kind, token, expires_at)
+VALUES ($1, $2, $3)
+ON CONFLICT (kind, token) DO UPDATE SET expires_at = EXCLUDED.expires_at
+WHERE t.expires_at <= $4
+RETURNING 1";
+
+const APPLIED_MIGRATIONS: &str = "
+SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner)
+            | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => from_pg(inner),
+            other => StoreError::Other(format!("migration failed: {other}")),
+        })
+    }
+
+    async fn ready(&self) -> Result<()> {
+        roundtrips::add(1);
+        let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        crate::shared::check_applied(&MIGRATOR, &applied)
+    }
+
+    async fn create_course(&self, new: NewCourse) -> Result<Course> {
+        roundtrips::add(1);
+        let row = sqlx::query(CREATE_COURSE)
+            .bind(new.id.0)
+            .bind(&new.title)
+            .bind(new.price.won())
+            .bind(new.now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row::course(&row)
+    }
+
+    async fn list_courses(&self) -> Result<Vec<Course>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(LIST_COURSES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        rows.iter().map(row::course).collect()
+    }
+
+    async fn get_course(&self, id: CourseId) -> Result<Option<Course>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_COURSE)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row.as_ref().map(row::course).transpose()
+    }
+
+    async fn create_order(&self, new: NewOrder) -> Result<Order> {
+        roundtrips::add(1);
+        let row = sqlx::query(CREATE_ORDER)
+            .bind(new.order_id.as_str())
+            .bind(new.user_id.0)
+            .bind(new.course_id.0)
+            .bind(new.amount.won())
+            .bind(&new.order_name)
+            .bind(new.now)
+            .bind(new.expires_at)
+            .bind(&new.ctx.actor)
+            .bind(new.ctx.request_id.as_deref())
+            .bind(new.ctx.now.unwrap_or(new.now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        match row {
+            Some(row) => row::order(&row),
+            None => Err(StoreError::AlreadyEnrolled),
+        }
+    }
+
+    async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_ORDER)
+            .bind(order_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row.as_ref().map(row::order).transpose()
+    }
+
+    async fn claim_order(&self, claim: ClaimRequest) -> Result<ClaimOutcome> {
+        let now = claim.ctx.at();
+        for _ in 0..CLAIM_ATTEMPTS {
+            roundtrips::add(1);
+            let result = sqlx::query(CLAIM_ORDER)
+                .bind(claim.order_id.as_str())
+                .bind(claim.user_id.0)
+                .bind(claim.amount.won())
+                .bind(claim.payment_key.as_str())
+                .bind(now)
+                .bind(&claim.ctx.actor)
+                .bind(claim.ctx.request_id.as_deref())
+                .fetch_optional(&self.pool)
+                .await;
+            let row = match result {
+                Ok(Some(row)) => row,
+                Ok(None) => return Ok(ClaimOutcome::NotFound),
+                // Another order of this user for this course became CONFIRMING/PAID after our
+                // snapshot was taken: the partial unique index refused this one.
+                Err(e) if is_unique_violation_of(&e, "orders_one_active_per_course") => {
+                    return match self.get_order(&claim.order_id).await? {
+                        Some(order) => Ok(ClaimOutcome::NotClaimed {
+                            order,
+                            enrolled_elsewhere: true,
+                        }),
+                        None => Ok(ClaimOutcome::NotFound),
+                    };
+                }
+                Err(e) => return Err(from_pg(e)),
+            };
+            let order = row::order(&row)?;
+            if row.flag("claimed")? {
+                return Ok(ClaimOutcome::Claimed(order));
+            }
+            let enrolled_elsewhere = row.flag("enrolled_elsewhere")?;
+            // The snapshot says the claim should have happened, yet the UPDATE (which re-reads
+            // a row changed by a concurrent writer) refused it: the order changed after the
+            // snapshot (e.g. a webhook settled it). Answer with the order as it is now.
+            let stale = order.status == OrderStatus::Pending
+                && order.user_id == claim.user_id
+                && order.amount == claim.amount
+                && order.expires_at > now
+                && !enrolled_elsewhere;
+            if !stale {
+                return Ok(ClaimOutcome::NotClaimed {
+                    order,
+                    enrolled_elsewhere,
+                });
+            }
+        }
+        Err(StoreError::Other(format!(
+            "claim of order {} did not converge after {CLAIM_ATTEMPTS} attempts",
+            claim.order_id
+        )))
+    }
+
+    async fn release_order(&self, order_id: &OrderId, ctx: &EventContext) -> Result<bool> {
+        roundtrips::add(1);
+        let moved: i64 = sqlx::query_scalar(RELEASE_ORDER)
+            .bind(order_id.as_str())
+            .bind(ctx.at())
+            .bind(&ctx.actor)
+            .bind(ctx.request_id.as_deref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        Ok(moved > 0)
+    }
+
+    async fn fail_order(
+        &self,
+        order_id: &OrderId,
+        to: OrderStatus,
+        code: Option<&str>,
+        ctx: &EventContext,
+    ) -> Result<bool> {
+        let kind = crate::shared::fail_event_kind(to)?;
+        roundtrips::add(1);
+        let moved: i64 = sqlx::query_scalar(FAIL_ORDER)
+            .bind(order_id.as_str())
+            .bind(to.as_str())
+            .bind(code)
+            .bind(ctx.at())
+            .bind(kind)
+            .bind(&ctx.actor)
+            .bind(ctx.request_id.as_deref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        Ok(moved > 0)
+    }
+
+    async fn settle(&self, s: Settlement) -> Result<Settled> {
+        crate::shared::check_settlement(&s)?;
+        let payment_id = PaymentId::new();
+        let enrollment_id = EnrollmentId::new();
+        let now = s.ctx.at();
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            roundtrips::add(1);
+            let result = sqlx::query(SETTLE)
+                .bind(s.order_id.as_str())
+                .bind(domain::PROVIDER_TOSS)
+                .bind(s.payment_key.as_str())
+                .bind(payment_id.0)
+                .bind(enrollment_id.0)
+                .bind(s.amount.won())
+                .bind(s.status.as_str())
+                .bind(s.method.as_deref())
+                .bind(s.secret.as_deref())
+                .bind(s.approved_at)
+                .bind(now)
+                .bind(&s.ctx.actor)
+                .bind(s.ctx.request_id.as_deref())
+                .bind(&s.source)
+                .fetch_one(&self.pool)
+                .await;
+            let row = match result {
+                Ok(row) => row,
+                Err(e) if attempt < SETTLE_ATTEMPTS && is_race(&e) => {
+                    tracing::debug!(order_id = %s.order_id, attempt, error = %e, "settle raced; re-running");
+                    continue;
+                }
+                Err(e) => return Err(from_pg(e)),
+            };
+            if row.opt_text("order_id")?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let order = row::order(&row)?;
+            if let Some(id) = row.opt_uuid("new_payment_id")? {
+                return Ok(Settled {
+                    order,
+                    payment_id: PaymentId(id),
+                    enrollment_id: EnrollmentId(row.uuid("new_enrollment_id")?),
+                    approved_at: row.ts("new_approved_at")?,
+                    newly_settled: true,
+                });
+            }
+            if let Some(id) = row.opt_uuid("prior_payment_id")? {
+                return crate::shared::replayed_settlement(
+                    order,
+                    &s.order_id,
+                    PaymentId(id),
+                    &row.text("prior_order_id")?,
+                    row.opt_uuid("prior_enrollment_id")?.map(EnrollmentId),
+                    row.ts("prior_approved_at")?,
+                );
+            }
+            if row.flag("other_payment")? {
+                return Err(StoreError::Constraint("payments_order_id_key".to_owned()));
+            }
+            // Nothing recorded and nothing inserted: a concurrent settle committed the payment
+            // after our snapshot. The next run sees it.
+            tracing::debug!(order_id = %s.order_id, attempt, "settle saw a concurrent settle; re-running");
+        }
+        Err(StoreError::Other(format!(
+            "settle of order {} did not converge after {SETTLE_ATTEMPTS} attempts",
+            s.order_id
+        )))
+    }
+
+    async fn open_orders(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Order>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(OPEN_ORDERS)
+            .bind(older_than)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        rows.iter().map(row::order).collect()
+    }
+
+    async fn list_enrollments(&self, user: UserId) -> Result<Vec<Enrollment>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(LIST_ENROLLMENTS)
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        rows.iter().map(row::enrollment).collect()
+    }
+
+    async fn get_enrollment(&self, id: EnrollmentId) -> Result<Option<Enrollment>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_ENROLLMENT)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row.as_ref().map(row::enrollment).transpose()
+    }
+
+    async fn get_payment(&self, id: PaymentId) -> Result<Option<Payment>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_PAYMENT)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row.as_ref().map(row::payment).transpose()
+    }
+
+    async fn payment_for_order(&self, order_id: &OrderId) -> Result<Option<Payment>> {
+        roundtrips::add(1);
+        let row = sqlx::query(PAYMENT_FOR_ORDER)
+            .bind(order_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row.as_ref().map(row::payment).transpose()
+    }
+
+    async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(ORDER_EVENTS)
+            .bind(order_id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        rows.iter().map(row::event).collect()
+    }
+
+    async fn remember_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<KeyUse> {
+        roundtrips::add(1);
+        let row = sqlx::query(REMEMBER_KEY)
+            .bind(scope)
+            .bind(key)
+            .bind(fingerprint)
+            .bind(now)
+            .bind(expires_at)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        if row.flag("fresh")? {
+            return Ok(KeyUse::Fresh);
+        }
+        let seen = match row.opt_text("seen")? {
+            Some(seen) => seen,
+            None => {
+                roundtrips::add(1);
+                sqlx::query_scalar(KEY_FINGERPRINT)
+                    .bind(scope)
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(from_pg)?
+            }
+        };
+        Ok(crate::shared::key_use(&seen, fingerprint))
+    }
+
+    async fn remember_once(
+        &self,
+        kind: &str,
+        token: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool> {
+        roundtrips::add(1);
+        let row = sqlx::query(REMEMBER_ONCE)
+            .bind(kind)
+            .bind(token)
+            .bind(expires_at)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        Ok(row.is_some())
+    }
+}

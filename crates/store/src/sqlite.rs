@@ -1,0 +1,872 @@
+//! The SQLite backend (the embedded default): one file in WAL mode, same schema and
+//! constraint names as PostgreSQL.
+//!
+//! SQLite has no data-modifying CTEs, so each state change is one transaction of a few
+//! statements. Write transactions start with `BEGIN IMMEDIATE`: the write lock is taken up
+//! front, so concurrent writers queue on `busy_timeout` instead of both reading under a shared
+//! lock and then failing to upgrade it (SQLITE_BUSY, the SQLite form of a deadlock). Inside
+//! the transaction nobody else writes, so a read followed by a write sees no races; that is
+//! why this file needs none of the re-run logic the PostgreSQL backend has.
+//!
+//! Timestamps are TEXT, RFC 3339 in UTC with exactly six fractional digits
+//! (`2026-01-02T03:04:05.123456Z`, see [`ts`]): fixed width, so text order is time order and
+//! SQL comparisons (`expires_at > $now`) are correct. Microseconds, like PostgreSQL.
+
+use crate::error::from_sqlite;
+use crate::model::*;
+use crate::row::{self, Columns, bad_column};
+use crate::{Backend, Result, Store, StoreError, roundtrips};
+use async_trait::async_trait;
+use domain::{CourseId, EnrollmentId, OrderId, OrderStatus, PaymentId, UserId};
+use serde_json::json;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Decode, Row, Sqlite, SqliteConnection, Transaction, Type};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+use uuid::Uuid;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for another writer's transaction before giving up with
+/// [`StoreError::Unavailable`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A timestamp as stored in SQLite. The one place that writes the format.
+pub fn ts(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+fn parse_ts(col: &str, s: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| bad_column(col, e))
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// A temporary directory holding the database file, removed when the last clone of the
+    /// store is dropped (test stores only; see [`crate::testing`]).
+    _dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) a database file: a path, or a `sqlite:` URL. WAL journal,
+    /// foreign keys on, FULL sync (a committed payment survives a power cut), 10 s busy
+    /// timeout. `sqlite::memory:` gives a private in-memory database on a single connection.
+    pub async fn open(path_or_url: &str) -> Result<SqliteStore> {
+        let options = if path_or_url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(path_or_url)
+                .map_err(|e| StoreError::Other(format!("bad SQLite URL: {e}")))?
+        } else {
+            SqliteConnectOptions::new().filename(path_or_url)
+        };
+        let in_memory = path_or_url.contains(":memory:") || path_or_url.contains("mode=memory");
+        let options = options
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Full);
+        let (options, pool) = if in_memory {
+            // Every connection to ":memory:" is its own database: keep exactly one, forever.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+            (options, pool)
+        } else {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                // Writers queue inside SQLite (busy_timeout); the pool wait adds to that.
+                .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5));
+            (options.journal_mode(SqliteJournalMode::Wal), pool)
+        };
+        let pool = pool.connect_with(options).await.map_err(from_sqlite)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: SqlitePool) -> SqliteStore {
+        SqliteStore { pool, _dir: None }
+    }
+
+    /// Keep `dir` (holding the database file) alive as long as the store.
+    pub(crate) fn with_dir(mut self, dir: tempfile::TempDir) -> SqliteStore {
+        self._dir = Some(Arc::new(dir));
+        self
+    }
+
+    /// The underlying pool, for operations outside the trait (tests, admin tooling).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        roundtrips::add(1);
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(from_sqlite)
+    }
+}
+
+async fn commit(tx: Transaction<'static, Sqlite>) -> Result<()> {
+    roundtrips::add(1);
+    tx.commit().await.map_err(from_sqlite)
+}
+
+async fn rollback(tx: Transaction<'static, Sqlite>) -> Result<()> {
+    roundtrips::add(1);
+    tx.rollback().await.map_err(from_sqlite)
+}
+
+fn get<'r, T>(row: &'r SqliteRow, col: &str) -> Result<T>
+where
+    T: Decode<'r, Sqlite> + Type<Sqlite>,
+{
+    row.try_get(col).map_err(|e| bad_column(col, e))
+}
+
+impl Columns for SqliteRow {
+    fn uuid(&self, col: &str) -> Result<Uuid> {
+        get(self, col)
+    }
+    fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>> {
+        get(self, col)
+    }
+    fn text(&self, col: &str) -> Result<String> {
+        get(self, col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        get(self, col)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        get(self, col)
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        get(self, col)
+    }
+    fn ts(&self, col: &str) -> Result<OffsetDateTime> {
+        let s: String = get(self, col)?;
+        parse_ts(col, &s)
+    }
+    fn opt_ts(&self, col: &str) -> Result<Option<OffsetDateTime>> {
+        let s: Option<String> = get(self, col)?;
+        s.map(|s| parse_ts(col, &s)).transpose()
+    }
+    fn json(&self, col: &str) -> Result<serde_json::Value> {
+        let s: String = get(self, col)?;
+        serde_json::from_str(&s).map_err(|e| bad_column(col, e))
+    }
+}
+
+/// One row for payment_events.
+struct NewEvent<'a> {
+    order_id: &'a str,
+    payment_id: Option<Uuid>,
+    kind: &'a str,
+    from_status: Option<&'a str>,
+    to_status: Option<&'a str>,
+    ctx: &'a EventContext,
+    detail: serde_json::Value,
+    at: OffsetDateTime,
+}
+
+const INSERT_EVENT: &str = "
+INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                            request_id, detail, at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+async fn insert_event(conn: &mut SqliteConnection, ev: NewEvent<'_>) -> Result<()> {
+    roundtrips::add(1);
+    sqlx::query(INSERT_EVENT)
+        .bind(ev.order_id)
+        .bind(ev.payment_id)
+        .bind(ev.kind)
+        .bind(ev.from_status)
+        .bind(ev.to_status)
+        .bind(&ev.ctx.actor)
+        .bind(ev.ctx.request_id.as_deref())
+        .bind(ev.detail.to_string())
+        .bind(ts(ev.at))
+        .execute(conn)
+        .await
+        .map_err(from_sqlite)?;
+    Ok(())
+}
+
+const CREATE_COURSE: &str = "
+INSERT INTO courses (id, title, price, currency, status, created_at, updated_at)
+VALUES ($1, $2, $3, 'KRW', 'PUBLISHED', $4, $4)
+RETURNING *";
+
+const LIST_COURSES: &str = "
+SELECT * FROM courses WHERE status = 'PUBLISHED' ORDER BY created_at, id";
+
+const GET_COURSE: &str = "SELECT * FROM courses WHERE id = $1";
+
+const CREATE_ORDER: &str = "
+INSERT INTO orders (order_id, user_id, course_id, amount, order_name, status,
+                    created_at, expires_at, updated_at)
+SELECT $1, $2, $3, $4, $5, 'PENDING', $6, $7, $6
+WHERE NOT EXISTS (
+    SELECT 1 FROM enrollments
+    WHERE user_id = $2 AND course_id = $3 AND status = 'ENROLLED'
+)
+RETURNING *";
+
+const GET_ORDER: &str = "SELECT * FROM orders WHERE order_id = $1";
+
+/// PENDING → CONFIRMING when everything holds (same conditions as PostgreSQL's claim).
+const CLAIM_ORDER: &str = "
+UPDATE orders
+SET status = 'CONFIRMING', payment_key = $4, updated_at = $5
+WHERE order_id = $1
+  AND status = 'PENDING'
+  AND user_id = $2
+  AND amount = $3
+  AND expires_at > $5
+  AND NOT EXISTS (
+      SELECT 1 FROM enrollments e
+      WHERE e.user_id = orders.user_id AND e.course_id = orders.course_id
+        AND e.status = 'ENROLLED')
+  AND NOT EXISTS (
+      SELECT 1 FROM orders o
+      WHERE o.user_id = orders.user_id AND o.course_id = orders.course_id
+        AND o.order_id <> orders.order_id AND o.status IN ('CONFIRMING', 'PAID'))
+RETURNING *";
+
+/// The order as found, for a claim that did not happen.
+const ORDER_AND_ELSEWHERE: &str = "
+SELECT o.*,
+       EXISTS (
+           SELECT 1 FROM enrollments e
+           WHERE e.user_id = o.user_id AND e.course_id = o.course_id
+             AND e.status = 'ENROLLED')
+       OR EXISTS (
+           SELECT 1 FROM orders other
+           WHERE other.user_id = o.user_id AND other.course_id = o.course_id
+             AND other.order_id <> o.order_id AND other.status IN ('CONFIRMING', 'PAID'))
+       AS enrolled_elsewhere
+FROM orders o
+WHERE o.order_id = $1";
+
+const RELEASE_ORDER: &str = "
+UPDATE orders SET status = 'PENDING', updated_at = $2
+WHERE order_id = $1 AND status = 'CONFIRMING'
+RETURNING payment_key";
+
+/// The event goes first so it can read the status being replaced; the UPDATE follows in the
+/// same transaction only if the event row was written.
+const FAIL_ORDER_EVENT: &str = "
+INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                            request_id, detail, at)
+SELECT order_id, NULL, $2, status, $3, $4, $5, $6, $7
+FROM orders
+WHERE order_id = $1 AND status IN ('PENDING', 'CONFIRMING')";
+
+const FAIL_ORDER: &str = "
+UPDATE orders SET status = $2, failure_code = $3, updated_at = $4
+WHERE order_id = $1 AND status IN ('PENDING', 'CONFIRMING')";
+
+/// Everything settle decides on, read under the write lock.
+const SETTLE_READ: &str = "
+SELECT o.*,
+       EXISTS (
+           SELECT 1 FROM orders other
+           WHERE other.user_id = o.user_id AND other.course_id = o.course_id
+             AND other.order_id <> o.order_id AND other.status IN ('CONFIRMING', 'PAID'))
+       AS duplicate,
+       prior.id AS prior_payment_id,
+       prior.order_id AS prior_order_id,
+       prior.enrollment_id AS prior_enrollment_id,
+       prior.approved_at AS prior_approved_at,
+       EXISTS (
+           SELECT 1 FROM payments p
+           WHERE p.order_id = o.order_id AND NOT (p.provider = $2 AND p.provider_tx_id = $3))
+       AS other_payment
+FROM orders o
+LEFT JOIN payments prior ON prior.provider = $2 AND prior.provider_tx_id = $3
+WHERE o.order_id = $1";
+
+const SETTLE_ENROLL: &str = "
+INSERT INTO enrollments (id, user_id, course_id, status, source, enrolled_at, updated_at)
+VALUES ($1, $2, $3, 'ENROLLED', 'payment', $4, $4)
+ON CONFLICT (user_id, course_id) DO UPDATE
+SET status = 'ENROLLED',
+    source = 'payment',
+    enrolled_at = CASE WHEN enrollments.status = 'ENROLLED' THEN enrollments.enrolled_at
+                       ELSE excluded.enrolled_at END,
+    updated_at = excluded.updated_at
+RETURNING id";
+
+const SETTLE_PAYMENT: &str = "
+INSERT INTO payments (id, provider, provider_tx_id, order_id, user_id, course_id,
+                      enrollment_id, amount, balance, status, method, secret,
+                      approved_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $13)";
+
+const SETTLE_ORDER: &str = "
+UPDATE orders
+SET status = $2, failure_code = $3, payment_key = $4, payment_id = $5, enrollment_id = $6,
+    approved_at = $7, updated_at = $8
+WHERE order_id = $1
+RETURNING *";
+
+const OPEN_ORDERS: &str = "
+SELECT * FROM orders
+WHERE status IN ('PENDING', 'CONFIRMING') AND updated_at < $1
+ORDER BY updated_at, order_id
+LIMIT $2";
+
+const LIST_ENROLLMENTS: &str = "
+SELECT * FROM enrollments WHERE user_id = $1 ORDER BY enrolled_at, id";
+
+const GET_ENROLLMENT: &str = "SELECT * FROM enrollments WHERE id = $1";
+
+const GET_PAYMENT: &str = "SELECT * FROM payments WHERE id = $1";
+
+const PAYMENT_FOR_ORDER: &str = "SELECT * FROM payments WHERE order_id = $1";
+
+const ORDER_EVENTS: &str = "SELECT * FROM payment_events WHERE order_id = $1 ORDER BY id";
+
+/// Insert the key or take over an expired row; returns a row only then (Fresh).
+const REMEMBER_KEY: &str = "
+INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (scope, key) DO UPDATE
+SET fingerprint = excluded.fingerprint,
+    created_at = excluded.created_at,
+    expires_at = excluded.expires_at
+WHERE idempotency_keys.expires_at <= excluded.created_at
+RETURNING 1";
+
+const KEY_FINGERPRINT: &str = "
+SELECT fingerprint FROM idempotency_keys WHERE scope = $1 AND key = $2";
+
+const REMEMBER_ONCE: &str = "
+INSERT INTO one_time_tokens (kind, token, expires_at)
+VALUES ($1, $2, $3)
+ON CONFLICT (kind, token) DO UPDATE SET expires_at = excluded.expires_at
+WHERE one_time_tokens.expires_at <= $4
+RETURNING 1";
+
+const APPLIED_MIGRATIONS: &str = "
+SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner)
+            | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => from_sqlite(inner),
+            other => StoreError::Other(format!("migration failed: {other}")),
+        })
+    }
+
+    async fn ready(&self) -> Result<()> {
+        roundtrips::add(1);
+        let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        crate::shared::check_applied(&MIGRATOR, &applied)
+    }
+
+    async fn create_course(&self, new: NewCourse) -> Result<Course> {
+        roundtrips::add(1);
+        let row = sqlx::query(CREATE_COURSE)
+            .bind(new.id.0)
+            .bind(&new.title)
+            .bind(new.price.won())
+            .bind(ts(new.now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row::course(&row)
+    }
+
+    async fn list_courses(&self) -> Result<Vec<Course>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(LIST_COURSES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        rows.iter().map(row::course).collect()
+    }
+
+    async fn get_course(&self, id: CourseId) -> Result<Option<Course>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_COURSE)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row.as_ref().map(row::course).transpose()
+    }
+
+    async fn create_order(&self, new: NewOrder) -> Result<Order> {
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let row = sqlx::query(CREATE_ORDER)
+            .bind(new.order_id.as_str())
+            .bind(new.user_id.0)
+            .bind(new.course_id.0)
+            .bind(new.amount.won())
+            .bind(&new.order_name)
+            .bind(ts(new.now))
+            .bind(ts(new.expires_at))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let Some(row) = row else {
+            rollback(tx).await?;
+            return Err(StoreError::AlreadyEnrolled);
+        };
+        let order = row::order(&row)?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                order_id: order.order_id.as_str(),
+                payment_id: None,
+                kind: "order.created",
+                from_status: None,
+                to_status: Some(OrderStatus::Pending.as_str()),
+                ctx: &new.ctx,
+                detail: json!({
+                    "amount": order.amount.won(),
+                    "course_id": order.course_id,
+                }),
+                at: new.ctx.now.unwrap_or(new.now),
+            },
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(order)
+    }
+
+    async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_ORDER)
+            .bind(order_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row.as_ref().map(row::order).transpose()
+    }
+
+    async fn claim_order(&self, claim: ClaimRequest) -> Result<ClaimOutcome> {
+        let now = claim.ctx.at();
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let claimed = sqlx::query(CLAIM_ORDER)
+            .bind(claim.order_id.as_str())
+            .bind(claim.user_id.0)
+            .bind(claim.amount.won())
+            .bind(claim.payment_key.as_str())
+            .bind(ts(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        if let Some(row) = claimed {
+            let order = row::order(&row)?;
+            insert_event(
+                &mut tx,
+                NewEvent {
+                    order_id: order.order_id.as_str(),
+                    payment_id: None,
+                    kind: "order.claimed",
+                    from_status: Some(OrderStatus::Pending.as_str()),
+                    to_status: Some(OrderStatus::Confirming.as_str()),
+                    ctx: &claim.ctx,
+                    detail: json!({
+                        "payment_key": claim.payment_key.as_str(),
+                        "amount": order.amount.won(),
+                    }),
+                    at: now,
+                },
+            )
+            .await?;
+            commit(tx).await?;
+            return Ok(ClaimOutcome::Claimed(order));
+        }
+        roundtrips::add(1);
+        let found = sqlx::query(ORDER_AND_ELSEWHERE)
+            .bind(claim.order_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        commit(tx).await?;
+        match found {
+            None => Ok(ClaimOutcome::NotFound),
+            Some(row) => Ok(ClaimOutcome::NotClaimed {
+                order: row::order(&row)?,
+                enrolled_elsewhere: row.flag("enrolled_elsewhere")?,
+            }),
+        }
+    }
+
+    async fn release_order(&self, order_id: &OrderId, ctx: &EventContext) -> Result<bool> {
+        let now = ctx.at();
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let released: Option<Option<String>> = sqlx::query_scalar(RELEASE_ORDER)
+            .bind(order_id.as_str())
+            .bind(ts(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let Some(payment_key) = released else {
+            commit(tx).await?;
+            return Ok(false);
+        };
+        insert_event(
+            &mut tx,
+            NewEvent {
+                order_id: order_id.as_str(),
+                payment_id: None,
+                kind: "order.released",
+                from_status: Some(OrderStatus::Confirming.as_str()),
+                to_status: Some(OrderStatus::Pending.as_str()),
+                ctx,
+                detail: json!({ "payment_key": payment_key }),
+                at: now,
+            },
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn fail_order(
+        &self,
+        order_id: &OrderId,
+        to: OrderStatus,
+        code: Option<&str>,
+        ctx: &EventContext,
+    ) -> Result<bool> {
+        let kind = crate::shared::fail_event_kind(to)?;
+        let now = ts(ctx.at());
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let logged = sqlx::query(FAIL_ORDER_EVENT)
+            .bind(order_id.as_str())
+            .bind(kind)
+            .bind(to.as_str())
+            .bind(&ctx.actor)
+            .bind(ctx.request_id.as_deref())
+            .bind(json!({ "code": code }).to_string())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlite)?
+            .rows_affected();
+        if logged == 0 {
+            commit(tx).await?;
+            return Ok(false);
+        }
+        roundtrips::add(1);
+        sqlx::query(FAIL_ORDER)
+            .bind(order_id.as_str())
+            .bind(to.as_str())
+            .bind(code)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn settle(&self, s: Settlement) -> Result<Settled> {
+        crate::shared::check_settlement(&s)?;
+        let now = s.ctx.at();
+        let mut tx = self.begin().await?;
+
+        roundtrips::add(1);
+        let found = sqlx::query(SETTLE_READ)
+            .bind(s.order_id.as_str())
+            .bind(domain::PROVIDER_TOSS)
+            .bind(s.payment_key.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let Some(found) = found else {
+            rollback(tx).await?;
+            return Err(StoreError::NotFound);
+        };
+        let order = row::order(&found)?;
+        if let Some(id) = found.opt_uuid("prior_payment_id")? {
+            commit(tx).await?;
+            return crate::shared::replayed_settlement(
+                order,
+                &s.order_id,
+                PaymentId(id),
+                &found.text("prior_order_id")?,
+                found.opt_uuid("prior_enrollment_id")?.map(EnrollmentId),
+                found.ts("prior_approved_at")?,
+            );
+        }
+        if found.flag("other_payment")? {
+            rollback(tx).await?;
+            return Err(StoreError::Constraint("payments_order_id_key".to_owned()));
+        }
+
+        roundtrips::add(1);
+        let enrollment_id: Uuid = sqlx::query_scalar(SETTLE_ENROLL)
+            .bind(EnrollmentId::new().0)
+            .bind(order.user_id.0)
+            .bind(order.course_id.0)
+            .bind(ts(now))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+
+        let payment_id = PaymentId::new();
+        roundtrips::add(1);
+        sqlx::query(SETTLE_PAYMENT)
+            .bind(payment_id.0)
+            .bind(domain::PROVIDER_TOSS)
+            .bind(s.payment_key.as_str())
+            .bind(order.order_id.as_str())
+            .bind(order.user_id.0)
+            .bind(order.course_id.0)
+            .bind(enrollment_id)
+            .bind(s.amount.won())
+            .bind(s.status.as_str())
+            .bind(s.method.as_deref())
+            .bind(s.secret.as_deref())
+            .bind(ts(s.approved_at))
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+
+        // PAID stays PAID; another CONFIRMING/PAID order for the course makes this one a
+        // duplicate payment (recorded, left for an operator to refund); REFUNDED is not touched.
+        let from_status = order.status;
+        let (to_status, failure_code) = match order.status {
+            OrderStatus::Refunded => (OrderStatus::Refunded, order.failure_code.clone()),
+            OrderStatus::Paid => (OrderStatus::Paid, order.failure_code.clone()),
+            _ if found.flag("duplicate")? => {
+                (OrderStatus::Failed, Some("DUPLICATE_PAYMENT".to_owned()))
+            }
+            _ => (OrderStatus::Paid, None),
+        };
+        let order = if from_status == OrderStatus::Refunded {
+            order
+        } else {
+            roundtrips::add(1);
+            let row = sqlx::query(SETTLE_ORDER)
+                .bind(s.order_id.as_str())
+                .bind(to_status.as_str())
+                .bind(failure_code.as_deref())
+                .bind(s.payment_key.as_str())
+                .bind(payment_id.0)
+                .bind(enrollment_id)
+                .bind(ts(s.approved_at))
+                .bind(ts(now))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+            row::order(&row)?
+        };
+
+        let kind = if to_status == OrderStatus::Failed {
+            "payment.duplicate"
+        } else {
+            "payment.settled"
+        };
+        insert_event(
+            &mut tx,
+            NewEvent {
+                order_id: s.order_id.as_str(),
+                payment_id: Some(payment_id.0),
+                kind,
+                from_status: Some(from_status.as_str()),
+                to_status: Some(to_status.as_str()),
+                ctx: &s.ctx,
+                detail: json!({
+                    "source": s.source,
+                    "amount": s.amount.won(),
+                    "method": s.method,
+                    "payment_key": s.payment_key.as_str(),
+                }),
+                at: now,
+            },
+        )
+        .await?;
+        commit(tx).await?;
+
+        // The row as stored: timestamps at the database's precision.
+        let approved_at = order
+            .approved_at
+            .unwrap_or_else(|| truncate_to_micros(s.approved_at));
+        Ok(Settled {
+            order,
+            payment_id,
+            enrollment_id: EnrollmentId(enrollment_id),
+            approved_at,
+            newly_settled: true,
+        })
+    }
+
+    async fn open_orders(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Order>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(OPEN_ORDERS)
+            .bind(ts(older_than))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        rows.iter().map(row::order).collect()
+    }
+
+    async fn list_enrollments(&self, user: UserId) -> Result<Vec<Enrollment>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(LIST_ENROLLMENTS)
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        rows.iter().map(row::enrollment).collect()
+    }
+
+    async fn get_enrollment(&self, id: EnrollmentId) -> Result<Option<Enrollment>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_ENROLLMENT)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row.as_ref().map(row::enrollment).transpose()
+    }
+
+    async fn get_payment(&self, id: PaymentId) -> Result<Option<Payment>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_PAYMENT)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row.as_ref().map(row::payment).transpose()
+    }
+
+    async fn payment_for_order(&self, order_id: &OrderId) -> Result<Option<Payment>> {
+        roundtrips::add(1);
+        let row = sqlx::query(PAYMENT_FOR_ORDER)
+            .bind(order_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row.as_ref().map(row::payment).transpose()
+    }
+
+    async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(ORDER_EVENTS)
+            .bind(order_id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        rows.iter().map(row::event).collect()
+    }
+
+    async fn remember_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<KeyUse> {
+        roundtrips::add(1);
+        let fresh = sqlx::query(REMEMBER_KEY)
+            .bind(scope)
+            .bind(key)
+            .bind(fingerprint)
+            .bind(ts(now))
+            .bind(ts(expires_at))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        if fresh.is_some() {
+            return Ok(KeyUse::Fresh);
+        }
+        // The key is live (rows are never deleted while live, so this read finds it).
+        roundtrips::add(1);
+        let seen: String = sqlx::query_scalar(KEY_FINGERPRINT)
+            .bind(scope)
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        Ok(crate::shared::key_use(&seen, fingerprint))
+    }
+
+    async fn remember_once(
+        &self,
+        kind: &str,
+        token: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool> {
+        roundtrips::add(1);
+        let row = sqlx::query(REMEMBER_ONCE)
+            .bind(kind)
+            .bind(token)
+            .bind(ts(expires_at))
+            .bind(ts(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        Ok(row.is_some())
+    }
+}
+
+fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let nanos = t.nanosecond();
+    t.replace_nanosecond(nanos - nanos % 1_000).unwrap_or(t)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn timestamps_are_fixed_width_utc() {
+        let t = datetime!(2026-01-02 12:04:05.1234567 +09:00);
+        assert_eq!(ts(t), "2026-01-02T03:04:05.123456Z");
+        assert_eq!(
+            ts(datetime!(2026-01-02 03:04:05 UTC)),
+            "2026-01-02T03:04:05.000000Z"
+        );
+        let back = parse_ts("at", &ts(t)).unwrap();
+        assert_eq!(back, truncate_to_micros(t));
+        // Text order is time order.
+        let earlier = datetime!(2026-01-02 03:04:05.9 UTC);
+        let later = datetime!(2026-01-02 03:04:06 UTC);
+        assert!(ts(earlier) < ts(later));
+    }
+}

@@ -1,0 +1,1546 @@
+//! The store conformance suite: every case runs against SQLite and PostgreSQL (the
+//! `conformance!` macro at the bottom generates `sqlite::<case>` and `postgres::<case>`).
+//! PostgreSQL must be reachable (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1/test);
+//! these tests fail rather than skip without it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use coursepay_store as store;
+
+use domain::{
+    CourseId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentKey, PaymentStatus, UserId,
+};
+use sqlx::{PgPool, SqlitePool};
+use std::collections::HashSet;
+use std::sync::Arc;
+use store::roundtrips::Counter;
+use store::{
+    Backend, ClaimOutcome, ClaimRequest, Course, DynStore, EventContext, KeyUse, NewCourse,
+    NewOrder, Order, Settled, Settlement, StoreError, testing,
+};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+// --- fixtures ------------------------------------------------------------------------------
+
+/// A store plus raw access to its pool, for the few checks the trait cannot express.
+struct Db {
+    store: DynStore,
+    raw: Raw,
+}
+
+enum Raw {
+    Pg(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Db {
+    async fn sqlite() -> Db {
+        let s = testing::sqlite_store().await;
+        Db {
+            raw: Raw::Sqlite(s.pool().clone()),
+            store: Arc::new(s),
+        }
+    }
+
+    async fn postgres() -> Db {
+        let s = testing::postgres_store().await;
+        Db {
+            raw: Raw::Pg(s.pool().clone()),
+            store: Arc::new(s),
+        }
+    }
+
+    fn is_pg(&self) -> bool {
+        self.store.backend() == Backend::Postgres
+    }
+}
+
+impl Raw {
+    async fn count(&self, sql: &'static str) -> i64 {
+        match self {
+            Raw::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            Raw::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        }
+    }
+
+    async fn exec(&self, sql: &'static str) -> Result<u64, sqlx::Error> {
+        match self {
+            Raw::Pg(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
+            Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
+        }
+    }
+
+    async fn insert_exam_attempt(&self, enrollment: Uuid) -> Result<u64, sqlx::Error> {
+        let sql = "INSERT INTO exam_attempts (id, enrollment_id, score, started_at)
+                   VALUES ($1, $2, NULL, $3)";
+        let at = datetime!(2026-03-01 10:00:00 UTC);
+        match self {
+            Raw::Pg(p) => sqlx::query(sql)
+                .bind(Uuid::now_v7())
+                .bind(enrollment)
+                .bind(at)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Sqlite(p) => sqlx::query(sql)
+                .bind(Uuid::now_v7())
+                .bind(enrollment)
+                .bind(store::sqlite::ts(at))
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+    }
+
+    async fn exec_uuid(&self, sql: &'static str, id: Uuid) -> Result<u64, sqlx::Error> {
+        match self {
+            Raw::Pg(p) => sqlx::query(sql)
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Sqlite(p) => sqlx::query(sql)
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+    }
+
+    async fn exec_uuids(&self, sql: &'static str, a: Uuid, b: Uuid) -> Result<u64, sqlx::Error> {
+        match self {
+            Raw::Pg(p) => sqlx::query(sql)
+                .bind(a)
+                .bind(b)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Sqlite(p) => sqlx::query(sql)
+                .bind(a)
+                .bind(b)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+    }
+}
+
+/// The tests' clock: fixed, whole seconds, so values round-trip exactly on both backends.
+fn t(minutes: i64) -> OffsetDateTime {
+    datetime!(2026-03-01 09:00:00 UTC) + Duration::minutes(minutes)
+}
+
+fn ctx(actor: &str, minutes: i64) -> EventContext {
+    EventContext::new(actor, Some(format!("req-{minutes}")), t(minutes))
+}
+
+fn won(v: i64) -> Money {
+    Money::new(v).unwrap()
+}
+
+fn key(s: &str) -> PaymentKey {
+    PaymentKey::parse(s).unwrap()
+}
+
+async fn course(db: &Db, price: i64) -> Course {
+    db.store
+        .create_course(NewCourse {
+            id: CourseId::new(),
+            title: "Rust for payments".to_owned(),
+            price: won(price),
+            now: t(0),
+        })
+        .await
+        .unwrap()
+}
+
+/// A PENDING order created at `t(minutes)`, expiring 30 minutes later.
+async fn order_at(db: &Db, user: UserId, course: &Course, minutes: i64) -> Order {
+    db.store
+        .create_order(NewOrder {
+            order_id: OrderId::generate(),
+            user_id: user,
+            course_id: course.id,
+            amount: course.price,
+            order_name: course.title.clone(),
+            now: t(minutes),
+            expires_at: t(minutes + 30),
+            ctx: ctx(&format!("user:{}", user.0), minutes),
+        })
+        .await
+        .unwrap()
+}
+
+async fn order(db: &Db, user: UserId, course: &Course) -> Order {
+    order_at(db, user, course, 0).await
+}
+
+fn claim_req(order: &Order, payment_key: &str, minutes: i64) -> ClaimRequest {
+    ClaimRequest {
+        order_id: order.order_id.clone(),
+        user_id: order.user_id,
+        amount: order.amount,
+        payment_key: key(payment_key),
+        ctx: ctx(&format!("user:{}", order.user_id.0), minutes),
+    }
+}
+
+fn settlement(order: &Order, payment_key: &str, source: &str, minutes: i64) -> Settlement {
+    Settlement {
+        order_id: order.order_id.clone(),
+        payment_key: key(payment_key),
+        amount: order.amount,
+        status: PaymentStatus::Done,
+        method: Some("카드".to_owned()),
+        approved_at: t(minutes),
+        secret: None,
+        source: source.to_owned(),
+        ctx: ctx(source, minutes),
+    }
+}
+
+async fn claim(db: &Db, order: &Order, payment_key: &str, minutes: i64) -> Order {
+    match db
+        .store
+        .claim_order(claim_req(order, payment_key, minutes))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed(o) => o,
+        other => panic!("expected Claimed, got {other:?}"),
+    }
+}
+
+/// Claim and settle: the happy path of a confirm.
+async fn buy(db: &Db, order: &Order, payment_key: &str) -> Settled {
+    claim(db, order, payment_key, 1).await;
+    db.store
+        .settle(settlement(order, payment_key, "confirm", 2))
+        .await
+        .unwrap()
+}
+
+fn constraint(err: StoreError) -> String {
+    match err {
+        StoreError::Constraint(name) => name,
+        other => panic!("expected a constraint error, got {other:?}"),
+    }
+}
+
+// --- cases ---------------------------------------------------------------------------------
+
+async fn ready_and_migrate_twice(db: Db) {
+    db.store.ready().await.unwrap();
+    db.store.migrate().await.unwrap();
+    db.store.ready().await.unwrap();
+}
+
+async fn courses_crud(db: Db) {
+    assert!(db.store.list_courses().await.unwrap().is_empty());
+    let first = course(&db, 10_000).await;
+    let second = db
+        .store
+        .create_course(NewCourse {
+            id: CourseId::new(),
+            title: "Later course".to_owned(),
+            price: won(55_000),
+            now: t(5),
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.status, "PUBLISHED");
+    assert_eq!(first.price, won(10_000));
+    assert_eq!(first.created_at, t(0));
+
+    let listed = db.store.list_courses().await.unwrap();
+    assert_eq!(listed, vec![first.clone(), second.clone()]);
+    assert_eq!(
+        db.store.get_course(first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(db.store.get_course(CourseId::new()).await.unwrap(), None);
+
+    // The price range is the database's too.
+    let cheap = db
+        .store
+        .create_course(NewCourse {
+            id: CourseId::new(),
+            title: "Too cheap".to_owned(),
+            price: won(99),
+            now: t(0),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(constraint(cheap), "courses_price_check");
+    let dup = db
+        .store
+        .create_course(NewCourse {
+            id: first.id,
+            title: "Same id".to_owned(),
+            price: won(1_000),
+            now: t(0),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(constraint(dup), "courses_pkey");
+}
+
+async fn create_order_refuses_already_enrolled(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let o = order(&db, user, &c).await;
+    assert_eq!(o.status, OrderStatus::Pending);
+    assert_eq!(o.amount, won(10_000));
+    assert_eq!(o.expires_at, t(30));
+    assert_eq!(
+        db.store.get_order(&o.order_id).await.unwrap(),
+        Some(o.clone())
+    );
+    buy(&db, &o, "pk_enrolled_1").await;
+
+    let again = db
+        .store
+        .create_order(NewOrder {
+            order_id: OrderId::generate(),
+            user_id: user,
+            course_id: c.id,
+            amount: c.price,
+            order_name: c.title.clone(),
+            now: t(10),
+            expires_at: t(40),
+            ctx: ctx("user:x", 10),
+        })
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyEnrolled)),
+        "{again:?}"
+    );
+
+    // Another user may still buy it.
+    order(&db, UserId::new(), &c).await;
+
+    // An unknown course is refused by the foreign key.
+    let unknown = db
+        .store
+        .create_order(NewOrder {
+            order_id: OrderId::generate(),
+            user_id: user,
+            course_id: CourseId::new(),
+            amount: won(1_000),
+            order_name: "ghost".to_owned(),
+            now: t(0),
+            expires_at: t(30),
+            ctx: ctx("user:x", 0),
+        })
+        .await
+        .unwrap_err();
+    let expected = if db.is_pg() {
+        "orders_course_id_fkey"
+    } else {
+        store::SQLITE_FOREIGN_KEY
+    };
+    assert_eq!(constraint(unknown), expected);
+
+    // The same order id twice.
+    let dup = db
+        .store
+        .create_order(NewOrder {
+            order_id: o.order_id.clone(),
+            user_id: UserId::new(),
+            course_id: c.id,
+            amount: c.price,
+            order_name: c.title.clone(),
+            now: t(0),
+            expires_at: t(30),
+            ctx: ctx("user:x", 0),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(constraint(dup), "orders_pkey");
+}
+
+async fn claim_happy_path_then_not_claimed(db: Db) {
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+    let claimed = claim(&db, &o, "pk_claim_1", 1).await;
+    assert_eq!(claimed.status, OrderStatus::Confirming);
+    assert_eq!(claimed.payment_key, Some(key("pk_claim_1")));
+    assert_eq!(claimed.updated_at, t(1));
+    assert_eq!(claimed.created_at, o.created_at);
+    assert_eq!(
+        db.store.get_order(&o.order_id).await.unwrap(),
+        Some(claimed.clone())
+    );
+
+    let again = db
+        .store
+        .claim_order(claim_req(&o, "pk_claim_1", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        ClaimOutcome::NotClaimed {
+            order: claimed,
+            enrolled_elsewhere: false
+        }
+    );
+
+    let mut missing = claim_req(&o, "pk_claim_1", 2);
+    missing.order_id = OrderId::generate();
+    assert_eq!(
+        db.store.claim_order(missing).await.unwrap(),
+        ClaimOutcome::NotFound
+    );
+}
+
+async fn claim_refusals_leave_order_unchanged(db: Db) {
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+
+    let mut wrong_amount = claim_req(&o, "pk_refuse_1", 1);
+    wrong_amount.amount = won(9_999);
+    let mut wrong_user = claim_req(&o, "pk_refuse_1", 1);
+    wrong_user.user_id = UserId::new();
+    let expired = claim_req(&o, "pk_refuse_1", 30); // expires_at is t(30): not after it
+    for req in [wrong_amount, wrong_user, expired] {
+        let outcome = db.store.claim_order(req).await.unwrap();
+        assert_eq!(
+            outcome,
+            ClaimOutcome::NotClaimed {
+                order: o.clone(),
+                enrolled_elsewhere: false
+            }
+        );
+        assert_eq!(
+            db.store.get_order(&o.order_id).await.unwrap(),
+            Some(o.clone())
+        );
+    }
+    let events = db.store.order_events(&o.order_id).await.unwrap();
+    assert_eq!(kinds(&events), ["order.created"]);
+
+    // Still claimable just before expiry.
+    claim(&db, &o, "pk_refuse_1", 29).await;
+}
+
+async fn settle_records_payment_and_enrollment(db: Db) {
+    let c = course(&db, 25_000).await;
+    let user = UserId::new();
+    let o = order(&db, user, &c).await;
+    claim(&db, &o, "pk_settle_1", 1).await;
+    let s = db
+        .store
+        .settle(settlement(&o, "pk_settle_1", "confirm", 2))
+        .await
+        .unwrap();
+    assert!(s.newly_settled);
+    assert_eq!(s.approved_at, t(2));
+    assert_eq!(s.order.status, OrderStatus::Paid);
+    assert_eq!(s.order.payment_id, Some(s.payment_id));
+    assert_eq!(s.order.enrollment_id, Some(s.enrollment_id));
+    assert_eq!(s.order.approved_at, Some(t(2)));
+    assert_eq!(s.order.payment_key, Some(key("pk_settle_1")));
+    assert_eq!(s.order.failure_code, None);
+    assert_eq!(
+        db.store.get_order(&o.order_id).await.unwrap(),
+        Some(s.order.clone())
+    );
+
+    let p = db.store.get_payment(s.payment_id).await.unwrap().unwrap();
+    assert_eq!(p.provider, domain::PROVIDER_TOSS);
+    assert_eq!(p.provider_tx_id, "pk_settle_1");
+    assert_eq!(p.order_id, o.order_id);
+    assert_eq!((p.user_id, p.course_id), (user, c.id));
+    assert_eq!(p.enrollment_id, Some(s.enrollment_id));
+    assert_eq!((p.amount, p.balance), (won(25_000), won(25_000)));
+    assert_eq!(p.status, PaymentStatus::Done);
+    assert_eq!(p.method.as_deref(), Some("카드"));
+    assert_eq!(p.approved_at, t(2));
+    assert_eq!(
+        db.store.payment_for_order(&o.order_id).await.unwrap(),
+        Some(p)
+    );
+
+    let e = db
+        .store
+        .get_enrollment(s.enrollment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.user_id, e.course_id), (user, c.id));
+    assert_eq!(e.status, EnrollmentStatus::Enrolled);
+    assert_eq!(db.store.list_enrollments(user).await.unwrap(), vec![e]);
+
+    // A second settle of the same payment (another path reporting it) changes nothing.
+    let again = db
+        .store
+        .settle(settlement(&o, "pk_settle_1", "webhook", 5))
+        .await
+        .unwrap();
+    assert!(!again.newly_settled);
+    assert_eq!(again.payment_id, s.payment_id);
+    assert_eq!(again.enrollment_id, s.enrollment_id);
+    assert_eq!(again.approved_at, s.approved_at);
+    assert_eq!(again.order, s.order);
+    assert_eq!(db.raw.count("SELECT count(*) FROM payments").await, 1);
+    assert_eq!(db.raw.count("SELECT count(*) FROM enrollments").await, 1);
+
+    // Unknown order: loud.
+    let mut unknown = settlement(&o, "pk_settle_2", "webhook", 5);
+    unknown.order_id = OrderId::generate();
+    assert!(matches!(
+        db.store.settle(unknown).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Uncaptured money is never settled.
+    let mut ready = settlement(&o, "pk_settle_3", "webhook", 5);
+    ready.status = PaymentStatus::WaitingForDeposit;
+    assert!(matches!(
+        db.store.settle(ready).await,
+        Err(StoreError::Other(_))
+    ));
+}
+
+async fn settle_conflicting_keys_are_refused(db: Db) {
+    let c = course(&db, 10_000).await;
+    let a = order(&db, UserId::new(), &c).await;
+    let b = order(&db, UserId::new(), &c).await;
+    buy(&db, &a, "pk_conflict_a").await;
+
+    // Another payment key for an order that already has its payment.
+    let err = db
+        .store
+        .settle(settlement(&a, "pk_conflict_other", "webhook", 3))
+        .await
+        .unwrap_err();
+    assert_eq!(constraint(err), "payments_order_id_key");
+
+    // A's payment key reported for order B.
+    let err = db
+        .store
+        .settle(settlement(&b, "pk_conflict_a", "webhook", 3))
+        .await
+        .unwrap_err();
+    assert_eq!(constraint(err), "payments_provider_tx_key");
+    assert_eq!(db.raw.count("SELECT count(*) FROM payments").await, 1);
+    assert_eq!(
+        db.store
+            .get_order(&b.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Pending
+    );
+}
+
+async fn concurrent_settles_make_one_payment(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let o = order(&db, user, &c).await;
+    claim(&db, &o, "pk_race_1", 1).await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = db.store.clone();
+        let s = settlement(
+            &o,
+            "pk_race_1",
+            if i % 2 == 0 { "confirm" } else { "webhook" },
+            2,
+        );
+        tasks.spawn(async move { store.settle(s).await });
+    }
+    let results: Vec<Settled> = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(results.iter().filter(|s| s.newly_settled).count(), 1);
+    let ids: HashSet<_> = results
+        .iter()
+        .map(|s| (s.payment_id, s.enrollment_id))
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(results.iter().all(|s| s.order.status == OrderStatus::Paid));
+
+    assert_eq!(db.raw.count("SELECT count(*) FROM payments").await, 1);
+    assert_eq!(db.raw.count("SELECT count(*) FROM enrollments").await, 1);
+    assert_eq!(db.store.list_enrollments(user).await.unwrap().len(), 1);
+    let events = db.store.order_events(&o.order_id).await.unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["order.created", "order.claimed", "payment.settled"]
+    );
+}
+
+async fn concurrent_claims_one_winner(db: Db) {
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = db.store.clone();
+        let req = claim_req(&o, &format!("pk_claims_{i}"), 1);
+        tasks.spawn(async move { store.claim_order(req).await });
+    }
+    let outcomes: Vec<ClaimOutcome> = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let winners: Vec<&Order> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            ClaimOutcome::Claimed(order) => Some(order),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let stored = db.store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(&stored, winners[0]);
+    let events = db.store.order_events(&o.order_id).await.unwrap();
+    assert_eq!(kinds(&events), ["order.created", "order.claimed"]);
+}
+
+/// Ten orders of one user for one course, claimed at once: the partial unique index (or the
+/// claim's own check) lets exactly one through.
+async fn concurrent_claims_of_sibling_orders_one_winner(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let mut orders = Vec::new();
+    for _ in 0..10 {
+        orders.push(order(&db, user, &c).await);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, o) in orders.iter().enumerate() {
+        let store = db.store.clone();
+        let req = claim_req(o, &format!("pk_sibling_{i}"), 1);
+        tasks.spawn(async move { store.claim_order(req).await });
+    }
+    let outcomes: Vec<ClaimOutcome> = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let claimed = outcomes
+        .iter()
+        .filter(|o| matches!(o, ClaimOutcome::Claimed(_)))
+        .count();
+    assert_eq!(claimed, 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        if let ClaimOutcome::NotClaimed {
+            order,
+            enrolled_elsewhere,
+        } = outcome
+        {
+            assert!(enrolled_elsewhere);
+            assert_eq!(order.status, OrderStatus::Pending);
+        }
+    }
+}
+
+async fn second_order_sees_enrolled_elsewhere(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let a = order(&db, user, &c).await;
+    let b = order(&db, user, &c).await;
+    claim(&db, &a, "pk_else_a", 1).await;
+
+    // A is being charged: B may not be.
+    match db
+        .store
+        .claim_order(claim_req(&b, "pk_else_b", 2))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::NotClaimed {
+            order,
+            enrolled_elsewhere,
+        } => {
+            assert!(enrolled_elsewhere);
+            assert_eq!(order, b);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    db.store
+        .settle(settlement(&a, "pk_else_a", "confirm", 2))
+        .await
+        .unwrap();
+    match db
+        .store
+        .claim_order(claim_req(&b, "pk_else_b", 3))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::NotClaimed {
+            enrolled_elsewhere, ..
+        } => assert!(enrolled_elsewhere),
+        other => panic!("{other:?}"),
+    }
+
+    // A replayed claim of the PAID order itself: not claimed, and the user is enrolled.
+    match db
+        .store
+        .claim_order(claim_req(&a, "pk_else_a", 4))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::NotClaimed {
+            order,
+            enrolled_elsewhere,
+        } => {
+            assert!(enrolled_elsewhere);
+            assert_eq!(order.status, OrderStatus::Paid);
+            assert!(order.enrollment_id.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn settle_of_failed_or_expired_order_records_payment(db: Db) {
+    let c = course(&db, 10_000).await;
+    for (to, code) in [
+        (OrderStatus::Failed, Some("REJECT_CARD_PAYMENT")),
+        (OrderStatus::Expired, None),
+    ] {
+        let o = order(&db, UserId::new(), &c).await;
+        claim(&db, &o, &format!("pk_late_{}", to.as_str()), 1).await;
+        assert!(
+            db.store
+                .fail_order(&o.order_id, to, code, &ctx("reconciler", 2))
+                .await
+                .unwrap()
+        );
+        let failed = db.store.get_order(&o.order_id).await.unwrap().unwrap();
+        assert_eq!(failed.status, to);
+        assert_eq!(failed.failure_code.as_deref(), code);
+
+        // Toss later says the money moved after all: it is recorded and the order is PAID.
+        let s = db
+            .store
+            .settle(settlement(
+                &o,
+                &format!("pk_late_{}", to.as_str()),
+                "reconciler",
+                5,
+            ))
+            .await
+            .unwrap();
+        assert!(s.newly_settled);
+        assert_eq!(s.order.status, OrderStatus::Paid);
+        assert_eq!(s.order.failure_code, None);
+        assert!(
+            db.store
+                .payment_for_order(&o.order_id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let events = db.store.order_events(&o.order_id).await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(last.kind, "payment.settled");
+        assert_eq!(last.from_status.as_deref(), Some(to.as_str()));
+        assert_eq!(last.to_status.as_deref(), Some("PAID"));
+    }
+}
+
+async fn duplicate_payment_is_kept_and_flagged(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let a = order(&db, user, &c).await;
+    let b = order(&db, user, &c).await;
+    let first = buy(&db, &a, "pk_dup_a").await;
+
+    // B was paid too (e.g. a virtual-account deposit reported by webhook).
+    let dup = db
+        .store
+        .settle(settlement(&b, "pk_dup_b", "webhook", 6))
+        .await
+        .unwrap();
+    assert!(dup.newly_settled);
+    assert_eq!(dup.order.status, OrderStatus::Failed);
+    assert_eq!(dup.order.failure_code.as_deref(), Some("DUPLICATE_PAYMENT"));
+    assert_eq!(dup.order.payment_id, Some(dup.payment_id));
+    assert_ne!(dup.payment_id, first.payment_id);
+    assert_eq!(dup.enrollment_id, first.enrollment_id);
+
+    let p = db
+        .store
+        .payment_for_order(&b.order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.id, dup.payment_id);
+    assert_eq!(p.provider_tx_id, "pk_dup_b");
+    assert_eq!(db.raw.count("SELECT count(*) FROM payments").await, 2);
+    assert_eq!(db.raw.count("SELECT count(*) FROM enrollments").await, 1);
+
+    let events = db.store.order_events(&b.order_id).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "payment.duplicate");
+    assert_eq!(last.to_status.as_deref(), Some("FAILED"));
+    assert_eq!(last.payment_id, Some(dup.payment_id));
+
+    // Reported again: same answer, nothing new.
+    let again = db
+        .store
+        .settle(settlement(&b, "pk_dup_b", "reconciler", 9))
+        .await
+        .unwrap();
+    assert!(!again.newly_settled);
+    assert_eq!(again.payment_id, dup.payment_id);
+    assert_eq!(again.order.status, OrderStatus::Failed);
+    assert_eq!(
+        db.store.order_events(&b.order_id).await.unwrap().len(),
+        events.len()
+    );
+
+    // A is untouched.
+    assert_eq!(
+        db.store.get_order(&a.order_id).await.unwrap().unwrap(),
+        first.order
+    );
+}
+
+async fn release_and_fail_only_from_open_states(db: Db) {
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+    let sys = ctx("system", 2);
+
+    assert!(
+        !db.store.release_order(&o.order_id, &sys).await.unwrap(),
+        "PENDING"
+    );
+    claim(&db, &o, "pk_release_1", 1).await;
+    assert!(db.store.release_order(&o.order_id, &sys).await.unwrap());
+    let released = db.store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(released.status, OrderStatus::Pending);
+    assert_eq!(released.updated_at, t(2));
+    assert!(!db.store.release_order(&o.order_id, &sys).await.unwrap());
+
+    // Released orders can be claimed again.
+    claim(&db, &o, "pk_release_2", 3).await;
+    assert!(
+        db.store
+            .fail_order(
+                &o.order_id,
+                OrderStatus::Failed,
+                Some("REJECT_CARD_PAYMENT"),
+                &sys
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .fail_order(&o.order_id, OrderStatus::Expired, None, &sys)
+            .await
+            .unwrap(),
+        "FAILED is not open"
+    );
+    assert!(!db.store.release_order(&o.order_id, &sys).await.unwrap());
+
+    // fail_order from PENDING works; PAID orders are never failed or released.
+    let p = order(&db, UserId::new(), &c).await;
+    assert!(
+        db.store
+            .fail_order(&p.order_id, OrderStatus::Expired, None, &sys)
+            .await
+            .unwrap()
+    );
+    let paid = order(&db, UserId::new(), &c).await;
+    buy(&db, &paid, "pk_release_paid").await;
+    assert!(
+        !db.store
+            .fail_order(&paid.order_id, OrderStatus::Failed, None, &sys)
+            .await
+            .unwrap()
+    );
+    assert!(!db.store.release_order(&paid.order_id, &sys).await.unwrap());
+    assert_eq!(
+        db.store
+            .get_order(&paid.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Paid
+    );
+
+    // Only FAILED/EXPIRED are failure targets.
+    assert!(matches!(
+        db.store
+            .fail_order(&p.order_id, OrderStatus::Paid, None, &sys)
+            .await,
+        Err(StoreError::Other(_))
+    ));
+    assert!(
+        !db.store
+            .fail_order(&OrderId::generate(), OrderStatus::Failed, None, &sys)
+            .await
+            .unwrap()
+    );
+
+    let events = db.store.order_events(&o.order_id).await.unwrap();
+    assert_eq!(
+        kinds(&events),
+        [
+            "order.created",
+            "order.claimed",
+            "order.released",
+            "order.claimed",
+            "order.failed"
+        ]
+    );
+    let failed = events.last().unwrap();
+    assert_eq!(failed.from_status.as_deref(), Some("CONFIRMING"));
+    assert_eq!(failed.to_status.as_deref(), Some("FAILED"));
+    assert_eq!(failed.detail["code"], "REJECT_CARD_PAYMENT");
+    let expired = db.store.order_events(&p.order_id).await.unwrap();
+    assert_eq!(kinds(&expired), ["order.created", "order.expired"]);
+    assert_eq!(expired[1].from_status.as_deref(), Some("PENDING"));
+}
+
+async fn open_orders_oldest_first(db: Db) {
+    let c = course(&db, 10_000).await;
+    let o3 = order_at(&db, UserId::new(), &c, 3).await;
+    let o1 = order_at(&db, UserId::new(), &c, 1).await;
+    let o2 = order_at(&db, UserId::new(), &c, 2).await;
+    let paid = order_at(&db, UserId::new(), &c, 0).await;
+    let failed = order_at(&db, UserId::new(), &c, 0).await;
+    let late = order_at(&db, UserId::new(), &c, 20).await;
+    buy(&db, &paid, "pk_open_paid").await;
+    db.store
+        .fail_order(
+            &failed.order_id,
+            OrderStatus::Failed,
+            None,
+            &ctx("system", 0),
+        )
+        .await
+        .unwrap();
+    // Claiming o1 at minute 4 touches it: it moves behind o3.
+    claim(&db, &o1, "pk_open_1", 4).await;
+
+    let open = db.store.open_orders(t(10), 100).await.unwrap();
+    let ids: Vec<&OrderId> = open.iter().map(|o| &o.order_id).collect();
+    assert_eq!(ids, [&o2.order_id, &o3.order_id, &o1.order_id]);
+    assert_eq!(open[2].status, OrderStatus::Confirming);
+
+    let limited = db.store.open_orders(t(10), 2).await.unwrap();
+    assert_eq!(limited.len(), 2);
+    assert_eq!(limited[0].order_id, o2.order_id);
+    // The cut-off is strict: updated_at < older_than.
+    let early = db.store.open_orders(t(2), 100).await.unwrap();
+    assert!(early.is_empty(), "{early:?}");
+    let all = db.store.open_orders(t(60), 100).await.unwrap();
+    assert_eq!(all.last().unwrap().order_id, late.order_id);
+}
+
+async fn idempotency_keys(db: Db) {
+    let s = db.store.as_ref();
+    let scope = "confirm:user-1";
+    assert_eq!(
+        s.remember_idempotency_key(scope, "k1", "fp-a", t(0), t(10))
+            .await
+            .unwrap(),
+        KeyUse::Fresh
+    );
+    assert_eq!(
+        s.remember_idempotency_key(scope, "k1", "fp-a", t(1), t(11))
+            .await
+            .unwrap(),
+        KeyUse::SameRequest
+    );
+    assert_eq!(
+        s.remember_idempotency_key(scope, "k1", "fp-b", t(2), t(12))
+            .await
+            .unwrap(),
+        KeyUse::DifferentRequest
+    );
+    // Other scope, other key: independent.
+    assert_eq!(
+        s.remember_idempotency_key("confirm:user-2", "k1", "fp-b", t(2), t(12))
+            .await
+            .unwrap(),
+        KeyUse::Fresh
+    );
+    assert_eq!(
+        s.remember_idempotency_key(scope, "k2", "fp-b", t(2), t(12))
+            .await
+            .unwrap(),
+        KeyUse::Fresh
+    );
+    // Just before expiry it is still remembered (the first use's expiry, not a later one's).
+    assert_eq!(
+        s.remember_idempotency_key(scope, "k1", "fp-b", t(9), t(19))
+            .await
+            .unwrap(),
+        KeyUse::DifferentRequest
+    );
+    // Expired: fresh again, now with the new fingerprint.
+    assert_eq!(
+        s.remember_idempotency_key(scope, "k1", "fp-b", t(10), t(20))
+            .await
+            .unwrap(),
+        KeyUse::Fresh
+    );
+    assert_eq!(
+        s.remember_idempotency_key(scope, "k1", "fp-b", t(11), t(21))
+            .await
+            .unwrap(),
+        KeyUse::SameRequest
+    );
+    assert_eq!(
+        s.remember_idempotency_key(scope, "k1", "fp-a", t(11), t(21))
+            .await
+            .unwrap(),
+        KeyUse::DifferentRequest
+    );
+}
+
+async fn remember_once(db: Db) {
+    let s = db.store.as_ref();
+    assert!(
+        s.remember_once("webhook-sig", "abc", t(0), t(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remember_once("webhook-sig", "abc", t(1), t(11))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remember_once("webhook-sig", "abc", t(9), t(19))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.remember_once("transmission", "abc", t(1), t(11))
+            .await
+            .unwrap()
+    );
+    // After expiry it is accepted again, and remembered again.
+    assert!(
+        s.remember_once("webhook-sig", "abc", t(10), t(20))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remember_once("webhook-sig", "abc", t(15), t(25))
+            .await
+            .unwrap()
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let store = db.store.clone();
+        tasks.spawn(async move { store.remember_once("race", "tok", t(0), t(10)).await });
+    }
+    let firsts = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|first| *first)
+        .count();
+    assert_eq!(firsts, 1);
+}
+
+async fn events_are_appended_in_order_and_immutable(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let o = order(&db, user, &c).await;
+    let s = buy(&db, &o, "pk_events_1").await;
+
+    let events = db.store.order_events(&o.order_id).await.unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["order.created", "order.claimed", "payment.settled"]
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    let actor = format!("user:{}", user.0);
+    assert_eq!(events[0].actor, actor);
+    assert_eq!(events[0].request_id.as_deref(), Some("req-0"));
+    assert_eq!(events[0].to_status.as_deref(), Some("PENDING"));
+    assert_eq!(events[0].at, t(0));
+    assert_eq!(
+        events[0].detail,
+        serde_json::json!({ "amount": 10_000, "course_id": c.id })
+    );
+    assert_eq!(events[1].from_status.as_deref(), Some("PENDING"));
+    assert_eq!(events[1].to_status.as_deref(), Some("CONFIRMING"));
+    assert_eq!(events[1].detail["payment_key"], "pk_events_1");
+    assert_eq!(events[1].at, t(1));
+    let settled = &events[2];
+    assert_eq!(settled.actor, "confirm");
+    assert_eq!(settled.payment_id, Some(s.payment_id));
+    assert_eq!(settled.from_status.as_deref(), Some("CONFIRMING"));
+    assert_eq!(settled.to_status.as_deref(), Some("PAID"));
+    assert_eq!(settled.detail["source"], "confirm");
+    assert_eq!(settled.detail["amount"], 10_000);
+    assert_eq!(settled.detail["method"], "카드");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.order_id.as_ref() == Some(&o.order_id))
+    );
+
+    let update = db
+        .raw
+        .exec("UPDATE payment_events SET actor = 'forged'")
+        .await;
+    let delete = db.raw.exec("DELETE FROM payment_events").await;
+    for result in [update, delete] {
+        let err = result.expect_err("payment_events must be append-only");
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    if db.is_pg() {
+        let truncate = db.raw.exec("TRUNCATE payment_events").await;
+        assert!(truncate.is_err());
+    }
+    assert_eq!(db.store.order_events(&o.order_id).await.unwrap(), events);
+}
+
+async fn enrollment_foreign_keys(db: Db) {
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+    let s = buy(&db, &o, "pk_fk_1").await;
+    let enrollment = s.enrollment_id.0;
+
+    db.raw.insert_exam_attempt(enrollment).await.unwrap();
+    let delete = db
+        .raw
+        .exec_uuid("DELETE FROM enrollments WHERE id = $1", enrollment)
+        .await;
+    let err = delete.expect_err("an enrollment with exam attempts must not be deletable");
+    let kind = err.as_database_error().map(|d| d.kind());
+    assert_eq!(
+        kind,
+        Some(sqlx::error::ErrorKind::ForeignKeyViolation),
+        "{err}"
+    );
+    // An attempt for an enrollment that does not exist is refused too.
+    assert!(db.raw.insert_exam_attempt(Uuid::now_v7()).await.is_err());
+
+    // payments.enrollment_id follows an enrollment id change (ON UPDATE CASCADE).
+    let new_id = Uuid::now_v7();
+    db.raw
+        .exec_uuids(
+            "UPDATE enrollments SET id = $1 WHERE id = $2",
+            new_id,
+            enrollment,
+        )
+        .await
+        .unwrap();
+    let p = db.store.get_payment(s.payment_id).await.unwrap().unwrap();
+    assert_eq!(p.enrollment_id.map(|e| e.0), Some(new_id));
+    let order = db.store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(order.enrollment_id.map(|e| e.0), Some(new_id));
+}
+
+/// The seed's budget is ≤ 3 round trips per confirm. PostgreSQL: claim 1 + settle 1. SQLite
+/// pays for its transactions (BEGIN and COMMIT count); its figures are pinned here so a change
+/// is noticed, and printed (`--nocapture`) for the report.
+async fn round_trips(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+
+    async fn count<F: std::future::Future>(f: F) -> (u32, F::Output) {
+        let counter = Counter::new();
+        let out = counter.scope(f).await;
+        (counter.get(), out)
+    }
+
+    let (create, o) = count(order(&db, user, &c)).await;
+    let (claim_fresh, claimed) = count(db.store.claim_order(claim_req(&o, "pk_rt_1", 1))).await;
+    assert!(matches!(claimed.unwrap(), ClaimOutcome::Claimed(_)));
+    let (settle_fresh, s) = count(db.store.settle(settlement(&o, "pk_rt_1", "confirm", 2))).await;
+    assert!(s.unwrap().newly_settled);
+    let (claim_replay, replay) = count(db.store.claim_order(claim_req(&o, "pk_rt_1", 3))).await;
+    assert!(matches!(replay.unwrap(), ClaimOutcome::NotClaimed { .. }));
+    let (settle_replay, s) = count(db.store.settle(settlement(&o, "pk_rt_1", "webhook", 3))).await;
+    assert!(!s.unwrap().newly_settled);
+
+    let o2 = order(&db, UserId::new(), &c).await;
+    claim(&db, &o2, "pk_rt_2", 1).await;
+    let (release, moved) = count(db.store.release_order(&o2.order_id, &ctx("system", 2))).await;
+    assert!(moved.unwrap());
+    let (fail, moved) = count(db.store.fail_order(
+        &o2.order_id,
+        OrderStatus::Failed,
+        Some("X"),
+        &ctx("system", 3),
+    ))
+    .await;
+    assert!(moved.unwrap());
+    let (get, _) = count(db.store.get_order(&o.order_id)).await;
+    let (key_fresh, _) = count(
+        db.store
+            .remember_idempotency_key("s", "k", "f", t(0), t(10)),
+    )
+    .await;
+    let (key_seen, _) = count(
+        db.store
+            .remember_idempotency_key("s", "k", "f", t(1), t(10)),
+    )
+    .await;
+    let (once, _) = count(db.store.remember_once("k", "t", t(0), t(10))).await;
+
+    let measured = [
+        ("create_order", create),
+        ("claim_order (fresh)", claim_fresh),
+        ("settle (fresh)", settle_fresh),
+        ("claim_order (replay)", claim_replay),
+        ("settle (replay)", settle_replay),
+        ("release_order", release),
+        ("fail_order", fail),
+        ("get_order", get),
+        ("remember_idempotency_key (fresh)", key_fresh),
+        ("remember_idempotency_key (seen)", key_seen),
+        ("remember_once", once),
+    ];
+    let backend = if db.is_pg() { "postgres" } else { "sqlite" };
+    for (method, n) in measured {
+        println!("round trips [{backend}] {method}: {n}");
+    }
+    let expected: [u32; 11] = if db.is_pg() {
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    } else {
+        [4, 4, 7, 4, 3, 4, 4, 1, 1, 2, 1]
+    };
+    let got: Vec<u32> = measured.iter().map(|(_, n)| *n).collect();
+    assert_eq!(got, expected, "{measured:?}");
+    if db.is_pg() {
+        // The confirm flow: a fresh confirm is claim + settle, a replay is the claim alone.
+        assert_eq!(claim_fresh + settle_fresh, 2);
+        assert_eq!(claim_replay, 1);
+    }
+}
+
+fn kinds(events: &[store::Event]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+// --- both backends ---------------------------------------------------------------------------
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::Db::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::Db::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    ready_and_migrate_twice,
+    courses_crud,
+    create_order_refuses_already_enrolled,
+    claim_happy_path_then_not_claimed,
+    claim_refusals_leave_order_unchanged,
+    settle_records_payment_and_enrollment,
+    settle_conflicting_keys_are_refused,
+    concurrent_settles_make_one_payment,
+    concurrent_claims_one_winner,
+    concurrent_claims_of_sibling_orders_one_winner,
+    second_order_sees_enrolled_elsewhere,
+    settle_of_failed_or_expired_order_records_payment,
+    duplicate_payment_is_kept_and_flagged,
+    release_and_fail_only_from_open_states,
+    open_orders_oldest_first,
+    idempotency_keys,
+    remember_once,
+    events_are_appended_in_order_and_immutable,
+    enrollment_foreign_keys,
+    round_trips,
+);
+
+// --- PostgreSQL only: the races a snapshot cannot see -----------------------------------------
+//
+// SQLite serializes writers (BEGIN IMMEDIATE), so these interleavings cannot happen there. On
+// PostgreSQL they are forced deterministically: a raw transaction changes a row and stays open,
+// the store's statement starts (its snapshot misses the change) and blocks on that transaction,
+// then the transaction commits.
+
+mod postgres_races {
+    use super::*;
+
+    /// Wait until `at_least` backends are blocked by `blocker` (the raw transaction's backend
+    /// pid), directly or behind another blocked backend.
+    async fn blocked_by(pool: &PgPool, blocker: i32, at_least: i64) {
+        for _ in 0..1000 {
+            let n: i64 = sqlx::query_scalar(
+                "WITH RECURSIVE waiting AS (
+                     SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))
+                     UNION
+                     SELECT a.pid FROM pg_stat_activity a, waiting w
+                     WHERE w.pid = ANY(pg_blocking_pids(a.pid))
+                 )
+                 SELECT count(*) FROM waiting",
+            )
+            .bind(blocker)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            if n >= at_least {
+                return;
+            }
+            // Polling for a condition PostgreSQL reports, not guessing a delay.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the store's statements never blocked on the open transaction");
+    }
+
+    async fn setup() -> (Db, PgPool) {
+        let db = Db::postgres().await;
+        let Raw::Pg(pool) = &db.raw else {
+            unreachable!()
+        };
+        let pool = pool.clone();
+        (db, pool)
+    }
+
+    /// Another order of the user becomes CONFIRMING after the claim's snapshot: the partial
+    /// unique index refuses the claim, reported as NotClaimed + enrolled_elsewhere.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn claim_refused_by_index_after_snapshot() {
+        let (db, pool) = setup().await;
+        let c = course(&db, 10_000).await;
+        let user = UserId::new();
+        let a = order(&db, user, &c).await;
+        let b = order(&db, user, &c).await;
+
+        let mut tx = pool.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE orders SET status = 'CONFIRMING' WHERE order_id = $1")
+            .bind(a.order_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+
+        let store = db.store.clone();
+        let req = claim_req(&b, "pk_index_b", 1);
+        let claim = tokio::spawn(async move { store.claim_order(req).await });
+        blocked_by(&pool, pid, 1).await;
+        tx.commit().await.unwrap();
+
+        match claim.await.unwrap().unwrap() {
+            ClaimOutcome::NotClaimed {
+                order,
+                enrolled_elsewhere,
+            } => {
+                assert!(enrolled_elsewhere);
+                assert_eq!(order, b);
+            }
+            other => panic!("{other:?}"),
+        }
+        let events = db.store.order_events(&b.order_id).await.unwrap();
+        assert_eq!(kinds(&events), ["order.created"]);
+    }
+
+    /// The order itself changes after the claim's snapshot (a webhook settled it): the claim's
+    /// UPDATE re-reads the row and refuses; the answer is the order as it is now, not the stale
+    /// PENDING snapshot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn claim_answers_with_fresh_order_after_concurrent_change() {
+        let (db, pool) = setup().await;
+        let c = course(&db, 10_000).await;
+        let o = order(&db, UserId::new(), &c).await;
+
+        let mut tx = pool.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE orders SET status = 'PAID' WHERE order_id = $1")
+            .bind(o.order_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+
+        let store = db.store.clone();
+        let req = claim_req(&o, "pk_fresh_1", 1);
+        let claim = tokio::spawn(async move { store.claim_order(req).await });
+        blocked_by(&pool, pid, 1).await;
+        tx.commit().await.unwrap();
+
+        match claim.await.unwrap().unwrap() {
+            ClaimOutcome::NotClaimed { order, .. } => assert_eq!(order.status, OrderStatus::Paid),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Another order of the user becomes PAID after the settle's snapshot: setting this one PAID
+    /// hits the partial unique index; the settle re-runs and records a duplicate payment.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn settle_duplicate_detected_after_snapshot() {
+        let (db, pool) = setup().await;
+        let c = course(&db, 10_000).await;
+        let user = UserId::new();
+        let a = order(&db, user, &c).await;
+        let b = order(&db, user, &c).await;
+
+        let mut tx = pool.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE orders SET status = 'PAID' WHERE order_id = $1")
+            .bind(a.order_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+
+        let store = db.store.clone();
+        let s = settlement(&b, "pk_index_dup_b", "webhook", 3);
+        let counter = Counter::new();
+        let scoped = counter.clone();
+        let settle = tokio::spawn(async move { scoped.scope(store.settle(s)).await });
+        blocked_by(&pool, pid, 1).await;
+        tx.commit().await.unwrap();
+
+        let settled = settle.await.unwrap().unwrap();
+        assert!(settled.newly_settled);
+        assert_eq!(settled.order.status, OrderStatus::Failed);
+        assert_eq!(
+            settled.order.failure_code.as_deref(),
+            Some("DUPLICATE_PAYMENT")
+        );
+        assert!(
+            db.store
+                .payment_for_order(&b.order_id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // The lost race cost one extra statement.
+        assert_eq!(counter.get(), 2);
+        let events = db.store.order_events(&b.order_id).await.unwrap();
+        assert_eq!(kinds(&events), ["order.created", "payment.duplicate"]);
+    }
+
+    /// A concurrent settle of the same payment commits after this settle's snapshot: this one
+    /// waits on the order lock, sees nothing it can use, re-runs and returns the first result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn settle_replay_after_concurrent_settle() {
+        let (db, pool) = setup().await;
+        let c = course(&db, 10_000).await;
+        let o = order(&db, UserId::new(), &c).await;
+        claim(&db, &o, "pk_lock_1", 1).await;
+
+        // Hold the order row lock, as a concurrent settle does between its start and commit.
+        let mut tx = pool.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE")
+            .bind(o.order_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+
+        let first_store = db.store.clone();
+        let first_s = settlement(&o, "pk_lock_1", "confirm", 2);
+        let first = tokio::spawn(async move { first_store.settle(first_s).await });
+        blocked_by(&pool, pid, 1).await;
+        let second_store = db.store.clone();
+        let second_s = settlement(&o, "pk_lock_1", "webhook", 2);
+        let second = tokio::spawn(async move { second_store.settle(second_s).await });
+        // Both settles are now queued behind the lock (each snapshot predates the other's
+        // commit); release them.
+        blocked_by(&pool, pid, 2).await;
+        tx.commit().await.unwrap();
+
+        let a = first.await.unwrap().unwrap();
+        let b = second.await.unwrap().unwrap();
+        assert_eq!(u8::from(a.newly_settled) + u8::from(b.newly_settled), 1);
+        assert_eq!(a.payment_id, b.payment_id);
+        assert_eq!(a.enrollment_id, b.enrollment_id);
+        assert_eq!(db.raw.count("SELECT count(*) FROM payments").await, 1);
+    }
+}
+
+// --- SQLite only: how the file is opened ------------------------------------------------------
+
+mod sqlite_open {
+    use super::*;
+    use store::{SqliteStore, Store};
+
+    async fn pragma(store: &SqliteStore, sql: &'static str) -> String {
+        let row = sqlx::query(sql).fetch_one(store.pool()).await.unwrap();
+        use sqlx::Row;
+        row.try_get::<String, _>(0)
+            .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn path_url_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("by-path.sqlite3");
+        let by_path = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        by_path.migrate().await.unwrap();
+        by_path.ready().await.unwrap();
+        assert!(path.exists());
+        assert_eq!(pragma(&by_path, "PRAGMA journal_mode").await, "wal");
+        assert_eq!(pragma(&by_path, "PRAGMA foreign_keys").await, "1");
+        assert_eq!(pragma(&by_path, "PRAGMA busy_timeout").await, "10000");
+
+        let url = format!("sqlite://{}", dir.path().join("by-url.sqlite3").display());
+        let by_url = SqliteStore::open(&url).await.unwrap();
+        by_url.migrate().await.unwrap();
+        assert!(dir.path().join("by-url.sqlite3").exists());
+
+        let memory = SqliteStore::open("sqlite::memory:").await.unwrap();
+        memory.migrate().await.unwrap();
+        memory.ready().await.unwrap();
+        assert!(memory.list_courses().await.unwrap().is_empty());
+
+        // Not migrated: not ready.
+        let fresh = SqliteStore::open(dir.path().join("empty.sqlite3").to_str().unwrap())
+            .await
+            .unwrap();
+        assert!(fresh.ready().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_is_unavailable() {
+        // Port 1 on loopback: nothing listens there. A short acquire timeout keeps this fast;
+        // `PgStore::connect` behaves the same after its 5 s.
+        let options: sqlx::postgres::PgConnectOptions =
+            "postgres://postgres@127.0.0.1:1/none".parse().unwrap();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(300))
+            .connect_lazy_with(options);
+        let store = store::PgStore::from_pool(pool);
+        let err = store.get_order(&OrderId::generate()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        let err = store.ready().await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+}

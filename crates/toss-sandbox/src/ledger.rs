@@ -1,0 +1,563 @@
+//! The payments the sandbox knows and the state machine Toss documents for them.
+//!
+//! Mirrored from Toss's Payment object and confirm/cancel references:
+//! - statuses IN_PROGRESS (buyer authenticated, awaiting confirm) → DONE | ABORTED | EXPIRED,
+//!   DONE → PARTIAL_CANCELED → CANCELED; `totalAmount` never changes, `balanceAmount` drops
+//!   with each cancel, each cancel appends to `cancels[]` with the balance left after it as its
+//!   `refundableAmount`;
+//! - confirm within 10 minutes of authentication, else 404 `NOT_FOUND_PAYMENT_SESSION` and the
+//!   payment becomes EXPIRED; card minimum 100 won (`BELOW_MINIMUM_AMOUNT`); a second confirm
+//!   of a processed payment is 400 `ALREADY_PROCESSED_PAYMENT`, not a replay;
+//! - cancel errors `ALREADY_CANCELED_PAYMENT`, `NOT_CANCELABLE_PAYMENT`,
+//!   `NOT_MATCHES_REFUNDABLE_AMOUNT`, `NOT_CANCELABLE_AMOUNT`; `cancelReason` ≤ 200 chars;
+//! - a DONE card payment: `method` "카드", a `card` object, `approvedAt` with the +09:00 offset,
+//!   `lastTransactionKey`, `receipt.url`, `secret` null, `mId` "tosspayments", `type` NORMAL,
+//!   VAT as 1/11 of the amount rounded, version 2022-11-16.
+//!
+//! Where Toss is silent the sandbox chooses:
+//! - checks run in this order: request shape, `BELOW_MINIMUM_AMOUNT`, unknown payment,
+//!   expired session, already processed, orderId mismatch, amount mismatch (both 400
+//!   `INVALID_REQUEST`, see `codes`), another approved payment for the orderId (400
+//!   `DUPLICATED_ORDER_ID`, and this one stays IN_PROGRESS), the forced `outcome`;
+//! - confirming an ABORTED payment answers `ALREADY_PROCESSED_PAYMENT` like a DONE one;
+//! - a payment created with an `outcome` code becomes ABORTED with `failure` = that code and its
+//!   Korean message when confirmed;
+//! - expiry is applied whenever the sandbox is touched (lazily), not on a timer; `EXPIRED` is
+//!   reported once, when it is first applied;
+//! - a new payment for an orderId that only has unpaid payments replaces them for
+//!   `/v1/payments/orders/{orderId}`, but an approved payment always wins that lookup;
+//! - creating a payment for an orderId that already has a DONE, PARTIAL_CANCELED or CANCELED
+//!   payment is 400 `DUPLICATED_ORDER_ID` (Toss's wording for a reused, approved orderId);
+//! - key formats: `paymentKey` is `tsbx_` + 32 hex digits (recognisably fake, within Toss's
+//!   200 characters), transaction keys are 32 uppercase hex digits like Toss's examples;
+//! - every approval uses the same masked test card and a random 8-digit `approveNo`;
+//! - `receipt.url` points at the reserved `.invalid` domain: there is no receipt to show;
+//! - `suppliedAmount` and `vat` keep their approval values after cancels;
+//! - over HTTP the Payment also carries the fields Toss always sends but the wire type does not
+//!   model (`taxExemptionAmount`, `discount`, `cashReceipt`, ...), null or zero, so a strict
+//!   parser is exercised too.
+
+use crate::clock::iso_kst;
+use crate::codes::SandboxError;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use time::{Duration, OffsetDateTime};
+use toss::wire::{Cancel, CancelRequest, ConfirmRequest, ErrorBody, Payment, Receipt};
+
+/// Toss: confirm within 10 minutes of the buyer authenticating.
+pub(crate) const CONFIRM_WINDOW: Duration = Duration::minutes(10);
+const MIN_CARD_AMOUNT: i64 = 100;
+const MAX_CANCEL_REASON_CHARS: usize = 200;
+const MAX_ORDER_NAME_CHARS: usize = 100;
+const MAX_PAYMENT_KEY_CHARS: usize = 200;
+
+/// Body of `POST /sandbox/payments`: what a buyer finishing the payment window produces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatePayment {
+    pub order_id: String,
+    pub amount: i64,
+    #[serde(default)]
+    pub order_name: Option<String>,
+    /// `"approve"` (the default) or a Toss error code the later confirm fails with.
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+impl CreatePayment {
+    pub fn new(order_id: impl Into<String>, amount: i64) -> Self {
+        CreatePayment {
+            order_id: order_id.into(),
+            amount,
+            order_name: None,
+            outcome: None,
+        }
+    }
+}
+
+struct Record {
+    payment: Payment,
+    authenticated_at: OffsetDateTime,
+    /// The error code confirm must fail with; `None` approves.
+    forced_failure: Option<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct Ledger {
+    records: Vec<Record>,
+    by_key: HashMap<String, usize>,
+    /// Every payment ever created for an orderId, oldest first.
+    by_order: HashMap<String, Vec<usize>>,
+    /// Snapshots of payments whose status changed, for webhooks.
+    changed: Vec<Payment>,
+}
+
+pub(crate) fn valid_order_id(s: &str) -> bool {
+    (6..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn is_paid(status: &str) -> bool {
+    matches!(status, "DONE" | "PARTIAL_CANCELED" | "CANCELED")
+}
+
+fn transaction_key() -> String {
+    uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .to_ascii_uppercase()
+}
+
+fn bad_order_id() -> SandboxError {
+    SandboxError::invalid(
+        "orderId는 영문 대소문자, 숫자, 특수문자(-, _)만 허용합니다. 6자 이상 64자 이하여야 합니다.",
+        "orderId allows only letters, digits, '-' and '_', 6 to 64 characters.",
+    )
+}
+
+impl Ledger {
+    pub(crate) fn create(
+        &mut self,
+        req: CreatePayment,
+        now: OffsetDateTime,
+    ) -> Result<Payment, SandboxError> {
+        if !valid_order_id(&req.order_id) {
+            return Err(bad_order_id());
+        }
+        if req.amount < 1 {
+            return Err(SandboxError::invalid(
+                "amount는 1 이상의 정수여야 합니다.",
+                "amount must be an integer of at least 1.",
+            ));
+        }
+        let order_name = match req.order_name {
+            Some(name) if name.trim().is_empty() || name.chars().count() > MAX_ORDER_NAME_CHARS => {
+                return Err(SandboxError::invalid(
+                    "orderName은 1자 이상 100자 이하여야 합니다.",
+                    "orderName must be 1 to 100 characters.",
+                ));
+            }
+            Some(name) => name,
+            None => "샌드박스 주문".to_owned(),
+        };
+        let forced_failure = match req.outcome.as_deref() {
+            None | Some("approve") => None,
+            Some(code) if is_code_shaped(code) => Some(code.to_owned()),
+            Some(_) => {
+                return Err(SandboxError::invalid(
+                    "outcome은 approve 또는 토스페이먼츠 에러 코드여야 합니다.",
+                    "outcome must be \"approve\" or a Toss error code.",
+                ));
+            }
+        };
+        if self.paid_for_order(&req.order_id).is_some() {
+            return Err(SandboxError::new("DUPLICATED_ORDER_ID"));
+        }
+
+        let payment_key = format!("tsbx_{}", uuid::Uuid::new_v4().simple());
+        let (supplied, vat) = split_vat(req.amount);
+        let payment = Payment {
+            version: "2022-11-16".into(),
+            payment_key: payment_key.clone(),
+            kind: "NORMAL".into(),
+            order_id: req.order_id.clone(),
+            order_name,
+            m_id: "tosspayments".into(),
+            currency: "KRW".into(),
+            method: Some("카드".into()),
+            total_amount: req.amount,
+            balance_amount: req.amount,
+            status: "IN_PROGRESS".into(),
+            requested_at: Some(iso_kst(now)),
+            approved_at: None,
+            use_escrow: false,
+            last_transaction_key: None,
+            supplied_amount: supplied,
+            vat,
+            tax_free_amount: 0,
+            is_partial_cancelable: true,
+            cancels: None,
+            card: None,
+            virtual_account: None,
+            easy_pay: None,
+            secret: None,
+            failure: None,
+            receipt: None,
+            country: Some("KR".into()),
+        };
+        let index = self.records.len();
+        self.records.push(Record {
+            payment: payment.clone(),
+            authenticated_at: now,
+            forced_failure,
+        });
+        self.by_key.insert(payment_key, index);
+        self.by_order.entry(req.order_id).or_default().push(index);
+        Ok(payment)
+    }
+
+    pub(crate) fn confirm(
+        &mut self,
+        req: &ConfirmRequest,
+        now: OffsetDateTime,
+    ) -> Result<Payment, SandboxError> {
+        if req.payment_key.is_empty() || req.payment_key.chars().count() > MAX_PAYMENT_KEY_CHARS {
+            return Err(SandboxError::invalid(
+                "paymentKey는 1자 이상 200자 이하여야 합니다.",
+                "paymentKey must be 1 to 200 characters.",
+            ));
+        }
+        if !valid_order_id(&req.order_id) {
+            return Err(bad_order_id());
+        }
+        if req.amount < MIN_CARD_AMOUNT {
+            return Err(SandboxError::new("BELOW_MINIMUM_AMOUNT"));
+        }
+        let index = self.index_of(&req.payment_key)?;
+        self.expire_if_due(index, now);
+        let record = &self.records[index];
+        match record.payment.status.as_str() {
+            "IN_PROGRESS" => {}
+            "EXPIRED" => return Err(SandboxError::new("NOT_FOUND_PAYMENT_SESSION")),
+            _ => return Err(SandboxError::new("ALREADY_PROCESSED_PAYMENT")),
+        }
+        if record.payment.order_id != req.order_id {
+            return Err(SandboxError::invalid(
+                "orderId가 결제 인증 시의 주문번호와 일치하지 않습니다.",
+                "orderId does not match the authenticated payment.",
+            ));
+        }
+        if record.payment.total_amount != req.amount {
+            return Err(SandboxError::invalid(
+                "amount가 결제 인증 시의 금액과 일치하지 않습니다.",
+                "amount does not match the authenticated payment.",
+            ));
+        }
+        if self.paid_for_order(&req.order_id).is_some() {
+            return Err(SandboxError::new("DUPLICATED_ORDER_ID"));
+        }
+
+        let record = &mut self.records[index];
+        if let Some(code) = record.forced_failure.clone() {
+            let err = SandboxError::new(code);
+            record.payment.status = "ABORTED".into();
+            record.payment.failure = Some(ErrorBody {
+                code: err.code().to_owned(),
+                message: err.message(),
+            });
+            self.changed.push(record.payment.clone());
+            return Err(err);
+        }
+        let p = &mut record.payment;
+        p.status = "DONE".into();
+        p.approved_at = Some(iso_kst(now));
+        p.last_transaction_key = Some(transaction_key());
+        p.receipt = Some(Receipt {
+            url: format!("https://receipt.toss-sandbox.invalid/{}", p.payment_key),
+        });
+        p.card = Some(serde_json::json!({
+            "issuerCode": "71",
+            "acquirerCode": "71",
+            "number": "43301234****123*",
+            "installmentPlanMonths": 0,
+            "isInterestFree": false,
+            "interestPayer": null,
+            "approveNo": format!("{:08}", rand::random_range(0..100_000_000u32)),
+            "useCardPoint": false,
+            "cardType": "신용",
+            "ownerType": "개인",
+            "acquireStatus": "READY",
+            "amount": p.total_amount,
+        }));
+        let done = p.clone();
+        self.changed.push(done.clone());
+        Ok(done)
+    }
+
+    pub(crate) fn cancel(
+        &mut self,
+        payment_key: &str,
+        req: &CancelRequest,
+        now: OffsetDateTime,
+    ) -> Result<Payment, SandboxError> {
+        let reason_chars = req.cancel_reason.chars().count();
+        if req.cancel_reason.trim().is_empty() || reason_chars > MAX_CANCEL_REASON_CHARS {
+            return Err(SandboxError::invalid(
+                "cancelReason은 1자 이상 200자 이하여야 합니다.",
+                "cancelReason must be 1 to 200 characters.",
+            ));
+        }
+        let index = self.index_of(payment_key)?;
+        self.expire_if_due(index, now);
+        let p = &mut self.records[index].payment;
+        match p.status.as_str() {
+            "DONE" | "PARTIAL_CANCELED" => {}
+            "CANCELED" => return Err(SandboxError::new("ALREADY_CANCELED_PAYMENT")),
+            _ => return Err(SandboxError::new("NOT_CANCELABLE_PAYMENT")),
+        }
+        if req.refundable_amount.is_some_and(|r| r != p.balance_amount) {
+            return Err(SandboxError::new("NOT_MATCHES_REFUNDABLE_AMOUNT"));
+        }
+        let amount = req.cancel_amount.unwrap_or(p.balance_amount);
+        if amount <= 0 || amount > p.balance_amount {
+            return Err(SandboxError::new("NOT_CANCELABLE_AMOUNT"));
+        }
+        let tx = transaction_key();
+        p.balance_amount -= amount;
+        p.status = if p.balance_amount == 0 {
+            "CANCELED".into()
+        } else {
+            "PARTIAL_CANCELED".into()
+        };
+        p.last_transaction_key = Some(tx.clone());
+        p.cancels.get_or_insert_with(Vec::new).push(Cancel {
+            cancel_amount: amount,
+            cancel_reason: req.cancel_reason.clone(),
+            canceled_at: Some(iso_kst(now)),
+            transaction_key: tx,
+            refundable_amount: p.balance_amount,
+            cancel_status: Some("DONE".into()),
+        });
+        let snapshot = p.clone();
+        self.changed.push(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    pub(crate) fn get(&self, payment_key: &str) -> Option<&Payment> {
+        self.by_key
+            .get(payment_key)
+            .map(|&i| &self.records[i].payment)
+    }
+
+    /// The approved payment for the order if there is one, else the latest created.
+    pub(crate) fn get_by_order(&self, order_id: &str) -> Option<&Payment> {
+        self.paid_for_order(order_id).or_else(|| {
+            self.by_order
+                .get(order_id)
+                .and_then(|ids| ids.last())
+                .map(|&i| &self.records[i].payment)
+        })
+    }
+
+    pub(crate) fn all(&self) -> Vec<Payment> {
+        self.records.iter().map(|r| r.payment.clone()).collect()
+    }
+
+    /// Applies the confirm window to every payment still waiting for its confirm.
+    pub(crate) fn expire_due(&mut self, now: OffsetDateTime) {
+        for index in 0..self.records.len() {
+            self.expire_if_due(index, now);
+        }
+    }
+
+    pub(crate) fn take_changed(&mut self) -> Vec<Payment> {
+        std::mem::take(&mut self.changed)
+    }
+
+    fn expire_if_due(&mut self, index: usize, now: OffsetDateTime) {
+        let record = &mut self.records[index];
+        if record.payment.status == "IN_PROGRESS" && now - record.authenticated_at > CONFIRM_WINDOW
+        {
+            record.payment.status = "EXPIRED".into();
+            self.changed.push(record.payment.clone());
+        }
+    }
+
+    fn index_of(&self, payment_key: &str) -> Result<usize, SandboxError> {
+        self.by_key
+            .get(payment_key)
+            .copied()
+            .ok_or_else(|| SandboxError::new("NOT_FOUND_PAYMENT"))
+    }
+
+    fn paid_for_order(&self, order_id: &str) -> Option<&Payment> {
+        self.by_order
+            .get(order_id)?
+            .iter()
+            .map(|&i| &self.records[i].payment)
+            .find(|p| is_paid(&p.status))
+    }
+}
+
+/// Toss's Payment object as served over HTTP: the wire type plus the fields it does not model.
+pub(crate) fn to_json(p: &Payment) -> serde_json::Value {
+    // A struct of strings, numbers and JSON values always converts; the fallback is unreachable.
+    let mut value = serde_json::to_value(p).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        for (k, v) in [
+            ("taxExemptionAmount", serde_json::json!(0)),
+            ("discount", serde_json::Value::Null),
+            ("mobilePhone", serde_json::Value::Null),
+            ("giftCertificate", serde_json::Value::Null),
+            ("transfer", serde_json::Value::Null),
+            ("cashReceipt", serde_json::Value::Null),
+            ("cashReceipts", serde_json::Value::Null),
+            ("culturalExpense", serde_json::json!(false)),
+            ("metadata", serde_json::Value::Null),
+        ] {
+            obj.entry(k).or_insert(v);
+        }
+        if let Some(cancels) = obj.get_mut("cancels").and_then(|c| c.as_array_mut()) {
+            for c in cancels.iter_mut().filter_map(|c| c.as_object_mut()) {
+                for k in [
+                    "taxFreeAmount",
+                    "taxExemptionAmount",
+                    "easyPayDiscountAmount",
+                ] {
+                    c.entry(k).or_insert(serde_json::json!(0));
+                }
+            }
+        }
+    }
+    value
+}
+
+/// An uppercase Toss-style error code (`REJECT_CARD_PAYMENT`).
+pub(crate) fn is_code_shaped(s: &str) -> bool {
+    (2..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// (suppliedAmount, vat): VAT is 1/11 of a VAT-inclusive amount, rounded half up, as in Toss's
+/// examples (15000 → 13636 + 1364).
+fn split_vat(amount: i64) -> (i64, i64) {
+    let vat = (amount + 5) / 11;
+    (amount - vat, vat)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn t0() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH
+    }
+
+    fn confirm_req(p: &Payment) -> ConfirmRequest {
+        ConfirmRequest {
+            payment_key: p.payment_key.clone(),
+            order_id: p.order_id.clone(),
+            amount: p.total_amount,
+        }
+    }
+
+    fn cancel_req(amount: Option<i64>) -> CancelRequest {
+        CancelRequest {
+            cancel_reason: "test".into(),
+            cancel_amount: amount,
+            refundable_amount: None,
+        }
+    }
+
+    #[test]
+    fn vat_matches_toss_example() {
+        assert_eq!(split_vat(15000), (13636, 1364));
+        assert_eq!(split_vat(10000), (9091, 909));
+    }
+
+    #[test]
+    fn confirm_then_cancel_in_parts() {
+        let mut l = Ledger::default();
+        let p = l
+            .create(CreatePayment::new("order-1", 10000), t0())
+            .unwrap();
+        let done = l.confirm(&confirm_req(&p), t0()).unwrap();
+        assert_eq!(done.status, "DONE");
+        assert_eq!(
+            done.approved_at.as_deref(),
+            Some("1970-01-01T09:00:00+09:00")
+        );
+        let part = l
+            .cancel(&p.payment_key, &cancel_req(Some(3000)), t0())
+            .unwrap();
+        assert_eq!(
+            (part.status.as_str(), part.balance_amount),
+            ("PARTIAL_CANCELED", 7000)
+        );
+        let full = l.cancel(&p.payment_key, &cancel_req(None), t0()).unwrap();
+        assert_eq!((full.status.as_str(), full.balance_amount), ("CANCELED", 0));
+        let cancels = full.cancels.unwrap();
+        assert_eq!(cancels[0].refundable_amount, 7000);
+        assert_eq!(cancels[1].cancel_amount, 7000);
+        assert_eq!(l.take_changed().len(), 3);
+    }
+
+    #[test]
+    fn expiry_is_reported_once() {
+        let mut l = Ledger::default();
+        let p = l.create(CreatePayment::new("order-2", 1000), t0()).unwrap();
+        l.expire_due(t0() + CONFIRM_WINDOW);
+        assert_eq!(l.get(&p.payment_key).unwrap().status, "IN_PROGRESS");
+        let later = t0() + CONFIRM_WINDOW + Duration::seconds(1);
+        l.expire_due(later);
+        l.expire_due(later);
+        assert_eq!(l.take_changed().len(), 1);
+        let err = l.confirm(&confirm_req(&p), later).unwrap_err();
+        assert_eq!(err.code(), "NOT_FOUND_PAYMENT_SESSION");
+    }
+
+    #[test]
+    fn one_approved_payment_per_order() {
+        let mut l = Ledger::default();
+        let a = l.create(CreatePayment::new("order-3", 1000), t0()).unwrap();
+        let b = l.create(CreatePayment::new("order-3", 1000), t0()).unwrap();
+        assert_eq!(
+            l.get_by_order("order-3").unwrap().payment_key,
+            b.payment_key
+        );
+        l.confirm(&confirm_req(&a), t0()).unwrap();
+        assert_eq!(
+            l.get_by_order("order-3").unwrap().payment_key,
+            a.payment_key
+        );
+        let err = l.confirm(&confirm_req(&b), t0()).unwrap_err();
+        assert_eq!(err.code(), "DUPLICATED_ORDER_ID");
+        let err = l
+            .create(CreatePayment::new("order-3", 1000), t0())
+            .unwrap_err();
+        assert_eq!(err.code(), "DUPLICATED_ORDER_ID");
+    }
+
+    #[test]
+    fn create_validates() {
+        let mut l = Ledger::default();
+        for bad in [
+            CreatePayment::new("short", 1000),
+            CreatePayment::new("has space!", 1000),
+            CreatePayment::new("order-4", 0),
+            CreatePayment {
+                outcome: Some("lowercase".into()),
+                ..CreatePayment::new("order-4", 1000)
+            },
+        ] {
+            assert_eq!(l.create(bad, t0()).unwrap_err().code(), "INVALID_REQUEST");
+        }
+    }
+
+    #[test]
+    fn forced_outcome_aborts() {
+        let mut l = Ledger::default();
+        let req = CreatePayment {
+            outcome: Some("REJECT_CARD_PAYMENT".into()),
+            ..CreatePayment::new("order-5", 1000)
+        };
+        let p = l.create(req, t0()).unwrap();
+        let err = l.confirm(&confirm_req(&p), t0()).unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            ("REJECT_CARD_PAYMENT", 403)
+        );
+        let aborted = l.get(&p.payment_key).unwrap();
+        assert_eq!(aborted.status, "ABORTED");
+        assert_eq!(
+            aborted.failure.as_ref().unwrap().code,
+            "REJECT_CARD_PAYMENT"
+        );
+        let err = l.confirm(&confirm_req(&p), t0()).unwrap_err();
+        assert_eq!(err.code(), "ALREADY_PROCESSED_PAYMENT");
+    }
+}
