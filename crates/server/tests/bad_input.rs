@@ -76,7 +76,11 @@ async fn confirm_bad_bodies_are_400_and_change_nothing(app: TestApp) {
         assert_eq!(r.code(), "E_INVALID_REQUEST");
     }
     // Bad checkout input.
-    for body in [json!({}), json!({"courseId": "nope"}), json!({"courseId": 7})] {
+    for body in [
+        json!({}),
+        json!({"courseId": "nope"}),
+        json!({"courseId": 7}),
+    ] {
         let r = app.post("/v1/checkout", Some(&p.token), &body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
     }
@@ -87,18 +91,44 @@ async fn confirm_bad_bodies_are_400_and_change_nothing(app: TestApp) {
 async fn tokens_and_ownership_are_enforced(app: TestApp) {
     let p = app.paid_in_window(10_000).await;
     let body = json!({"paymentKey": p.payment_key, "orderId": p.order_id, "amount": 10_000});
-    let forged = server::auth::JwtKeys::new(&secrecy::SecretString::from("not-the-secret".to_owned()))
-        .mint(Some(p.user), 600);
+    let forged =
+        server::auth::JwtKeys::new(&secrecy::SecretString::from("not-the-secret".to_owned()))
+            .mint(Some(p.user), 600);
     let expired = app.app.jwt.mint(Some(p.user), -600);
     let admin = app.admin_token();
     let (_, stranger) = app.new_user();
     let cases: Vec<(&str, Option<&str>, StatusCode, &str)> = vec![
         ("missing", None, StatusCode::UNAUTHORIZED, "E_UNAUTHORIZED"),
-        ("garbage", Some("abc.def.ghi"), StatusCode::UNAUTHORIZED, "E_UNAUTHORIZED"),
-        ("forged", Some(&forged), StatusCode::UNAUTHORIZED, "E_UNAUTHORIZED"),
-        ("expired", Some(&expired), StatusCode::UNAUTHORIZED, "E_UNAUTHORIZED"),
-        ("service role on a user route", Some(&admin), StatusCode::FORBIDDEN, "E_FORBIDDEN"),
-        ("another user's order", Some(&stranger), StatusCode::FORBIDDEN, "E_FORBIDDEN"),
+        (
+            "garbage",
+            Some("abc.def.ghi"),
+            StatusCode::UNAUTHORIZED,
+            "E_UNAUTHORIZED",
+        ),
+        (
+            "forged",
+            Some(&forged),
+            StatusCode::UNAUTHORIZED,
+            "E_UNAUTHORIZED",
+        ),
+        (
+            "expired",
+            Some(&expired),
+            StatusCode::UNAUTHORIZED,
+            "E_UNAUTHORIZED",
+        ),
+        (
+            "service role on a user route",
+            Some(&admin),
+            StatusCode::FORBIDDEN,
+            "E_FORBIDDEN",
+        ),
+        (
+            "another user's order",
+            Some(&stranger),
+            StatusCode::FORBIDDEN,
+            "E_FORBIDDEN",
+        ),
     ];
     for (name, token, status, code) in cases {
         let r = app.post("/v1/payments/confirm", token, &body).await;
@@ -107,11 +137,19 @@ async fn tokens_and_ownership_are_enforced(app: TestApp) {
     }
     // A user token on an admin route.
     let r = app
-        .post("/v1/admin/courses", Some(&p.token), &json!({"title": "x", "price": 1000}))
+        .post(
+            "/v1/admin/courses",
+            Some(&p.token),
+            &json!({"title": "x", "price": 1000}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app
-        .post("/v1/admin/courses", None, &json!({"title": "x", "price": 1000}))
+        .post(
+            "/v1/admin/courses",
+            None,
+            &json!({"title": "x", "price": 1000}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Basic instead of Bearer.
@@ -159,7 +197,10 @@ async fn routing_errors_are_problems(app: TestApp) {
         assert!(i18n_ko.body[&key].is_string(), "{key} in ko");
         assert!(i18n_en.body[&key].is_string(), "{key} in en");
     }
-    assert_eq!(app.get("/v1/i18n/fr", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/i18n/fr", None).await.status,
+        StatusCode::NOT_FOUND
+    );
     let v = app.get("/version", None).await;
     assert!(v.body["version"].is_string() && v.body["gitCommit"].is_string());
     assert_eq!(app.get("/readyz", None).await.status, StatusCode::OK);
@@ -190,8 +231,19 @@ async fn no_secret_reaches_the_logs(app: TestApp) {
     assert_eq!(ours.len(), 1, "exactly one summary line per request");
     let line = ours[0];
     for field in [
-        "request_id", "function_name", "provider", "provider_tx_id", "enrollment_id", "course_id",
-        "user_id", "status", "error_code", "latency_ms", "http_status", "method", "path",
+        "request_id",
+        "function_name",
+        "provider",
+        "provider_tx_id",
+        "enrollment_id",
+        "course_id",
+        "user_id",
+        "status",
+        "error_code",
+        "latency_ms",
+        "http_status",
+        "method",
+        "path",
     ] {
         assert!(line.get(field).is_some(), "field {field} missing: {line}");
     }
@@ -206,5 +258,8 @@ async fn no_secret_reaches_the_logs(app: TestApp) {
     for s in secrets {
         assert!(!text.contains(&s), "a secret reached the log");
     }
-    assert!(!text.contains("Basic "), "an Authorization header reached the log");
+    assert!(
+        !text.contains("Basic "),
+        "an Authorization header reached the log"
+    );
 }

@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use coursepay_store as store;
-
 use domain::{
     CourseId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentKey, PaymentStatus, UserId,
 };

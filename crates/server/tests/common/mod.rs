@@ -5,8 +5,8 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use server::config::{Config, DEV_TOSS_SECRET_KEY};
 use server::App;
+use server::config::{Config, DEV_TOSS_SECRET_KEY};
 use std::time::Duration;
 use store::DynStore;
 
@@ -131,7 +131,8 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
-        self.post_raw(path, token, body.to_string().into_bytes(), &[]).await
+        self.post_raw(path, token, body.to_string().into_bytes(), &[])
+            .await
     }
 
     pub async fn post_raw(
@@ -192,7 +193,13 @@ impl TestApp {
         r.body["paymentKey"].as_str().unwrap().to_owned()
     }
 
-    pub async fn confirm(&self, token: &str, payment_key: &str, order_id: &str, amount: i64) -> Resp {
+    pub async fn confirm(
+        &self,
+        token: &str,
+        payment_key: &str,
+        order_id: &str,
+        amount: i64,
+    ) -> Resp {
         self.post(
             "/v1/payments/confirm",
             Some(token),
@@ -210,7 +217,9 @@ impl TestApp {
     }
 
     pub async fn fault(&self, fault: Value) {
-        let r = self.post("/toss-sandbox/sandbox/faults", None, &fault).await;
+        let r = self
+            .post("/toss-sandbox/sandbox/faults", None, &fault)
+            .await;
         assert!(r.status.is_success(), "{:?}", r.body);
     }
 
