@@ -54,6 +54,10 @@ uuid_id!(CourseId);
 uuid_id!(EnrollmentId);
 uuid_id!(PaymentId);
 uuid_id!(AttemptId);
+uuid_id!(
+    /// One refund request; its Toss Idempotency-Key is derived from it.
+    RefundId
+);
 
 fn toss_id_chars(s: &str) -> bool {
     s.bytes()

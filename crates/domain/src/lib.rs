@@ -15,10 +15,10 @@ pub mod status;
 pub use error::{ErrorCode, Locale};
 pub use ids::{
     AttemptId, CourseId, EnrollmentId, IdempotencyKey, OrderId, ParseError, PaymentId, PaymentKey,
-    UserId,
+    RefundId, UserId,
 };
 pub use money::Money;
-pub use status::{EnrollmentStatus, OrderStatus, PaymentStatus};
+pub use status::{EnrollmentStatus, OrderStatus, PaymentStatus, RefundStatus};
 
 /// The only payment provider coursepay speaks to today; stored in `payments.provider` so the
 /// UNIQUE(provider, provider_tx_id) constraint stays meaningful if a second one is added.

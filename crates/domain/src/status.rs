@@ -102,6 +102,17 @@ impl PaymentStatus {
     }
 }
 
+/// A refund request: REQUESTED is written before Toss is called (so a lost answer is never
+/// forgotten), then DONE with Toss's transactionKey or FAILED when Toss refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundStatus {
+    Requested,
+    Done,
+    Failed,
+}
+string_enum!(RefundStatus { Requested => "REQUESTED", Done => "DONE", Failed => "FAILED" });
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,6 +113,7 @@ fn unique_name(cols: &str) -> String {
         ["payments.order_id"] => Some("payments_order_id_key"),
         ["refunds.transaction_key"] => Some("refunds_transaction_key_key"),
         ["refunds.idempotency_key"] => Some("refunds_idempotency_key_key"),
+        ["refunds.payment_id"] => Some("refunds_one_requested_per_payment"),
         ["courses.id"] => Some("courses_pkey"),
         ["enrollments.id"] => Some("enrollments_pkey"),
         ["orders.order_id"] => Some("orders_pkey"),

@@ -24,7 +24,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use domain::{CourseId, EnrollmentId, OrderId, PaymentId, UserId};
+use domain::{AttemptId, CourseId, EnrollmentId, OrderId, PaymentId, RefundId, UserId};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -121,6 +121,58 @@ pub trait Store: Send + Sync + 'static {
 
     /// The append-only event log for one order, oldest first.
     async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>>;
+
+    // --- refunds and exams ---------------------------------------------------------------
+    /// Write a REQUESTED refund before Toss is called, so an answer that gets lost is never
+    /// forgotten. Refuses (NotAllowed, nothing written) when the payment is not refundable,
+    /// the amount exceeds its balance minus refunds still REQUESTED, or another refund of the
+    /// payment is REQUESTED: at most one per payment waits for Toss
+    /// (refunds_one_requested_per_payment), so concurrent requests cannot both pass.
+    async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin>;
+
+    /// THE cancellation-recording function, shared by the refund flow, webhooks, settle-on-read
+    /// and the reconciler. Given Toss's view of a payment, in one round trip (one transaction on
+    /// SQLite): a refund row per cancel keyed by transaction_key (a REQUESTED row of the same
+    /// amount becomes DONE instead of a second row), payments.balance/status (never backwards),
+    /// and when the balance reaches zero the enrollment and order REFUNDED with their events —
+    /// except for a duplicate payment (order FAILED with DUPLICATE_PAYMENT), whose enrollment
+    /// belongs to the first order and is left alone. `NotFound` when the payment is not recorded
+    /// (settle it first).
+    async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded>;
+
+    /// REQUESTED → FAILED: Toss refused the cancel definitively (or it certainly never reached
+    /// Toss). Returns whether it moved.
+    async fn fail_refund(&self, id: RefundId, code: &str, ctx: &EventContext) -> Result<bool>;
+
+    async fn get_refund(&self, id: RefundId) -> Result<Option<Refund>>;
+
+    /// Refunds of a payment, oldest first.
+    async fn payment_refunds(&self, payment_id: PaymentId) -> Result<Vec<Refund>>;
+
+    /// Refunds still REQUESTED that were created before `older_than`, oldest first: the refund
+    /// SLA's backlog for the reconciler and the operator.
+    async fn stuck_refunds(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Refund>>;
+
+    /// Start an exam attempt when the enrollment is ENROLLED and fewer than `max_attempts`
+    /// attempts were started for it; atomic under concurrency (20 concurrent starts with a limit
+    /// of 3 create exactly 3). The caller checks ownership.
+    async fn start_attempt(
+        &self,
+        enrollment_id: EnrollmentId,
+        attempt_id: AttemptId,
+        max_attempts: u32,
+        now: OffsetDateTime,
+    ) -> Result<AttemptStart>;
+
+    async fn get_attempt(&self, id: AttemptId) -> Result<Option<ExamAttempt>>;
+
+    /// Record the score once; a second (or concurrent losing) submit changes nothing.
+    async fn submit_attempt(
+        &self,
+        id: AttemptId,
+        score: i32,
+        now: OffsetDateTime,
+    ) -> Result<AttemptSubmit>;
 
     // --- idempotency ---------------------------------------------------------------------
     /// Remember a client's Idempotency-Key for `scope` (e.g. "confirm:<user>") with the

@@ -1,8 +1,8 @@
 //! Rows as the rest of coursepay sees them: already parsed into domain types.
 
 use domain::{
-    CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId, PaymentKey,
-    PaymentStatus, UserId,
+    AttemptId, CourseId, EnrollmentId, EnrollmentStatus, IdempotencyKey, Money, OrderId,
+    OrderStatus, PaymentId, PaymentKey, PaymentStatus, RefundId, RefundStatus, UserId,
 };
 use time::OffsetDateTime;
 
@@ -180,4 +180,126 @@ pub enum KeyUse {
     Fresh,
     SameRequest,
     DifferentRequest,
+}
+
+// --- refunds and exams -----------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub id: RefundId,
+    pub payment_id: PaymentId,
+    pub amount: Money,
+    pub reason: String,
+    pub status: RefundStatus,
+    /// Toss's cancel transactionKey, once Toss's answer (or a lookup) showed the cancel.
+    pub transaction_key: Option<String>,
+    /// The Idempotency-Key sent with the cancel (`coursepay-refund-<id>`), or
+    /// `toss-cancel-<transactionKey>` for a cancel made outside coursepay (Toss's console).
+    pub idempotency_key: String,
+    pub requested_by: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A refund request about to be sent to Toss, for [`crate::Store::begin_refund`].
+#[derive(Debug, Clone)]
+pub struct NewRefund {
+    pub id: RefundId,
+    pub payment_id: PaymentId,
+    /// None = everything that remains refundable.
+    pub amount: Option<Money>,
+    pub reason: String,
+    pub idempotency_key: IdempotencyKey,
+    pub requested_by: String,
+    pub ctx: EventContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundBegin {
+    /// The REQUESTED row is durable; `payment` is the payment as it was when it was written
+    /// (its balance is what Toss must also report: send it as refundableAmount).
+    Begun { refund: Refund, payment: Payment },
+    /// Nothing written. `available` is what could be refunded now (balance minus refunds still
+    /// waiting for Toss); `in_progress` is true when another refund of this payment is REQUESTED.
+    NotAllowed {
+        payment: Payment,
+        available: Money,
+        in_progress: bool,
+    },
+    PaymentNotFound,
+}
+
+/// One entry of Toss's `cancels[]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCancel {
+    pub transaction_key: String,
+    pub amount: Money,
+    pub reason: String,
+}
+
+/// The provider's current view of a payment's cancellations, for
+/// [`crate::Store::record_cancellation`].
+#[derive(Debug, Clone)]
+pub struct Cancellation {
+    pub payment_key: PaymentKey,
+    /// Toss's status: CANCELED or PARTIAL_CANCELED (DONE is accepted and changes nothing).
+    pub status: PaymentStatus,
+    /// Toss's balanceAmount.
+    pub balance: Money,
+    /// Toss's cancels[], in Toss's (chronological) order.
+    pub cancels: Vec<ProviderCancel>,
+    /// "refund", "webhook", "reconciler", "settle-on-read".
+    pub source: String,
+    pub ctx: EventContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancellationRecorded {
+    /// The payment after recording.
+    pub payment: Payment,
+    /// Refund rows this call inserted or moved REQUESTED → DONE.
+    pub refunds_recorded: u32,
+    /// This call revoked the enrollment (the payment became fully cancelled).
+    pub enrollment_revoked: bool,
+    /// The enrollment's status afterwards (None when the payment has no enrollment).
+    pub enrollment_status: Option<EnrollmentStatus>,
+}
+
+impl CancellationRecorded {
+    /// What Toss has paid back so far: totalAmount − balanceAmount.
+    pub fn refunded_amount(&self) -> Money {
+        self.payment
+            .amount
+            .checked_sub(self.payment.balance)
+            .unwrap_or(Money::ZERO)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExamAttempt {
+    pub id: AttemptId,
+    pub enrollment_id: EnrollmentId,
+    /// The enrollment's owner (for the flows' owner check).
+    pub user_id: UserId,
+    pub score: Option<i32>,
+    pub started_at: OffsetDateTime,
+    pub submitted_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptStart {
+    Started(ExamAttempt),
+    EnrollmentNotFound,
+    /// The enrollment is not ENROLLED (refunded).
+    NotEnrolled,
+    /// `used` attempts were already started; the limit allows no more.
+    LimitReached { used: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptSubmit {
+    Submitted(ExamAttempt),
+    NotFound,
+    /// Someone submitted it first; nothing changed.
+    AlreadySubmitted,
 }

@@ -17,7 +17,10 @@ use crate::model::*;
 use crate::row::{self, Columns, bad_column};
 use crate::{Backend, Result, Store, StoreError, roundtrips};
 use async_trait::async_trait;
-use domain::{CourseId, EnrollmentId, OrderId, OrderStatus, PaymentId, UserId};
+use domain::{
+    AttemptId, CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId,
+    RefundId, UserId,
+};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Decode, Postgres, Row, Type};
@@ -96,6 +99,13 @@ impl Columns for PgRow {
     }
     fn int(&self, col: &str) -> Result<i64> {
         get(self, col)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        // `integer` columns (exam scores) decode as i32 only.
+        match self.try_get::<Option<i64>, _>(col) {
+            Ok(v) => Ok(v),
+            Err(_) => Ok(get::<Option<i32>>(self, col)?.map(i64::from)),
+        }
     }
     fn flag(&self, col: &str) -> Result<bool> {
         get(self, col)
@@ -396,6 +406,257 @@ RETURNING 1";
 
 const APPLIED_MIGRATIONS: &str = "
 SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+
+/// How often the refund/exam statements re-run after losing a race their snapshot could not
+/// see (a unique violation from a concurrent writer, a deadlock, a stale read).
+const LMS_ATTEMPTS: u32 = 5;
+
+/// Write the REQUESTED refund unless the payment is not refundable, the amount exceeds the
+/// balance minus refunds still REQUESTED, or one is REQUESTED already. `pay` locks the payment,
+/// so its balance is the newest; a REQUESTED row a concurrent statement inserted after our
+/// snapshot is caught by refunds_one_requested_per_payment (23505, re-run).
+/// $1 payment id, $2 refund id, $3 amount or NULL (= all available), $4 reason,
+/// $5 idempotency key, $6 requested_by, $7 now, $8 actor, $9 request id.
+const BEGIN_REFUND: &str = "
+WITH pay AS (
+    SELECT * FROM payments WHERE id = $1 FOR UPDATE
+),
+pending AS (
+    SELECT COALESCE(sum(amount), 0)::bigint AS amount, count(*) AS n
+    FROM refunds WHERE payment_id = $1 AND status = 'REQUESTED'
+),
+want AS (
+    SELECT pay.balance - pending.amount AS available,
+           COALESCE($3::bigint, pay.balance - pending.amount) AS amount,
+           pending.n > 0 AS in_progress,
+           pay.status IN ('DONE', 'PARTIAL_CANCELED') AS refundable
+    FROM pay CROSS JOIN pending
+),
+ins AS (
+    INSERT INTO refunds (id, payment_id, amount, reason, status, transaction_key,
+                         idempotency_key, requested_by, created_at, updated_at)
+    SELECT $2, pay.id, want.amount, $4, 'REQUESTED', NULL, $5, $6, $7, $7
+    FROM pay CROSS JOIN want
+    WHERE want.refundable AND NOT want.in_progress
+      AND want.amount > 0 AND want.amount <= want.available
+    RETURNING *
+),
+event AS (
+    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                                request_id, detail, at)
+    SELECT pay.order_id, pay.id, 'refund.requested', NULL, 'REQUESTED', $8, $9,
+           jsonb_build_object('refund_id', ins.id, 'amount', ins.amount, 'reason', ins.reason,
+                              'idempotency_key', ins.idempotency_key),
+           $7
+    FROM ins CROSS JOIN pay
+)
+SELECT pay.*, want.available, want.in_progress,
+       ins.id AS r_id, ins.payment_id AS r_payment_id, ins.amount AS r_amount,
+       ins.reason AS r_reason, ins.status AS r_status, ins.transaction_key AS r_transaction_key,
+       ins.idempotency_key AS r_idempotency_key, ins.requested_by AS r_requested_by,
+       ins.created_at AS r_created_at, ins.updated_at AS r_updated_at
+FROM pay CROSS JOIN want LEFT JOIN ins ON true";
+
+/// THE cancellation statement. $1 provider, $2 payment key, $3/$4/$5 the cancels'
+/// transactionKeys/amounts/reasons, $6 a fresh refund id per cancel, $7 Toss's balanceAmount,
+/// $8 now, $9 actor, $10 request id, $11 source.
+///
+/// * `pay` locks the payment: recorders, refund requests and settles of one payment queue here.
+/// * `unknown`: cancels without a refund row yet. The newest one whose amount equals the
+///   REQUESTED refund's marks that row DONE (`done`: the refund flow and a CANCELED webhook
+///   racing each other end as one row); the rest are cancels made outside coursepay and are
+///   inserted (ON CONFLICT DO NOTHING: a concurrent recorder our snapshot missed got there
+///   first).
+/// * `upd`: balance only goes down, status follows it (never backwards).
+/// * `full_cancel`: this statement took the balance to zero. Then the order becomes REFUNDED
+///   and the enrollment too — unless the order is a duplicate payment, whose enrollment is the
+///   first order's.
+const RECORD_CANCELLATION: &str = "
+WITH pay AS (
+    SELECT * FROM payments WHERE provider = $1 AND provider_tx_id = $2 FOR UPDATE
+),
+cancels AS (
+    SELECT c.tx, c.amount, c.reason, c.new_id, c.ord
+    FROM unnest($3::text[], $4::bigint[], $5::text[], $6::uuid[])
+         WITH ORDINALITY AS c(tx, amount, reason, new_id, ord)
+    WHERE c.amount > 0
+),
+unknown AS (
+    SELECT c.* FROM cancels c
+    WHERE NOT EXISTS (SELECT 1 FROM refunds r WHERE r.transaction_key = c.tx)
+),
+requested AS (
+    SELECT r.id, r.amount FROM refunds r, pay
+    WHERE r.payment_id = pay.id AND r.status = 'REQUESTED'
+),
+matched AS (
+    SELECT u.tx, requested.id AS refund_id
+    FROM unknown u JOIN requested ON requested.amount = u.amount
+    ORDER BY u.ord DESC
+    LIMIT 1
+),
+done AS (
+    UPDATE refunds r SET status = 'DONE', transaction_key = matched.tx, updated_at = $8
+    FROM matched
+    WHERE r.id = matched.refund_id AND r.status = 'REQUESTED'
+    RETURNING r.id, r.amount, r.transaction_key
+),
+inserted AS (
+    INSERT INTO refunds (id, payment_id, amount, reason, status, transaction_key,
+                         idempotency_key, requested_by, created_at, updated_at)
+    SELECT u.new_id, pay.id, u.amount, u.reason, 'DONE', u.tx, 'toss-cancel-' || u.tx,
+           'external:' || $11::text, $8, $8
+    FROM unknown u CROSS JOIN pay
+    WHERE NOT EXISTS (SELECT 1 FROM matched m WHERE m.tx = u.tx)
+    ON CONFLICT DO NOTHING
+    RETURNING id, amount, transaction_key
+),
+upd AS (
+    UPDATE payments p
+    SET balance = LEAST(p.balance, $7::bigint),
+        status = CASE WHEN LEAST(p.balance, $7::bigint) = 0 THEN 'CANCELED'
+                      ELSE 'PARTIAL_CANCELED' END,
+        updated_at = $8
+    FROM pay
+    WHERE p.id = pay.id AND $7::bigint < p.balance
+    RETURNING p.*, pay.balance AS old_balance, pay.status AS old_status
+),
+ord_before AS (
+    SELECT o.order_id, o.status, o.failure_code FROM orders o, pay
+    WHERE o.order_id = pay.order_id
+),
+full_cancel AS (
+    SELECT upd.id, upd.order_id, upd.enrollment_id FROM upd
+    WHERE upd.balance = 0 AND upd.old_balance > 0
+),
+revoked AS (
+    UPDATE enrollments e SET status = 'REFUNDED', updated_at = $8
+    FROM full_cancel
+    WHERE e.id = full_cancel.enrollment_id AND e.status = 'ENROLLED'
+      AND NOT EXISTS (SELECT 1 FROM ord_before
+                      WHERE ord_before.status = 'FAILED'
+                        AND ord_before.failure_code = 'DUPLICATE_PAYMENT')
+    RETURNING e.id
+),
+refunded_order AS (
+    UPDATE orders o SET status = 'REFUNDED', updated_at = $8
+    FROM full_cancel
+    WHERE o.order_id = full_cancel.order_id AND o.status IN ('PAID', 'FAILED')
+    RETURNING o.order_id
+),
+pay_event AS (
+    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                                request_id, detail, at)
+    SELECT upd.order_id, upd.id,
+           CASE WHEN upd.status = 'CANCELED' THEN 'payment.canceled'
+                ELSE 'payment.partially_canceled' END,
+           upd.old_status, upd.status, $9, $10,
+           jsonb_build_object(
+               'source', $11::text, 'balance', upd.balance,
+               'refunded', upd.amount - upd.balance,
+               'transaction_keys', (SELECT COALESCE(jsonb_agg(k.tx), '[]'::jsonb) FROM (
+                   SELECT transaction_key AS tx FROM done
+                   UNION ALL SELECT transaction_key FROM inserted) AS k)),
+           $8
+    FROM upd
+),
+enrollment_event AS (
+    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                                request_id, detail, at)
+    SELECT full_cancel.order_id, full_cancel.id, 'enrollment.refunded', 'ENROLLED', 'REFUNDED',
+           $9, $10, jsonb_build_object('enrollment_id', revoked.id, 'source', $11::text), $8
+    FROM revoked CROSS JOIN full_cancel
+),
+order_event AS (
+    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                                request_id, detail, at)
+    SELECT refunded_order.order_id, full_cancel.id, 'order.refunded', ord_before.status,
+           'REFUNDED', $9, $10, jsonb_build_object('source', $11::text), $8
+    FROM refunded_order CROSS JOIN full_cancel CROSS JOIN ord_before
+),
+after AS (
+    SELECT id, provider, provider_tx_id, order_id, user_id, course_id, enrollment_id, amount,
+           balance, status, method, secret, approved_at, created_at, updated_at
+    FROM upd
+    UNION ALL
+    SELECT id, provider, provider_tx_id, order_id, user_id, course_id, enrollment_id, amount,
+           balance, status, method, secret, approved_at, created_at, updated_at
+    FROM pay WHERE NOT EXISTS (SELECT 1 FROM upd)
+)
+SELECT after.*,
+       (SELECT count(*) FROM done) + (SELECT count(*) FROM inserted) AS recorded,
+       EXISTS (SELECT 1 FROM revoked) AS revoked,
+       CASE WHEN EXISTS (SELECT 1 FROM revoked) THEN 'REFUNDED'
+            ELSE (SELECT e.status FROM enrollments e WHERE e.id = after.enrollment_id)
+       END AS enrollment_status
+FROM after";
+
+const FAIL_REFUND: &str = "
+WITH failed AS (
+    UPDATE refunds SET status = 'FAILED', updated_at = $3
+    WHERE id = $1 AND status = 'REQUESTED'
+    RETURNING id, payment_id, amount
+),
+event AS (
+    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                                request_id, detail, at)
+    SELECT p.order_id, p.id, 'refund.failed', 'REQUESTED', 'FAILED', $4, $5,
+           jsonb_build_object('refund_id', failed.id, 'amount', failed.amount,
+                              'code', $2::text),
+           $3
+    FROM failed JOIN payments p ON p.id = failed.payment_id
+)
+SELECT count(*) AS moved FROM failed";
+
+const GET_REFUND: &str = "SELECT * FROM refunds WHERE id = $1";
+
+const PAYMENT_REFUNDS: &str = "
+SELECT * FROM refunds WHERE payment_id = $1 ORDER BY created_at, id";
+
+const STUCK_REFUNDS: &str = "
+SELECT * FROM refunds
+WHERE status = 'REQUESTED' AND created_at < $1
+ORDER BY created_at, id
+LIMIT $2";
+
+/// The limit lives in the enrollment row (exam_attempts_started): the UPDATE's WHERE is
+/// re-checked on the newest row version after waiting for a concurrent start, so 20 concurrent
+/// starts with a limit of 3 make exactly 3. `before` is the snapshot, for the refusal reason.
+const START_ATTEMPT: &str = "
+WITH before AS (
+    SELECT id, status, exam_attempts_started::bigint AS used FROM enrollments WHERE id = $1
+),
+bumped AS (
+    UPDATE enrollments SET exam_attempts_started = exam_attempts_started + 1
+    WHERE id = $1 AND status = 'ENROLLED' AND exam_attempts_started < $3
+    RETURNING id, user_id
+),
+ins AS (
+    INSERT INTO exam_attempts (id, enrollment_id, score, started_at, submitted_at)
+    SELECT $2, bumped.id, NULL, $4, NULL FROM bumped
+    RETURNING *
+)
+SELECT before.status AS enrollment_status, before.used,
+       ins.id, ins.enrollment_id, bumped.user_id, ins.score, ins.started_at, ins.submitted_at
+FROM before LEFT JOIN bumped ON true LEFT JOIN ins ON true";
+
+const GET_ATTEMPT: &str = "
+SELECT a.*, e.user_id FROM exam_attempts a JOIN enrollments e ON e.id = a.enrollment_id
+WHERE a.id = $1";
+
+const SUBMIT_ATTEMPT: &str = "
+WITH found AS (
+    SELECT id FROM exam_attempts WHERE id = $1
+),
+done AS (
+    UPDATE exam_attempts SET score = $2, submitted_at = $3
+    WHERE id = $1 AND submitted_at IS NULL
+    RETURNING *
+)
+SELECT (SELECT count(*) FROM found) AS found, done.*, e.user_id
+FROM (SELECT 1) AS one
+LEFT JOIN done ON true
+LEFT JOIN enrollments e ON e.id = done.enrollment_id";
 
 #[async_trait]
 impl Store for PgStore {
@@ -703,6 +964,221 @@ impl Store for PgStore {
             .await
             .map_err(from_pg)?;
         rows.iter().map(row::event).collect()
+    }
+
+    async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin> {
+        let now = new.ctx.at();
+        for attempt in 1..=LMS_ATTEMPTS {
+            roundtrips::add(1);
+            let result = sqlx::query(BEGIN_REFUND)
+                .bind(new.payment_id.0)
+                .bind(new.id.0)
+                .bind(new.amount.map(Money::won))
+                .bind(&new.reason)
+                .bind(new.idempotency_key.as_str())
+                .bind(&new.requested_by)
+                .bind(now)
+                .bind(&new.ctx.actor)
+                .bind(new.ctx.request_id.as_deref())
+                .fetch_optional(&self.pool)
+                .await;
+            let row = match result {
+                Ok(Some(row)) => row,
+                Ok(None) => return Ok(RefundBegin::PaymentNotFound),
+                // A concurrent request's REQUESTED row, committed after our snapshot: the re-run
+                // sees it and answers NotAllowed { in_progress }.
+                Err(e) if attempt < LMS_ATTEMPTS && is_race(&e) => continue,
+                Err(e) => return Err(from_pg(e)),
+            };
+            let payment = row::payment(&row)?;
+            if row.opt_uuid("r_id")?.is_some() {
+                return Ok(RefundBegin::Begun {
+                    refund: row::refund(&row, "r_")?,
+                    payment,
+                });
+            }
+            return Ok(RefundBegin::NotAllowed {
+                payment,
+                available: Money::new(row.int("available")?.max(0))
+                    .map_err(|e| bad_column("available", e))?,
+                in_progress: row.flag("in_progress")?,
+            });
+        }
+        Err(StoreError::Other(format!(
+            "begin_refund for payment {} did not converge",
+            new.payment_id
+        )))
+    }
+
+    async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
+        let now = c.ctx.at();
+        let txs: Vec<String> = c.cancels.iter().map(|x| x.transaction_key.clone()).collect();
+        let amounts: Vec<i64> = c.cancels.iter().map(|x| x.amount.won()).collect();
+        let reasons: Vec<String> = c.cancels.iter().map(|x| x.reason.clone()).collect();
+        let ids: Vec<Uuid> = c.cancels.iter().map(|_| RefundId::new().0).collect();
+        for attempt in 1..=LMS_ATTEMPTS {
+            roundtrips::add(1);
+            let result = sqlx::query(RECORD_CANCELLATION)
+                .bind(domain::PROVIDER_TOSS)
+                .bind(c.payment_key.as_str())
+                .bind(&txs)
+                .bind(&amounts)
+                .bind(&reasons)
+                .bind(&ids)
+                .bind(c.balance.won())
+                .bind(now)
+                .bind(&c.ctx.actor)
+                .bind(c.ctx.request_id.as_deref())
+                .bind(&c.source)
+                .fetch_optional(&self.pool)
+                .await;
+            let row = match result {
+                Ok(Some(row)) => row,
+                Ok(None) => return Err(StoreError::NotFound),
+                Err(e) if attempt < LMS_ATTEMPTS && is_race(&e) => {
+                    tracing::debug!(payment_key = %c.payment_key, attempt, error = %e, "record_cancellation raced; re-running");
+                    continue;
+                }
+                Err(e) => return Err(from_pg(e)),
+            };
+            let enrollment_status = match row.opt_text("enrollment_status")? {
+                Some(s) => Some(
+                    s.parse::<EnrollmentStatus>()
+                        .map_err(|e| bad_column("enrollment_status", e))?,
+                ),
+                None => None,
+            };
+            return Ok(CancellationRecorded {
+                payment: row::payment(&row)?,
+                refunds_recorded: u32::try_from(row.int("recorded")?).unwrap_or(u32::MAX),
+                enrollment_revoked: row.flag("revoked")?,
+                enrollment_status,
+            });
+        }
+        Err(StoreError::Other(format!(
+            "record_cancellation for payment {} did not converge",
+            c.payment_key
+        )))
+    }
+
+    async fn fail_refund(&self, id: RefundId, code: &str, ctx: &EventContext) -> Result<bool> {
+        roundtrips::add(1);
+        let moved: i64 = sqlx::query_scalar(FAIL_REFUND)
+            .bind(id.0)
+            .bind(code)
+            .bind(ctx.at())
+            .bind(&ctx.actor)
+            .bind(ctx.request_id.as_deref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        Ok(moved > 0)
+    }
+
+    async fn get_refund(&self, id: RefundId) -> Result<Option<Refund>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_REFUND)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row.as_ref().map(|r| row::refund(r, "")).transpose()
+    }
+
+    async fn payment_refunds(&self, payment_id: PaymentId) -> Result<Vec<Refund>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(PAYMENT_REFUNDS)
+            .bind(payment_id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        rows.iter().map(|r| row::refund(r, "")).collect()
+    }
+
+    async fn stuck_refunds(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Refund>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(STUCK_REFUNDS)
+            .bind(older_than)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        rows.iter().map(|r| row::refund(r, "")).collect()
+    }
+
+    async fn start_attempt(
+        &self,
+        enrollment_id: EnrollmentId,
+        attempt_id: AttemptId,
+        max_attempts: u32,
+        now: OffsetDateTime,
+    ) -> Result<AttemptStart> {
+        let max = i64::from(max_attempts);
+        for attempt in 1..=LMS_ATTEMPTS {
+            roundtrips::add(1);
+            let result = sqlx::query(START_ATTEMPT)
+                .bind(enrollment_id.0)
+                .bind(attempt_id.0)
+                .bind(max)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await;
+            let row = match result {
+                Ok(Some(row)) => row,
+                Ok(None) => return Ok(AttemptStart::EnrollmentNotFound),
+                Err(e) if attempt < LMS_ATTEMPTS && is_race(&e) => continue,
+                Err(e) => return Err(from_pg(e)),
+            };
+            if row.opt_uuid("id")?.is_some() {
+                return Ok(AttemptStart::Started(row::attempt(&row)?));
+            }
+            if row.text("enrollment_status")? != EnrollmentStatus::Enrolled.as_str() {
+                return Ok(AttemptStart::NotEnrolled);
+            }
+            let used = row.int("used")?;
+            if used >= max {
+                return Ok(AttemptStart::LimitReached { used });
+            }
+            // The snapshot allowed it but the UPDATE, re-reading the newest row, did not: a
+            // concurrent start or refund committed meanwhile. The re-run sees it.
+        }
+        Err(StoreError::Other(format!(
+            "start_attempt for enrollment {enrollment_id} did not converge"
+        )))
+    }
+
+    async fn get_attempt(&self, id: AttemptId) -> Result<Option<ExamAttempt>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_ATTEMPT)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row.as_ref().map(row::attempt).transpose()
+    }
+
+    async fn submit_attempt(
+        &self,
+        id: AttemptId,
+        score: i32,
+        now: OffsetDateTime,
+    ) -> Result<AttemptSubmit> {
+        roundtrips::add(1);
+        let row = sqlx::query(SUBMIT_ATTEMPT)
+            .bind(id.0)
+            .bind(score)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        if row.opt_uuid("id")?.is_some() {
+            return Ok(AttemptSubmit::Submitted(row::attempt(&row)?));
+        }
+        if row.int("found")? > 0 {
+            Ok(AttemptSubmit::AlreadySubmitted)
+        } else {
+            Ok(AttemptSubmit::NotFound)
+        }
     }
 
     async fn remember_idempotency_key(

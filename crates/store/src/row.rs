@@ -2,11 +2,11 @@
 //! column is read (SQLite keeps timestamps as text, JSON as text), so each implements
 //! [`Columns`] and the model decoders below are shared.
 
-use crate::model::{Course, Enrollment, Event, Order, Payment};
+use crate::model::{Course, Enrollment, Event, ExamAttempt, Order, Payment, Refund};
 use crate::{Result, StoreError};
 use domain::{
-    CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId, PaymentKey,
-    PaymentStatus, UserId,
+    AttemptId, CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId,
+    PaymentKey, PaymentStatus, RefundId, RefundStatus, UserId,
 };
 use std::fmt::Display;
 use std::str::FromStr;
@@ -24,6 +24,7 @@ pub(crate) trait Columns {
     fn text(&self, col: &str) -> Result<String>;
     fn opt_text(&self, col: &str) -> Result<Option<String>>;
     fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
     fn flag(&self, col: &str) -> Result<bool>;
     fn ts(&self, col: &str) -> Result<OffsetDateTime>;
     fn opt_ts(&self, col: &str) -> Result<Option<OffsetDateTime>>;
@@ -123,5 +124,39 @@ pub(crate) fn event(r: &impl Columns) -> Result<Event> {
         request_id: r.opt_text("request_id")?,
         detail: r.json("detail")?,
         at: r.ts("at")?,
+    })
+}
+
+/// A refund whose columns carry `prefix` (statements that return a payment and a refund in
+/// one row name the refund's columns `r_id`, `r_amount`, …).
+pub(crate) fn refund(r: &impl Columns, prefix: &str) -> Result<Refund> {
+    let c = |name: &str| format!("{prefix}{name}");
+    Ok(Refund {
+        id: RefundId(r.uuid(&c("id"))?),
+        payment_id: PaymentId(r.uuid(&c("payment_id"))?),
+        amount: r.money(&c("amount"))?,
+        reason: r.text(&c("reason"))?,
+        status: r.parsed::<RefundStatus>(&c("status"))?,
+        transaction_key: r.opt_text(&c("transaction_key"))?,
+        idempotency_key: r.text(&c("idempotency_key"))?,
+        requested_by: r.text(&c("requested_by"))?,
+        created_at: r.ts(&c("created_at"))?,
+        updated_at: r.ts(&c("updated_at"))?,
+    })
+}
+
+/// An exam attempt joined with its enrollment's `user_id`.
+pub(crate) fn attempt(r: &impl Columns) -> Result<ExamAttempt> {
+    let score = match r.opt_int("score")? {
+        Some(v) => Some(i32::try_from(v).map_err(|e| bad_column("score", e))?),
+        None => None,
+    };
+    Ok(ExamAttempt {
+        id: AttemptId(r.uuid("id")?),
+        enrollment_id: EnrollmentId(r.uuid("enrollment_id")?),
+        user_id: UserId(r.uuid("user_id")?),
+        score,
+        started_at: r.ts("started_at")?,
+        submitted_at: r.opt_ts("submitted_at")?,
     })
 }

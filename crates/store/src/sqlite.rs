@@ -17,7 +17,10 @@ use crate::model::*;
 use crate::row::{self, Columns, bad_column};
 use crate::{Backend, Result, Store, StoreError, roundtrips};
 use async_trait::async_trait;
-use domain::{CourseId, EnrollmentId, OrderId, OrderStatus, PaymentId, UserId};
+use domain::{
+    AttemptId, CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId,
+    PaymentStatus, RefundId, RefundStatus, UserId,
+};
 use serde_json::json;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -156,6 +159,9 @@ impl Columns for SqliteRow {
         get(self, col)
     }
     fn int(&self, col: &str) -> Result<i64> {
+        get(self, col)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
         get(self, col)
     }
     fn flag(&self, col: &str) -> Result<bool> {
@@ -368,6 +374,80 @@ RETURNING 1";
 
 const APPLIED_MIGRATIONS: &str = "
 SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+
+const PAYMENT_BY_ID: &str = "SELECT * FROM payments WHERE id = $1";
+
+const PAYMENT_BY_KEY: &str = "
+SELECT * FROM payments WHERE provider = $1 AND provider_tx_id = $2";
+
+const REQUESTED_REFUNDS: &str = "
+SELECT * FROM refunds WHERE payment_id = $1 AND status = 'REQUESTED' ORDER BY created_at, id";
+
+const INSERT_REFUND: &str = "
+INSERT INTO refunds (id, payment_id, amount, reason, status, transaction_key, idempotency_key,
+                     requested_by, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+RETURNING *";
+
+const REFUND_TX_KNOWN: &str = "SELECT count(*) FROM refunds WHERE transaction_key = $1";
+
+const REFUND_DONE: &str = "
+UPDATE refunds SET status = 'DONE', transaction_key = $2, updated_at = $3
+WHERE id = $1 AND status = 'REQUESTED'";
+
+const PAYMENT_CANCELED: &str = "
+UPDATE payments SET balance = $2, status = $3, updated_at = $4 WHERE id = $1
+RETURNING *";
+
+const ORDER_BRIEF: &str = "SELECT status, failure_code FROM orders WHERE order_id = $1";
+
+const REVOKE_ENROLLMENT: &str = "
+UPDATE enrollments SET status = 'REFUNDED', updated_at = $2
+WHERE id = $1 AND status = 'ENROLLED'";
+
+const REFUND_ORDER: &str = "
+UPDATE orders SET status = 'REFUNDED', updated_at = $2
+WHERE order_id = $1 AND status IN ('PAID', 'FAILED')";
+
+const ENROLLMENT_STATUS: &str = "SELECT status FROM enrollments WHERE id = $1";
+
+const FAIL_REFUND: &str = "
+UPDATE refunds SET status = 'FAILED', updated_at = $2
+WHERE id = $1 AND status = 'REQUESTED'
+RETURNING payment_id, amount";
+
+const ORDER_OF_PAYMENT: &str = "SELECT order_id FROM payments WHERE id = $1";
+
+const GET_REFUND: &str = "SELECT * FROM refunds WHERE id = $1";
+
+const PAYMENT_REFUNDS: &str = "
+SELECT * FROM refunds WHERE payment_id = $1 ORDER BY created_at, id";
+
+const STUCK_REFUNDS: &str = "
+SELECT * FROM refunds
+WHERE status = 'REQUESTED' AND created_at < $1
+ORDER BY created_at, id
+LIMIT $2";
+
+const ENROLLMENT_FOR_ATTEMPT: &str = "
+SELECT user_id, status, exam_attempts_started FROM enrollments WHERE id = $1";
+
+const BUMP_ATTEMPTS: &str = "
+UPDATE enrollments SET exam_attempts_started = exam_attempts_started + 1 WHERE id = $1";
+
+const INSERT_ATTEMPT: &str = "
+INSERT INTO exam_attempts (id, enrollment_id, score, started_at, submitted_at)
+VALUES ($1, $2, NULL, $3, NULL)";
+
+const GET_ATTEMPT: &str = "
+SELECT a.*, e.user_id FROM exam_attempts a JOIN enrollments e ON e.id = a.enrollment_id
+WHERE a.id = $1";
+
+const SUBMIT_ATTEMPT: &str = "
+UPDATE exam_attempts SET score = $2, submitted_at = $3
+WHERE id = $1 AND submitted_at IS NULL";
+
+const ATTEMPT_EXISTS: &str = "SELECT count(*) FROM exam_attempts WHERE id = $1";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -789,6 +869,469 @@ impl Store for SqliteStore {
             .await
             .map_err(from_sqlite)?;
         rows.iter().map(row::event).collect()
+    }
+
+    async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin> {
+        let now = new.ctx.at();
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let found = sqlx::query(PAYMENT_BY_ID)
+            .bind(new.payment_id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let Some(found) = found else {
+            rollback(tx).await?;
+            return Ok(RefundBegin::PaymentNotFound);
+        };
+        let payment = row::payment(&found)?;
+        roundtrips::add(1);
+        let requested = sqlx::query(REQUESTED_REFUNDS)
+            .bind(payment.id.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let pending: i64 = requested
+            .iter()
+            .map(|r| row::refund(r, "").map(|r| r.amount.won()))
+            .sum::<Result<i64>>()?;
+        let available = (payment.balance.won() - pending).max(0);
+        let amount = new.amount.map_or(available, Money::won);
+        let refundable = matches!(
+            payment.status,
+            PaymentStatus::Done | PaymentStatus::PartialCanceled
+        );
+        if !refundable || !requested.is_empty() || amount <= 0 || amount > available {
+            rollback(tx).await?;
+            return Ok(RefundBegin::NotAllowed {
+                payment,
+                available: Money::new(available).map_err(|e| bad_column("balance", e))?,
+                in_progress: !requested.is_empty(),
+            });
+        }
+        roundtrips::add(1);
+        let inserted = sqlx::query(INSERT_REFUND)
+            .bind(new.id.0)
+            .bind(payment.id.0)
+            .bind(amount)
+            .bind(&new.reason)
+            .bind(RefundStatus::Requested.as_str())
+            .bind(None::<String>)
+            .bind(new.idempotency_key.as_str())
+            .bind(&new.requested_by)
+            .bind(ts(now))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let refund = row::refund(&inserted, "")?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                order_id: payment.order_id.as_str(),
+                payment_id: Some(payment.id.0),
+                kind: "refund.requested",
+                from_status: None,
+                to_status: Some(RefundStatus::Requested.as_str()),
+                ctx: &new.ctx,
+                detail: json!({
+                    "refund_id": refund.id,
+                    "amount": amount,
+                    "reason": new.reason,
+                    "idempotency_key": new.idempotency_key.as_str(),
+                }),
+                at: now,
+            },
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(RefundBegin::Begun { refund, payment })
+    }
+
+    async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
+        let now = c.ctx.at();
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let found = sqlx::query(PAYMENT_BY_KEY)
+            .bind(domain::PROVIDER_TOSS)
+            .bind(c.payment_key.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let Some(found) = found else {
+            rollback(tx).await?;
+            return Err(StoreError::NotFound);
+        };
+        let mut payment = row::payment(&found)?;
+
+        // Cancels without a refund row yet, in Toss's order.
+        let mut unknown = Vec::new();
+        for cancel in c.cancels.iter().filter(|x| !x.amount.is_zero()) {
+            roundtrips::add(1);
+            let known: i64 = sqlx::query_scalar(REFUND_TX_KNOWN)
+                .bind(&cancel.transaction_key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+            if known == 0 {
+                unknown.push(cancel);
+            }
+        }
+        let mut recorded = 0u32;
+        let mut recorded_keys = Vec::new();
+        if !unknown.is_empty() {
+            roundtrips::add(1);
+            let requested = sqlx::query(REQUESTED_REFUNDS)
+                .bind(payment.id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlite)?
+                .map(|r| row::refund(&r, ""))
+                .transpose()?;
+            // The newest unknown cancel of the REQUESTED refund's amount is that refund.
+            let matched = requested.as_ref().and_then(|req| {
+                unknown
+                    .iter()
+                    .rposition(|x| x.amount == req.amount)
+                    .map(|i| (i, req.id))
+            });
+            for (i, cancel) in unknown.iter().enumerate() {
+                match matched {
+                    Some((m, refund_id)) if m == i => {
+                        roundtrips::add(1);
+                        sqlx::query(REFUND_DONE)
+                            .bind(refund_id.0)
+                            .bind(&cancel.transaction_key)
+                            .bind(ts(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(from_sqlite)?;
+                    }
+                    _ => {
+                        roundtrips::add(1);
+                        sqlx::query(INSERT_REFUND)
+                            .bind(RefundId::new().0)
+                            .bind(payment.id.0)
+                            .bind(cancel.amount.won())
+                            .bind(&cancel.reason)
+                            .bind(RefundStatus::Done.as_str())
+                            .bind(Some(&cancel.transaction_key))
+                            .bind(format!("toss-cancel-{}", cancel.transaction_key))
+                            .bind(format!("external:{}", c.source))
+                            .bind(ts(now))
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(from_sqlite)?;
+                    }
+                }
+                recorded += 1;
+                recorded_keys.push(cancel.transaction_key.clone());
+            }
+        }
+
+        let mut revoked = false;
+        let old_balance = payment.balance;
+        if c.balance < payment.balance {
+            let old_status = payment.status;
+            let new_status = if c.balance.is_zero() {
+                PaymentStatus::Canceled
+            } else {
+                PaymentStatus::PartialCanceled
+            };
+            roundtrips::add(1);
+            let row = sqlx::query(PAYMENT_CANCELED)
+                .bind(payment.id.0)
+                .bind(c.balance.won())
+                .bind(new_status.as_str())
+                .bind(ts(now))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+            payment = row::payment(&row)?;
+            let refunded = payment.amount.won() - payment.balance.won();
+            insert_event(
+                &mut tx,
+                NewEvent {
+                    order_id: payment.order_id.as_str(),
+                    payment_id: Some(payment.id.0),
+                    kind: if new_status == PaymentStatus::Canceled {
+                        "payment.canceled"
+                    } else {
+                        "payment.partially_canceled"
+                    },
+                    from_status: Some(old_status.as_str()),
+                    to_status: Some(new_status.as_str()),
+                    ctx: &c.ctx,
+                    detail: json!({
+                        "source": c.source,
+                        "balance": payment.balance.won(),
+                        "refunded": refunded,
+                        "transaction_keys": recorded_keys,
+                    }),
+                    at: now,
+                },
+            )
+            .await?;
+
+            if payment.balance.is_zero() && !old_balance.is_zero() {
+                roundtrips::add(1);
+                let (order_status, failure_code): (String, Option<String>) =
+                    sqlx::query_as(ORDER_BRIEF)
+                        .bind(payment.order_id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(from_sqlite)?;
+                let duplicate = order_status == OrderStatus::Failed.as_str()
+                    && failure_code.as_deref() == Some("DUPLICATE_PAYMENT");
+                if let Some(enrollment) = payment.enrollment_id
+                    && !duplicate
+                {
+                    roundtrips::add(1);
+                    revoked = sqlx::query(REVOKE_ENROLLMENT)
+                        .bind(enrollment.0)
+                        .bind(ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(from_sqlite)?
+                        .rows_affected()
+                        > 0;
+                    if revoked {
+                        insert_event(
+                            &mut tx,
+                            NewEvent {
+                                order_id: payment.order_id.as_str(),
+                                payment_id: Some(payment.id.0),
+                                kind: "enrollment.refunded",
+                                from_status: Some(EnrollmentStatus::Enrolled.as_str()),
+                                to_status: Some(EnrollmentStatus::Refunded.as_str()),
+                                ctx: &c.ctx,
+                                detail: json!({ "enrollment_id": enrollment, "source": c.source }),
+                                at: now,
+                            },
+                        )
+                        .await?;
+                    }
+                }
+                roundtrips::add(1);
+                let moved = sqlx::query(REFUND_ORDER)
+                    .bind(payment.order_id.as_str())
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlite)?
+                    .rows_affected();
+                if moved > 0 {
+                    insert_event(
+                        &mut tx,
+                        NewEvent {
+                            order_id: payment.order_id.as_str(),
+                            payment_id: Some(payment.id.0),
+                            kind: "order.refunded",
+                            from_status: Some(&order_status),
+                            to_status: Some(OrderStatus::Refunded.as_str()),
+                            ctx: &c.ctx,
+                            detail: json!({ "source": c.source }),
+                            at: now,
+                        },
+                    )
+                    .await?;
+                }
+            }
+        }
+
+        let enrollment_status = match payment.enrollment_id {
+            Some(e) => {
+                roundtrips::add(1);
+                let status: Option<String> = sqlx::query_scalar(ENROLLMENT_STATUS)
+                    .bind(e.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(from_sqlite)?;
+                status
+                    .map(|s| {
+                        s.parse::<EnrollmentStatus>()
+                            .map_err(|e| bad_column("status", e))
+                    })
+                    .transpose()?
+            }
+            None => None,
+        };
+        commit(tx).await?;
+        Ok(CancellationRecorded {
+            payment,
+            refunds_recorded: recorded,
+            enrollment_revoked: revoked,
+            enrollment_status,
+        })
+    }
+
+    async fn fail_refund(&self, id: RefundId, code: &str, ctx: &EventContext) -> Result<bool> {
+        let now = ctx.at();
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let failed: Option<(Uuid, i64)> = sqlx::query_as(FAIL_REFUND)
+            .bind(id.0)
+            .bind(ts(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let Some((payment_id, amount)) = failed else {
+            commit(tx).await?;
+            return Ok(false);
+        };
+        roundtrips::add(1);
+        let order_id: String = sqlx::query_scalar(ORDER_OF_PAYMENT)
+            .bind(payment_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                order_id: &order_id,
+                payment_id: Some(payment_id),
+                kind: "refund.failed",
+                from_status: Some(RefundStatus::Requested.as_str()),
+                to_status: Some(RefundStatus::Failed.as_str()),
+                ctx,
+                detail: json!({ "refund_id": id, "amount": amount, "code": code }),
+                at: now,
+            },
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn get_refund(&self, id: RefundId) -> Result<Option<Refund>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_REFUND)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row.as_ref().map(|r| row::refund(r, "")).transpose()
+    }
+
+    async fn payment_refunds(&self, payment_id: PaymentId) -> Result<Vec<Refund>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(PAYMENT_REFUNDS)
+            .bind(payment_id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        rows.iter().map(|r| row::refund(r, "")).collect()
+    }
+
+    async fn stuck_refunds(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Refund>> {
+        roundtrips::add(1);
+        let rows = sqlx::query(STUCK_REFUNDS)
+            .bind(ts(older_than))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        rows.iter().map(|r| row::refund(r, "")).collect()
+    }
+
+    async fn start_attempt(
+        &self,
+        enrollment_id: EnrollmentId,
+        attempt_id: AttemptId,
+        max_attempts: u32,
+        now: OffsetDateTime,
+    ) -> Result<AttemptStart> {
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let found: Option<(Uuid, String, i64)> = sqlx::query_as(ENROLLMENT_FOR_ATTEMPT)
+            .bind(enrollment_id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let Some((user_id, status, used)) = found else {
+            rollback(tx).await?;
+            return Ok(AttemptStart::EnrollmentNotFound);
+        };
+        if status != EnrollmentStatus::Enrolled.as_str() {
+            rollback(tx).await?;
+            return Ok(AttemptStart::NotEnrolled);
+        }
+        if used >= i64::from(max_attempts) {
+            rollback(tx).await?;
+            return Ok(AttemptStart::LimitReached { used });
+        }
+        roundtrips::add(1);
+        sqlx::query(BUMP_ATTEMPTS)
+            .bind(enrollment_id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        roundtrips::add(1);
+        sqlx::query(INSERT_ATTEMPT)
+            .bind(attempt_id.0)
+            .bind(enrollment_id.0)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        commit(tx).await?;
+        Ok(AttemptStart::Started(ExamAttempt {
+            id: attempt_id,
+            enrollment_id,
+            user_id: UserId(user_id),
+            score: None,
+            started_at: truncate_to_micros(now),
+            submitted_at: None,
+        }))
+    }
+
+    async fn get_attempt(&self, id: AttemptId) -> Result<Option<ExamAttempt>> {
+        roundtrips::add(1);
+        let row = sqlx::query(GET_ATTEMPT)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row.as_ref().map(row::attempt).transpose()
+    }
+
+    async fn submit_attempt(
+        &self,
+        id: AttemptId,
+        score: i32,
+        now: OffsetDateTime,
+    ) -> Result<AttemptSubmit> {
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let moved = sqlx::query(SUBMIT_ATTEMPT)
+            .bind(id.0)
+            .bind(score)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlite)?
+            .rows_affected();
+        if moved == 0 {
+            roundtrips::add(1);
+            let exists: i64 = sqlx::query_scalar(ATTEMPT_EXISTS)
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+            commit(tx).await?;
+            return Ok(if exists > 0 {
+                AttemptSubmit::AlreadySubmitted
+            } else {
+                AttemptSubmit::NotFound
+            });
+        }
+        roundtrips::add(1);
+        let row = sqlx::query(GET_ATTEMPT)
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        commit(tx).await?;
+        Ok(AttemptSubmit::Submitted(row::attempt(&row)?))
     }
 
     async fn remember_idempotency_key(
