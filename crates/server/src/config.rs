@@ -50,6 +50,8 @@ pub struct Config {
     pub order_ttl: Duration,
     pub toss_timeout: Duration,
     pub reconcile_interval: Duration,
+    /// Exam attempts a buyer may start per course (enrollment).
+    pub exam_max_attempts: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -175,6 +177,17 @@ impl Config {
         let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
         let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
         let reconcile_interval = env_secs(get, "RECONCILE_INTERVAL_SECONDS", 30)?;
+        let exam_max_attempts = match env_opt(get, "EXAM_MAX_ATTEMPTS") {
+            None => 3,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError(
+                        "EXAM_MAX_ATTEMPTS must be a whole number from 1 to 1000".into(),
+                    ));
+                }
+            },
+        };
 
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
@@ -200,6 +213,7 @@ impl Config {
             order_ttl,
             toss_timeout,
             reconcile_interval,
+            exam_max_attempts,
         })
     }
 
@@ -290,6 +304,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "RECONCILE_INTERVAL_SECONDS",
         "how often open orders are settled with Toss (default 30)",
     ),
+    (
+        "EXAM_MAX_ATTEMPTS",
+        "exam attempts a buyer may start per course (default 3)",
+    ),
 ];
 
 #[cfg(test)]
@@ -345,6 +363,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.cors_allowed_origins, vec!["https://shop.example.com"]);
         assert!(!format!("{c:?}").contains("super-secret-jwt"));
+    }
+
+    #[test]
+    fn exam_max_attempts_default_and_range() {
+        assert_eq!(cfg(&[]).unwrap().exam_max_attempts, 3);
+        assert_eq!(
+            cfg(&[("EXAM_MAX_ATTEMPTS", "5")])
+                .unwrap()
+                .exam_max_attempts,
+            5
+        );
+        for bad in ["0", "-1", "three", "1001"] {
+            let err = cfg(&[("EXAM_MAX_ATTEMPTS", bad)]).unwrap_err();
+            assert!(err.0.contains("EXAM_MAX_ATTEMPTS"), "{bad}: {}", err.0);
+        }
     }
 
     #[test]

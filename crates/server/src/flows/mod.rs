@@ -6,6 +6,8 @@ pub mod catalog;
 pub mod checkout;
 pub mod confirm;
 pub mod enrollments;
+pub mod exams;
+pub mod refunds;
 pub mod settle;
 
 use store::EventContext;

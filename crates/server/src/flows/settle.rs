@@ -22,7 +22,7 @@ pub fn call_ctx() -> CallContext {
 }
 
 /// Log one Toss call (operation, outcome, latency) for the request's trace.
-fn note_call(
+pub(crate) fn note_call(
     op: Operation,
     started: std::time::Instant,
     result: &std::result::Result<PaymentView, TossError>,
@@ -162,7 +162,7 @@ pub async fn confirm_with_provider(
     }
 }
 
-fn unavailable(err: &TossError) -> Error {
+pub(crate) fn unavailable(err: &TossError) -> Error {
     let e = Error::new(ErrorCode::PgUnavailable).with_retry_after(5);
     match err.code() {
         Some(code) => e.with_provider_code(code),
@@ -170,7 +170,7 @@ fn unavailable(err: &TossError) -> Error {
     }
 }
 
-fn unknown_outcome(err: &TossError) -> Error {
+pub(crate) fn unknown_outcome(err: &TossError) -> Error {
     match err {
         TossError::Timeout | TossError::Network(_) => {
             Error::new(ErrorCode::PgTimeout).with_retry_after(5)
@@ -324,6 +324,12 @@ pub async fn apply_view(
         return Err(Error::internal("payment belongs to another order"));
     }
     match view.status {
+        // Captured and since (partly) refunded: settle first if needed, then record the
+        // cancellation — the same function the refund flow ends in.
+        PaymentStatus::Canceled | PaymentStatus::PartialCanceled => {
+            crate::flows::refunds::apply_provider_cancellation(app, order, view, source, ev)
+                .await?;
+        }
         s if s.is_captured() => {
             settle_view(app, order, view, source, ev).await?;
         }

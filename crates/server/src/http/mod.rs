@@ -3,6 +3,7 @@
 //! routes. Auth is an extractor; errors are rendered in [`problem`] only.
 
 pub mod extract;
+pub mod lms;
 pub mod problem;
 pub mod routes;
 
@@ -41,6 +42,18 @@ pub fn router(app: App) -> Router {
         .route(
             "/v1/enrollments/{enrollmentId}",
             get(routes::get_enrollment),
+        )
+        .route(
+            "/v1/payments/{paymentId}/refund",
+            post(lms::refund_payment),
+        )
+        .route(
+            "/v1/enrollments/{enrollmentId}/exam-attempts",
+            post(lms::start_exam_attempt),
+        )
+        .route(
+            "/v1/exam-attempts/{attemptId}/submit",
+            post(lms::submit_exam_attempt),
         )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -1,0 +1,94 @@
+//! Handlers for the LMS side (API.md "Enrollments and exams", "Refunds"): parse, call one flow,
+//! render. The refund runs in a detached task like a confirm: once Toss may have been asked,
+//! a client that disconnects must not cut the recording of its answer short.
+
+use crate::App;
+use crate::error::{Error, Result};
+use crate::flows;
+use crate::http::extract::{AuthUser, JsonObject, ServiceRole};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use domain::{AttemptId, EnrollmentId, ErrorCode, PaymentId};
+use serde_json::{Value, json};
+use store::ExamAttempt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Toss's limit for cancelReason.
+const MAX_REASON_CHARS: usize = 200;
+
+fn name(n: &'static str) {
+    crate::context::record(|f| f.function_name = Some(n));
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+pub async fn refund_payment(
+    State(app): State<App>,
+    _: ServiceRole,
+    Path(payment_id): Path<String>,
+    body: JsonObject,
+) -> Result<Json<Value>> {
+    name("refund-payment");
+    // An id that is not a UUID names no payment.
+    let payment_id =
+        PaymentId::parse(&payment_id).map_err(|_| Error::new(ErrorCode::PaymentNotFound))?;
+    let reason = body.str("reason")?.trim().to_owned();
+    let chars = reason.chars().count();
+    if chars == 0 || chars > MAX_REASON_CHARS {
+        return Err(Error::invalid("reason: must be 1 to 200 characters"));
+    }
+    let amount = match body.opt_int("amount")? {
+        None => None,
+        Some(_) => Some(body.amount("amount")?),
+    };
+    let task_app = app.clone();
+    let out = crate::context::spawn(async move {
+        flows::refunds::refund(&task_app, payment_id, &reason, amount, "service_role").await
+    })
+    .await
+    .map_err(|e| Error::internal(format!("refund task: {e}")))??;
+    Ok(Json(json!({
+        "paymentId": out.payment_id,
+        "status": out.status.as_str(),
+        "refundedAmount": out.refunded_amount.won(),
+        "enrollmentStatus": out.enrollment_status.map(|s| s.as_str()),
+    })))
+}
+
+fn attempt_json(a: &ExamAttempt) -> Value {
+    json!({
+        "id": a.id, "enrollmentId": a.enrollment_id, "startedAt": ts(a.started_at),
+        "score": a.score, "submittedAt": a.submitted_at.map(ts),
+    })
+}
+
+pub async fn start_exam_attempt(
+    State(app): State<App>,
+    AuthUser(user): AuthUser,
+    Path(enrollment_id): Path<String>,
+) -> Result<Response> {
+    name("start-exam-attempt");
+    let enrollment_id = EnrollmentId::parse(&enrollment_id)
+        .map_err(|_| Error::new(ErrorCode::EnrollmentNotFound))?;
+    let attempt = flows::exams::start_attempt(&app, user, enrollment_id).await?;
+    Ok((StatusCode::CREATED, Json(attempt_json(&attempt))).into_response())
+}
+
+pub async fn submit_exam_attempt(
+    State(app): State<App>,
+    AuthUser(user): AuthUser,
+    Path(attempt_id): Path<String>,
+    body: JsonObject,
+) -> Result<Json<Value>> {
+    name("submit-exam-attempt");
+    let attempt_id =
+        AttemptId::parse(&attempt_id).map_err(|_| Error::new(ErrorCode::AttemptNotFound))?;
+    let score = flows::exams::parse_score(body.int("score")?)?;
+    let attempt = flows::exams::submit(&app, user, attempt_id, score).await?;
+    Ok(Json(attempt_json(&attempt)))
+}
