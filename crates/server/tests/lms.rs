@@ -132,7 +132,10 @@ async fn full_refund_revokes_access_and_blocks_exam_attempts(app: TestApp) {
         "REFUNDED"
     );
     let one = app
-        .get(&format!("/v1/enrollments/{}", b.enrollment_id), Some(&b.token))
+        .get(
+            &format!("/v1/enrollments/{}", b.enrollment_id),
+            Some(&b.token),
+        )
         .await;
     assert_eq!(one.body["status"], "REFUNDED");
     let blocked = start_attempt(&app, &b.token, &b.enrollment_id).await;
@@ -183,12 +186,22 @@ async fn full_refund_revokes_access_and_blocks_exam_attempts(app: TestApp) {
 
 async fn partial_refunds_sum_up_then_refuse_more_without_calling_toss(app: TestApp) {
     let b = bought(&app, 10_000).await;
-    let r = refund(&app, &b.payment_id, json!({"reason": "part 1", "amount": 3_000})).await;
+    let r = refund(
+        &app,
+        &b.payment_id,
+        json!({"reason": "part 1", "amount": 3_000}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "PARTIAL_CANCELED");
     assert_eq!(r.body["refundedAmount"], 3_000);
     assert_eq!(r.body["enrollmentStatus"], "ENROLLED");
-    let r = refund(&app, &b.payment_id, json!({"reason": "part 2", "amount": 4_000})).await;
+    let r = refund(
+        &app,
+        &b.payment_id,
+        json!({"reason": "part 2", "amount": 4_000}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["refundedAmount"], 7_000);
     assert_eq!(r.body["status"], "PARTIAL_CANCELED");
@@ -210,7 +223,12 @@ async fn partial_refunds_sum_up_then_refuse_more_without_calling_toss(app: TestA
     // More than remains: refused before Toss is called.
     let calls = app.stats().await["cancelCalls"].as_u64().unwrap();
     assert_eq!(calls, 2);
-    let over = refund(&app, &b.payment_id, json!({"reason": "too much", "amount": 3_001})).await;
+    let over = refund(
+        &app,
+        &b.payment_id,
+        json!({"reason": "too much", "amount": 3_001}),
+    )
+    .await;
     assert_eq!(over.status, StatusCode::CONFLICT, "{:?}", over.body);
     assert_eq!(over.code(), "E_REFUND_NOT_ALLOWED");
     assert!(over.is_problem());
@@ -227,7 +245,9 @@ async fn partial_refunds_sum_up_then_refuse_more_without_calling_toss(app: TestA
     assert_eq!(amounts, [3_000, 4_000, 3_000]);
     assert!(refunds.iter().all(|r| r.status == RefundStatus::Done));
     assert_eq!(
-        refund(&app, &b.payment_id, json!({"reason": "x", "amount": 1})).await.code(),
+        refund(&app, &b.payment_id, json!({"reason": "x", "amount": 1}))
+            .await
+            .code(),
         "E_REFUND_NOT_ALLOWED"
     );
     assert_eq!(app.stats().await["cancelCalls"].as_u64().unwrap(), 3);
@@ -255,7 +275,10 @@ async fn concurrent_duplicate_refunds_cancel_once(app: TestApp) {
         });
     }
     let results = tasks.join_all().await;
-    let ok: Vec<_> = results.iter().filter(|(s, _)| *s == StatusCode::OK).collect();
+    let ok: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .collect();
     assert_eq!(ok.len(), 1, "{results:?}");
     assert_eq!(ok[0].1["refundedAmount"], 20_000);
     for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
@@ -301,7 +324,12 @@ async fn refund_refused_before_processing_is_retried_with_the_same_key(app: Test
     // sends it again with the same Idempotency-Key.
     app.fault(json!({"mode": "status5xx", "operations": ["cancel"]}))
         .await;
-    let r = refund(&app, &b.payment_id, json!({"reason": "retry", "amount": 2_500})).await;
+    let r = refund(
+        &app,
+        &b.payment_id,
+        json!({"reason": "retry", "amount": 2_500}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["refundedAmount"], 2_500);
     let stats = app.stats().await;
@@ -374,7 +402,10 @@ async fn refund_racing_a_canceled_provider_view_is_one_record(app: TestApp) {
     let view = app
         .app
         .toss
-        .get_payment(&PaymentKey::parse(&b.payment_key).unwrap(), &Default::default())
+        .get_payment(
+            &PaymentKey::parse(&b.payment_key).unwrap(),
+            &Default::default(),
+        )
         .await
         .unwrap();
     let order = app.order(&b.order_id).await;
@@ -577,7 +608,12 @@ async fn submit_once_and_owner_checks(app: TestApp) {
     let path = format!("/v1/exam-attempts/{id}/submit");
 
     // Bad scores change nothing.
-    for bad in [json!({}), json!({"score": 101}), json!({"score": -1}), json!({"score": 50.5})] {
+    for bad in [
+        json!({}),
+        json!({"score": 101}),
+        json!({"score": -1}),
+        json!({"score": 50.5}),
+    ] {
         let r = app.post(&path, Some(&b.token), &bad).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(r.body["detail"].as_str().unwrap().starts_with("score"));
@@ -625,7 +661,10 @@ async fn submit_once_and_owner_checks(app: TestApp) {
         });
     }
     let results = tasks.join_all().await;
-    let ok: Vec<_> = results.iter().filter(|(s, _)| *s == StatusCode::OK).collect();
+    let ok: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .collect();
     assert_eq!(ok.len(), 1, "{results:?}");
     let winner = ok[0].1["score"].as_i64().unwrap();
     assert!(ok[0].1["submittedAt"].is_string());

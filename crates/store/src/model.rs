@@ -218,7 +218,10 @@ pub struct NewRefund {
 pub enum RefundBegin {
     /// The REQUESTED row is durable; `payment` is the payment as it was when it was written
     /// (its balance is what Toss must also report: send it as refundableAmount).
-    Begun { refund: Refund, payment: Payment },
+    Begun {
+        refund: Refund,
+        payment: Payment,
+    },
     /// Nothing written. `available` is what could be refunded now (balance minus refunds still
     /// waiting for Toss); `in_progress` is true when another refund of this payment is REQUESTED.
     NotAllowed {
@@ -293,7 +296,9 @@ pub enum AttemptStart {
     /// The enrollment is not ENROLLED (refunded).
     NotEnrolled,
     /// `used` attempts were already started; the limit allows no more.
-    LimitReached { used: i64 },
+    LimitReached {
+        used: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

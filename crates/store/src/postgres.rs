@@ -544,35 +544,33 @@ refunded_order AS (
     WHERE o.order_id = full_cancel.order_id AND o.status IN ('PAID', 'FAILED')
     RETURNING o.order_id
 ),
-pay_event AS (
+-- One INSERT, ordered, so the log reads payment → enrollment → order like SQLite's.
+events AS (
     INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
                                 request_id, detail, at)
-    SELECT upd.order_id, upd.id,
-           CASE WHEN upd.status = 'CANCELED' THEN 'payment.canceled'
-                ELSE 'payment.partially_canceled' END,
-           upd.old_status, upd.status, $9, $10,
-           jsonb_build_object(
-               'source', $11::text, 'balance', upd.balance,
-               'refunded', upd.amount - upd.balance,
-               'transaction_keys', (SELECT COALESCE(jsonb_agg(k.tx), '[]'::jsonb) FROM (
-                   SELECT transaction_key AS tx FROM done
-                   UNION ALL SELECT transaction_key FROM inserted) AS k)),
-           $8
-    FROM upd
-),
-enrollment_event AS (
-    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
-                                request_id, detail, at)
-    SELECT full_cancel.order_id, full_cancel.id, 'enrollment.refunded', 'ENROLLED', 'REFUNDED',
-           $9, $10, jsonb_build_object('enrollment_id', revoked.id, 'source', $11::text), $8
-    FROM revoked CROSS JOIN full_cancel
-),
-order_event AS (
-    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
-                                request_id, detail, at)
-    SELECT refunded_order.order_id, full_cancel.id, 'order.refunded', ord_before.status,
-           'REFUNDED', $9, $10, jsonb_build_object('source', $11::text), $8
-    FROM refunded_order CROSS JOIN full_cancel CROSS JOIN ord_before
+    SELECT order_id, payment_id, kind, from_status, to_status, $9, $10, detail, $8
+    FROM (
+        SELECT 1 AS seq, upd.order_id, upd.id AS payment_id,
+               CASE WHEN upd.status = 'CANCELED' THEN 'payment.canceled'
+                    ELSE 'payment.partially_canceled' END AS kind,
+               upd.old_status AS from_status, upd.status AS to_status,
+               jsonb_build_object(
+                   'source', $11::text, 'balance', upd.balance,
+                   'refunded', upd.amount - upd.balance,
+                   'transaction_keys', (SELECT COALESCE(jsonb_agg(k.tx), '[]'::jsonb) FROM (
+                       SELECT transaction_key AS tx FROM done
+                       UNION ALL SELECT transaction_key FROM inserted) AS k)) AS detail
+        FROM upd
+        UNION ALL
+        SELECT 2, full_cancel.order_id, full_cancel.id, 'enrollment.refunded', 'ENROLLED',
+               'REFUNDED', jsonb_build_object('enrollment_id', revoked.id, 'source', $11::text)
+        FROM revoked CROSS JOIN full_cancel
+        UNION ALL
+        SELECT 3, refunded_order.order_id, full_cancel.id, 'order.refunded', ord_before.status,
+               'REFUNDED', jsonb_build_object('source', $11::text)
+        FROM refunded_order CROSS JOIN full_cancel CROSS JOIN ord_before
+    ) AS e
+    ORDER BY seq
 ),
 after AS (
     SELECT id, provider, provider_tx_id, order_id, user_id, course_id, enrollment_id, amount,
@@ -1012,7 +1010,11 @@ impl Store for PgStore {
 
     async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
         let now = c.ctx.at();
-        let txs: Vec<String> = c.cancels.iter().map(|x| x.transaction_key.clone()).collect();
+        let txs: Vec<String> = c
+            .cancels
+            .iter()
+            .map(|x| x.transaction_key.clone())
+            .collect();
         let amounts: Vec<i64> = c.cancels.iter().map(|x| x.amount.won()).collect();
         let reasons: Vec<String> = c.cancels.iter().map(|x| x.reason.clone()).collect();
         let ids: Vec<Uuid> = c.cancels.iter().map(|_| RefundId::new().0).collect();

@@ -6,15 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use domain::{
-    CourseId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentKey, PaymentStatus, UserId,
+    AttemptId, CourseId, EnrollmentId, EnrollmentStatus, IdempotencyKey, Money, OrderId,
+    OrderStatus, PaymentKey, PaymentStatus, RefundId, RefundStatus, UserId,
 };
 use sqlx::{PgPool, SqlitePool};
 use std::collections::HashSet;
 use std::sync::Arc;
 use store::roundtrips::Counter;
 use store::{
-    Backend, ClaimOutcome, ClaimRequest, Course, DynStore, EventContext, KeyUse, NewCourse,
-    NewOrder, Order, Settled, Settlement, StoreError, testing,
+    AttemptStart, AttemptSubmit, Backend, Cancellation, ClaimOutcome, ClaimRequest, Course,
+    DynStore, EventContext, KeyUse, NewCourse, NewOrder, NewRefund, Order, ProviderCancel, Refund,
+    RefundBegin, Settled, Settlement, StoreError, testing,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -1224,6 +1226,604 @@ async fn round_trips(db: Db) {
     }
 }
 
+// --- refunds and exams ---------------------------------------------------------------------
+
+fn new_refund(payment: domain::PaymentId, amount: Option<i64>, minutes: i64) -> NewRefund {
+    let id = RefundId::new();
+    NewRefund {
+        id,
+        payment_id: payment,
+        amount: amount.map(won),
+        reason: "customer asked".to_owned(),
+        idempotency_key: IdempotencyKey::for_refund(&id.0),
+        requested_by: "service_role".to_owned(),
+        ctx: ctx("service_role", minutes),
+    }
+}
+
+fn cancellation(
+    payment_key: &str,
+    balance: i64,
+    cancels: &[(&str, i64)],
+    minutes: i64,
+) -> Cancellation {
+    Cancellation {
+        payment_key: key(payment_key),
+        status: if balance == 0 {
+            PaymentStatus::Canceled
+        } else {
+            PaymentStatus::PartialCanceled
+        },
+        balance: won(balance),
+        cancels: cancels
+            .iter()
+            .map(|(tx, amount)| ProviderCancel {
+                transaction_key: (*tx).to_owned(),
+                amount: won(*amount),
+                reason: "customer asked".to_owned(),
+            })
+            .collect(),
+        source: "webhook".to_owned(),
+        ctx: ctx("webhook", minutes),
+    }
+}
+
+async fn begun(db: &Db, new: NewRefund) -> Refund {
+    match db.store.begin_refund(new).await.unwrap() {
+        RefundBegin::Begun { refund, .. } => refund,
+        other => panic!("expected Begun, got {other:?}"),
+    }
+}
+
+async fn refunds_begin_record_and_fail(db: Db) {
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+    let s = buy(&db, &o, "pk_refund_1").await;
+
+    assert_eq!(
+        db.store
+            .begin_refund(new_refund(domain::PaymentId::new(), None, 3))
+            .await
+            .unwrap(),
+        RefundBegin::PaymentNotFound
+    );
+    let missing = db
+        .store
+        .record_cancellation(cancellation("pk_unknown", 0, &[("tx_x", 1)], 3))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+
+    // A full refund waits for Toss; meanwhile nothing else may start.
+    let full = begun(&db, new_refund(s.payment_id, None, 3)).await;
+    assert_eq!(full.amount, won(10_000));
+    assert_eq!(full.status, RefundStatus::Requested);
+    assert_eq!(full.transaction_key, None);
+    assert_eq!(
+        full.idempotency_key,
+        IdempotencyKey::for_refund(&full.id.0).as_str()
+    );
+    assert_eq!(full.created_at, t(3));
+    match db
+        .store
+        .begin_refund(new_refund(s.payment_id, Some(1), 4))
+        .await
+        .unwrap()
+    {
+        RefundBegin::NotAllowed {
+            in_progress,
+            available,
+            ..
+        } => {
+            assert!(in_progress);
+            assert_eq!(available, won(0));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        db.store.get_refund(full.id).await.unwrap(),
+        Some(full.clone())
+    );
+    // Toss refused it: FAILED, once.
+    assert!(
+        db.store
+            .fail_refund(full.id, "REFUND_REJECTED", &ctx("service_role", 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .fail_refund(full.id, "REFUND_REJECTED", &ctx("service_role", 5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.store.get_refund(full.id).await.unwrap().unwrap().status,
+        RefundStatus::Failed
+    );
+
+    // A partial refund, recorded from Toss's answer.
+    let part = begun(&db, new_refund(s.payment_id, Some(3_000), 6)).await;
+    assert_eq!(part.amount, won(3_000));
+    let rec = db
+        .store
+        .record_cancellation(cancellation("pk_refund_1", 7_000, &[("tx_1", 3_000)], 7))
+        .await
+        .unwrap();
+    assert_eq!(rec.refunds_recorded, 1);
+    assert!(!rec.enrollment_revoked);
+    assert_eq!(rec.enrollment_status, Some(EnrollmentStatus::Enrolled));
+    assert_eq!(rec.payment.balance, won(7_000));
+    assert_eq!(rec.payment.status, PaymentStatus::PartialCanceled);
+    assert_eq!(rec.refunded_amount(), won(3_000));
+    let part = db.store.get_refund(part.id).await.unwrap().unwrap();
+    assert_eq!(part.status, RefundStatus::Done);
+    assert_eq!(part.transaction_key.as_deref(), Some("tx_1"));
+
+    // Over-refund refused with what is left.
+    match db
+        .store
+        .begin_refund(new_refund(s.payment_id, Some(7_001), 8))
+        .await
+        .unwrap()
+    {
+        RefundBegin::NotAllowed {
+            in_progress,
+            available,
+            payment,
+        } => {
+            assert!(!in_progress);
+            assert_eq!(available, won(7_000));
+            assert_eq!(payment.balance, won(7_000));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The rest: the enrollment and the order are refunded.
+    let rest = begun(&db, new_refund(s.payment_id, None, 9)).await;
+    assert_eq!(rest.amount, won(7_000));
+    let rec = db
+        .store
+        .record_cancellation(cancellation(
+            "pk_refund_1",
+            0,
+            &[("tx_1", 3_000), ("tx_2", 7_000)],
+            10,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rec.refunds_recorded, 1);
+    assert!(rec.enrollment_revoked);
+    assert_eq!(rec.enrollment_status, Some(EnrollmentStatus::Refunded));
+    assert_eq!(rec.payment.status, PaymentStatus::Canceled);
+    assert_eq!(rec.refunded_amount(), won(10_000));
+    let enrollment = db
+        .store
+        .get_enrollment(s.enrollment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(enrollment.status, EnrollmentStatus::Refunded);
+    assert_eq!(
+        db.store
+            .get_order(&o.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Refunded
+    );
+    let events = db.store.order_events(&o.order_id).await.unwrap();
+
+    // The same view again (a webhook retry), and an older one: nothing changes.
+    for c in [
+        cancellation("pk_refund_1", 0, &[("tx_1", 3_000), ("tx_2", 7_000)], 11),
+        cancellation("pk_refund_1", 7_000, &[("tx_1", 3_000)], 12),
+    ] {
+        let again = db.store.record_cancellation(c).await.unwrap();
+        assert_eq!(again.refunds_recorded, 0);
+        assert!(!again.enrollment_revoked);
+        assert_eq!(again.payment.balance, won(0));
+        assert_eq!(again.payment.status, PaymentStatus::Canceled);
+    }
+    assert_eq!(db.store.order_events(&o.order_id).await.unwrap(), events);
+    let refunds = db.store.payment_refunds(s.payment_id).await.unwrap();
+    let summary: Vec<(i64, RefundStatus)> =
+        refunds.iter().map(|r| (r.amount.won(), r.status)).collect();
+    assert_eq!(
+        summary,
+        [
+            (10_000, RefundStatus::Failed),
+            (3_000, RefundStatus::Done),
+            (7_000, RefundStatus::Done)
+        ]
+    );
+    assert_eq!(
+        kinds(&events),
+        [
+            "order.created",
+            "order.claimed",
+            "payment.settled",
+            "refund.requested",
+            "refund.failed",
+            "refund.requested",
+            "payment.partially_canceled",
+            "refund.requested",
+            "payment.canceled",
+            "enrollment.refunded",
+            "order.refunded",
+        ]
+    );
+    // Nothing left to refund.
+    assert!(matches!(
+        db.store
+            .begin_refund(new_refund(s.payment_id, None, 13))
+            .await
+            .unwrap(),
+        RefundBegin::NotAllowed {
+            in_progress: false,
+            ..
+        }
+    ));
+}
+
+async fn concurrent_refund_requests_one_passes(db: Db) {
+    let c = course(&db, 10_000).await;
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, "pk_refund_race").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = db.store.clone();
+        let amount = if i % 2 == 0 { None } else { Some(6_000) };
+        let new = new_refund(s.payment_id, amount, 3);
+        tasks.spawn(async move { store.begin_refund(new).await.unwrap() });
+    }
+    let results = tasks.join_all().await;
+    let passed = results
+        .iter()
+        .filter(|r| matches!(r, RefundBegin::Begun { .. }))
+        .count();
+    assert_eq!(passed, 1, "{results:?}");
+    assert!(results.iter().all(|r| matches!(
+        r,
+        RefundBegin::Begun { .. }
+            | RefundBegin::NotAllowed {
+                in_progress: true,
+                ..
+            }
+    )));
+    assert_eq!(
+        db.store.payment_refunds(s.payment_id).await.unwrap().len(),
+        1
+    );
+}
+
+async fn concurrent_recordings_make_one_refund_row(db: Db) {
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+    let s = buy(&db, &o, "pk_record_race").await;
+    let requested = begun(&db, new_refund(s.payment_id, None, 3)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = db.store.clone();
+        let c = cancellation("pk_record_race", 0, &[("tx_race", 10_000)], 4 + i);
+        tasks.spawn(async move { store.record_cancellation(c).await.unwrap() });
+    }
+    let results = tasks.join_all().await;
+    assert_eq!(results.iter().map(|r| r.refunds_recorded).sum::<u32>(), 1);
+    assert_eq!(results.iter().filter(|r| r.enrollment_revoked).count(), 1);
+    let refunds = db.store.payment_refunds(s.payment_id).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].id, requested.id);
+    assert_eq!(refunds[0].status, RefundStatus::Done);
+    let events = db.store.order_events(&o.order_id).await.unwrap();
+    assert_eq!(
+        kinds(&events)
+            .iter()
+            .filter(|k| **k == "payment.canceled")
+            .count(),
+        1
+    );
+    assert_eq!(
+        kinds(&events)
+            .iter()
+            .filter(|k| **k == "enrollment.refunded")
+            .count(),
+        1
+    );
+}
+
+async fn duplicate_payment_refund_keeps_the_enrollment(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let a = order(&db, user, &c).await;
+    let b = order(&db, user, &c).await;
+    let first = buy(&db, &a, "pk_dup_refund_a").await;
+    let dup = db
+        .store
+        .settle(settlement(&b, "pk_dup_refund_b", "webhook", 6))
+        .await
+        .unwrap();
+    assert_eq!(dup.order.failure_code.as_deref(), Some("DUPLICATE_PAYMENT"));
+
+    // The duplicate is refunded in full: the buyer keeps the course bought by order A.
+    let rec = db
+        .store
+        .record_cancellation(cancellation(
+            "pk_dup_refund_b",
+            0,
+            &[("tx_dup_b", 10_000)],
+            7,
+        ))
+        .await
+        .unwrap();
+    assert!(!rec.enrollment_revoked);
+    assert_eq!(rec.enrollment_status, Some(EnrollmentStatus::Enrolled));
+    assert_eq!(rec.payment.status, PaymentStatus::Canceled);
+    assert_eq!(
+        db.store
+            .get_enrollment(first.enrollment_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        EnrollmentStatus::Enrolled
+    );
+    assert_eq!(
+        db.store
+            .get_order(&b.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Refunded
+    );
+    assert_eq!(
+        db.store
+            .get_order(&a.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Paid
+    );
+
+    // Refunding A itself revokes it.
+    let rec = db
+        .store
+        .record_cancellation(cancellation(
+            "pk_dup_refund_a",
+            0,
+            &[("tx_dup_a", 10_000)],
+            8,
+        ))
+        .await
+        .unwrap();
+    assert!(rec.enrollment_revoked);
+    assert_eq!(
+        db.store
+            .get_enrollment(first.enrollment_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        EnrollmentStatus::Refunded
+    );
+}
+
+async fn stuck_refunds_oldest_first(db: Db) {
+    let c = course(&db, 10_000).await;
+    let s1 = buy(&db, &order(&db, UserId::new(), &c).await, "pk_stuck_1").await;
+    let s2 = buy(&db, &order(&db, UserId::new(), &c).await, "pk_stuck_2").await;
+    let s3 = buy(&db, &order(&db, UserId::new(), &c).await, "pk_stuck_3").await;
+    let old = begun(&db, new_refund(s1.payment_id, None, 3)).await;
+    let fresh = begun(&db, new_refund(s2.payment_id, Some(1_000), 30)).await;
+    let failed = begun(&db, new_refund(s3.payment_id, None, 2)).await;
+    db.store
+        .fail_refund(failed.id, "X", &ctx("service_role", 4))
+        .await
+        .unwrap();
+    let stuck = db.store.stuck_refunds(t(20), 10).await.unwrap();
+    assert_eq!(stuck, vec![old.clone()]);
+    let stuck = db.store.stuck_refunds(t(40), 10).await.unwrap();
+    assert_eq!(
+        stuck.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [old.id, fresh.id]
+    );
+    assert_eq!(db.store.stuck_refunds(t(40), 1).await.unwrap().len(), 1);
+}
+
+async fn exam_attempts_gated_limited_and_submitted_once(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let o = order(&db, user, &c).await;
+    let s = buy(&db, &o, "pk_exam_1").await;
+    assert_eq!(
+        db.store
+            .start_attempt(EnrollmentId::new(), AttemptId::new(), 3, t(3))
+            .await
+            .unwrap(),
+        AttemptStart::EnrollmentNotFound
+    );
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        match db
+            .store
+            .start_attempt(s.enrollment_id, AttemptId::new(), 3, t(3 + i))
+            .await
+            .unwrap()
+        {
+            AttemptStart::Started(a) => {
+                assert_eq!(a.enrollment_id, s.enrollment_id);
+                assert_eq!(a.user_id, user);
+                assert_eq!(a.started_at, t(3 + i));
+                assert_eq!(a.score, None);
+                assert_eq!(db.store.get_attempt(a.id).await.unwrap(), Some(a.clone()));
+                ids.push(a.id);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        db.store
+            .start_attempt(s.enrollment_id, AttemptId::new(), 3, t(9))
+            .await
+            .unwrap(),
+        AttemptStart::LimitReached { used: 3 }
+    );
+    // A higher limit (configuration change) allows one more.
+    assert!(matches!(
+        db.store
+            .start_attempt(s.enrollment_id, AttemptId::new(), 4, t(9))
+            .await
+            .unwrap(),
+        AttemptStart::Started(_)
+    ));
+
+    match db.store.submit_attempt(ids[0], 87, t(10)).await.unwrap() {
+        AttemptSubmit::Submitted(a) => {
+            assert_eq!(a.score, Some(87));
+            assert_eq!(a.submitted_at, Some(t(10)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        db.store.submit_attempt(ids[0], 10, t(11)).await.unwrap(),
+        AttemptSubmit::AlreadySubmitted
+    );
+    assert_eq!(
+        db.store.get_attempt(ids[0]).await.unwrap().unwrap().score,
+        Some(87)
+    );
+    assert_eq!(
+        db.store
+            .submit_attempt(AttemptId::new(), 10, t(11))
+            .await
+            .unwrap(),
+        AttemptSubmit::NotFound
+    );
+    assert_eq!(db.store.get_attempt(AttemptId::new()).await.unwrap(), None);
+
+    // A refund revokes the enrollment: no new attempts.
+    db.store
+        .record_cancellation(cancellation("pk_exam_1", 0, &[("tx_exam", 10_000)], 12))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store
+            .start_attempt(s.enrollment_id, AttemptId::new(), 10, t(13))
+            .await
+            .unwrap(),
+        AttemptStart::NotEnrolled
+    );
+}
+
+async fn concurrent_attempt_starts_respect_the_limit(db: Db) {
+    let c = course(&db, 10_000).await;
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, "pk_exam_race").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = db.store.clone();
+        let enrollment = s.enrollment_id;
+        tasks.spawn(async move {
+            store
+                .start_attempt(enrollment, AttemptId::new(), 3, t(5))
+                .await
+                .unwrap()
+        });
+    }
+    let results = tasks.join_all().await;
+    let started = results
+        .iter()
+        .filter(|r| matches!(r, AttemptStart::Started(_)))
+        .count();
+    assert_eq!(started, 3, "{results:?}");
+    assert!(results.iter().all(|r| matches!(
+        r,
+        AttemptStart::Started(_) | AttemptStart::LimitReached { used: 3 }
+    )));
+    assert_eq!(db.raw.count("SELECT count(*) FROM exam_attempts").await, 3);
+}
+
+async fn concurrent_submits_one_wins(db: Db) {
+    let c = course(&db, 10_000).await;
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, "pk_submit_race").await;
+    let AttemptStart::Started(a) = db
+        .store
+        .start_attempt(s.enrollment_id, AttemptId::new(), 3, t(3))
+        .await
+        .unwrap()
+    else {
+        panic!("attempt not started")
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for score in 0..10 {
+        let store = db.store.clone();
+        tasks.spawn(async move { store.submit_attempt(a.id, score, t(4)).await.unwrap() });
+    }
+    let results = tasks.join_all().await;
+    let winners: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            AttemptSubmit::Submitted(a) => Some(a.score),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert_eq!(
+        db.store.get_attempt(a.id).await.unwrap().unwrap().score,
+        winners[0]
+    );
+}
+
+async fn enrollment_with_started_attempts_cannot_be_deleted(db: Db) {
+    let c = course(&db, 10_000).await;
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, "pk_exam_fk").await;
+    assert!(matches!(
+        db.store
+            .start_attempt(s.enrollment_id, AttemptId::new(), 3, t(3))
+            .await
+            .unwrap(),
+        AttemptStart::Started(_)
+    ));
+    // The payment and the order reference it too; detach those first so only the attempt's
+    // foreign key stands in the way.
+    db.raw
+        .exec_uuid(
+            "UPDATE payments SET enrollment_id = NULL WHERE enrollment_id = $1",
+            s.enrollment_id.0,
+        )
+        .await
+        .unwrap();
+    db.raw
+        .exec_uuid(
+            "UPDATE orders SET enrollment_id = NULL WHERE enrollment_id = $1",
+            s.enrollment_id.0,
+        )
+        .await
+        .unwrap();
+    let err = db
+        .raw
+        .exec_uuid("DELETE FROM enrollments WHERE id = $1", s.enrollment_id.0)
+        .await
+        .expect_err("an enrollment with exam attempts must not be deletable");
+    assert_eq!(
+        err.as_database_error().map(|d| d.kind()),
+        Some(sqlx::error::ErrorKind::ForeignKeyViolation),
+        "{err}"
+    );
+    if db.is_pg() {
+        assert_eq!(
+            err.as_database_error().and_then(|d| d.constraint()),
+            Some("exam_attempts_enrollment_id_fkey")
+        );
+    }
+    assert!(
+        db.store
+            .get_enrollment(s.enrollment_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 fn kinds(events: &[store::Event]) -> Vec<&str> {
     events.iter().map(|e| e.kind.as_str()).collect()
 }
@@ -1272,6 +1872,15 @@ conformance!(
     events_are_appended_in_order_and_immutable,
     enrollment_foreign_keys,
     round_trips,
+    refunds_begin_record_and_fail,
+    concurrent_refund_requests_one_passes,
+    concurrent_recordings_make_one_refund_row,
+    duplicate_payment_refund_keeps_the_enrollment,
+    stuck_refunds_oldest_first,
+    exam_attempts_gated_limited_and_submitted_once,
+    concurrent_attempt_starts_respect_the_limit,
+    concurrent_submits_one_wins,
+    enrollment_with_started_attempts_cannot_be_deleted,
 );
 
 // --- PostgreSQL only: the races a snapshot cannot see -----------------------------------------

@@ -34,7 +34,12 @@ pub async fn start_attempt(
     let max = app.config.exam_max_attempts;
     match app
         .store
-        .start_attempt(enrollment_id, AttemptId::new(), max, OffsetDateTime::now_utc())
+        .start_attempt(
+            enrollment_id,
+            AttemptId::new(),
+            max,
+            OffsetDateTime::now_utc(),
+        )
         .await?
     {
         AttemptStart::Started(attempt) => Ok(attempt),
@@ -42,7 +47,9 @@ pub async fn start_attempt(
         // Refunded between the read above and the start.
         AttemptStart::NotEnrolled => Err(not_enrolled()),
         AttemptStart::LimitReached { used } => Err(Error::new(ErrorCode::AttemptLimitReached)
-            .with_detail(format!("{used} of {max} attempts for this course were used"))),
+            .with_detail(format!(
+                "{used} of {max} attempts for this course were used"
+            ))),
     }
 }
 

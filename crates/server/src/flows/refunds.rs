@@ -21,8 +21,8 @@ use domain::{
 };
 use std::time::Duration;
 use store::{
-    Cancellation, CancellationRecorded, EventContext, NewRefund, Order, Payment,
-    ProviderCancel, Refund, RefundBegin, StoreError,
+    Cancellation, CancellationRecorded, EventContext, NewRefund, Order, Payment, ProviderCancel,
+    Refund, RefundBegin, StoreError,
 };
 use time::OffsetDateTime;
 use toss::{Operation, Outcome, PaymentView};
@@ -248,9 +248,7 @@ async fn lookup_refund(
     };
     let rec = record_view(app, payment, &view, "refund-lookup", ev).await?;
     let now = app.store.get_refund(refund.id).await?;
-    Ok(now
-        .filter(|r| r.status == RefundStatus::Done)
-        .map(|_| rec))
+    Ok(now.filter(|r| r.status == RefundStatus::Done).map(|_| rec))
 }
 
 /// Best effort: bring our payment in line with Toss's after Toss said our view is stale.

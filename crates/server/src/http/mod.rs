@@ -43,10 +43,7 @@ pub fn router(app: App) -> Router {
             "/v1/enrollments/{enrollmentId}",
             get(routes::get_enrollment),
         )
-        .route(
-            "/v1/payments/{paymentId}/refund",
-            post(lms::refund_payment),
-        )
+        .route("/v1/payments/{paymentId}/refund", post(lms::refund_payment))
         .route(
             "/v1/enrollments/{enrollmentId}/exam-attempts",
             post(lms::start_exam_attempt),
