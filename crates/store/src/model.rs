@@ -245,7 +245,8 @@ pub struct ProviderCancel {
 #[derive(Debug, Clone)]
 pub struct Cancellation {
     pub payment_key: PaymentKey,
-    /// Toss's status: CANCELED or PARTIAL_CANCELED (DONE is accepted and changes nothing).
+    /// Toss's status, for the record; the store goes by `balance` (which only ever drops), so
+    /// an out-of-order view can never move the payment backwards.
     pub status: PaymentStatus,
     /// Toss's balanceAmount.
     pub balance: Money,
