@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{Backend, TestApp};
 use domain::{
     EnrollmentStatus, IdempotencyKey, OrderId, OrderStatus, PaymentId, PaymentKey, RefundStatus,
 };
@@ -125,6 +125,17 @@ async fn full_refund_revokes_access_and_blocks_exam_attempts(app: TestApp) {
     assert_eq!(r.body["status"], "CANCELED");
     assert_eq!(r.body["refundedAmount"], 10_000);
     assert_eq!(r.body["enrollmentStatus"], "REFUNDED");
+    println!(
+        "round trips [{:?}] refund: {}, start attempt: {}",
+        app.backend,
+        r.round_trips(),
+        first.round_trips()
+    );
+    if app.backend == Backend::Postgres {
+        // begin_refund + record_cancellation; get_enrollment + start_attempt.
+        assert_eq!(r.round_trips(), 2);
+        assert_eq!(first.round_trips(), 2);
+    }
 
     // Access is revoked at once: the list, the enrollment itself and new exam attempts.
     assert_eq!(
@@ -675,6 +686,8 @@ async fn submit_once_and_owner_checks(app: TestApp) {
     }
     let again = app.post(&path, Some(&b.token), &json!({"score": 1})).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
+    // A second submit is answered from the attempt as read: one round trip.
+    assert_eq!(again.round_trips(), 1);
     assert_eq!(again.code(), "E_ATTEMPT_ALREADY_SUBMITTED");
     let stored = app
         .store
