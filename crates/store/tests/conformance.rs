@@ -2050,6 +2050,131 @@ mod postgres_races {
         assert_eq!(kinds(&events), ["order.created", "payment.duplicate"]);
     }
 
+    /// A refund of the payment becomes REQUESTED after begin_refund's snapshot (a concurrent
+    /// request holding the payment lock): the pending sum cannot see it, the partial unique
+    /// index refuses the insert, the re-run answers NotAllowed { in_progress }.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn refund_request_after_snapshot_is_refused_by_index() {
+        let (db, pool) = setup().await;
+        let c = course(&db, 10_000).await;
+        let s = buy(&db, &order(&db, UserId::new(), &c).await, "pk_refund_index").await;
+
+        let mut tx = pool.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE")
+            .bind(s.payment_id.0)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO refunds (id, payment_id, amount, reason, status, idempotency_key,
+                                  requested_by, created_at, updated_at)
+             VALUES ($1, $2, 10000, 'first', 'REQUESTED', 'k-first', 'service_role', now(), now())",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(s.payment_id.0)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+        let store = db.store.clone();
+        let new = new_refund(s.payment_id, Some(1_000), 3);
+        let second = tokio::spawn(async move { store.begin_refund(new).await });
+        blocked_by(&pool, pid, 1).await;
+        tx.commit().await.unwrap();
+
+        match second.await.unwrap().unwrap() {
+            RefundBegin::NotAllowed { in_progress, .. } => assert!(in_progress),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            db.store.payment_refunds(s.payment_id).await.unwrap().len(),
+            1
+        );
+    }
+
+    /// Attempts started by a concurrent transaction commit after start_attempt's snapshot: the
+    /// UPDATE re-checks the counter on the newest row and refuses; the re-run reports the limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn attempt_start_after_concurrent_starts_sees_the_limit() {
+        let (db, pool) = setup().await;
+        let c = course(&db, 10_000).await;
+        let s = buy(&db, &order(&db, UserId::new(), &c).await, "pk_attempt_lock").await;
+
+        let mut tx = pool.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE enrollments SET exam_attempts_started = 3 WHERE id = $1")
+            .bind(s.enrollment_id.0)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+
+        let store = db.store.clone();
+        let enrollment = s.enrollment_id;
+        let start = tokio::spawn(async move {
+            store
+                .start_attempt(enrollment, AttemptId::new(), 3, t(5))
+                .await
+        });
+        blocked_by(&pool, pid, 1).await;
+        tx.commit().await.unwrap();
+
+        assert_eq!(
+            start.await.unwrap().unwrap(),
+            AttemptStart::LimitReached { used: 3 }
+        );
+        assert_eq!(db.raw.count("SELECT count(*) FROM exam_attempts").await, 0);
+    }
+
+    /// Another recorder marks the REQUESTED refund DONE and zeroes the balance after this
+    /// recorder's snapshot: this one waits on the payment lock, its stale match is re-checked
+    /// and dropped, and nothing is recorded twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn recording_after_concurrent_recording_adds_nothing() {
+        let (db, pool) = setup().await;
+        let c = course(&db, 10_000).await;
+        let o = order(&db, UserId::new(), &c).await;
+        let s = buy(&db, &o, "pk_record_lock").await;
+        let requested = begun(&db, new_refund(s.payment_id, None, 3)).await;
+
+        let mut tx = pool.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE payments SET balance = 0, status = 'CANCELED' WHERE id = $1")
+            .bind(s.payment_id.0)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE refunds SET status = 'DONE', transaction_key = 'tx_lock' WHERE id = $1",
+        )
+        .bind(requested.id.0)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+        let store = db.store.clone();
+        let c = cancellation("pk_record_lock", 0, &[("tx_lock", 10_000)], 4);
+        let record = tokio::spawn(async move { store.record_cancellation(c).await });
+        blocked_by(&pool, pid, 1).await;
+        tx.commit().await.unwrap();
+
+        let rec = record.await.unwrap().unwrap();
+        assert_eq!(rec.refunds_recorded, 0);
+        assert_eq!(rec.payment.balance, won(0));
+        let refunds = db.store.payment_refunds(s.payment_id).await.unwrap();
+        assert_eq!(refunds.len(), 1);
+        assert_eq!(refunds[0].transaction_key.as_deref(), Some("tx_lock"));
+    }
+
     /// A concurrent settle of the same payment commits after this settle's snapshot: this one
     /// waits on the order lock, sees nothing it can use, re-runs and returns the first result.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
