@@ -28,6 +28,7 @@ both_backends!(
     refund_auth_and_bad_input,
     attempt_limit_holds_under_concurrent_starts,
     submit_once_and_owner_checks,
+    refund_and_exam_requests_are_logged,
 );
 
 /// A buyer who paid `price` for a new course, confirmed.
@@ -696,4 +697,52 @@ async fn submit_once_and_owner_checks(app: TestApp) {
         .unwrap()
         .unwrap();
     assert_eq!(stored.score.map(i64::from), Some(winner));
+}
+
+async fn refund_and_exam_requests_are_logged(app: TestApp) {
+    let buf = server::logging::capture();
+    let b = bought(&app, 10_000).await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let start_id = format!("lms-start-{tag}");
+    let r = app
+        .post_raw(
+            &format!("/v1/enrollments/{}/exam-attempts", b.enrollment_id),
+            Some(&b.token),
+            Vec::new(),
+            &[("x-request-id", &start_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let refund_id = format!("lms-refund-{tag}");
+    let admin = app.admin_token();
+    let r = app
+        .post_raw(
+            &format!("/v1/payments/{}/refund", b.payment_id),
+            Some(&admin),
+            json!({"reason": "logged"}).to_string().into_bytes(),
+            &[("x-request-id", &refund_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let lines = server::logging::captured_lines(&buf);
+    let line = |id: &str| -> Value {
+        let ours: Vec<&Value> = lines.iter().filter(|l| l["request_id"] == id).collect();
+        assert_eq!(ours.len(), 1, "one summary line for {id}");
+        ours[0].clone()
+    };
+    let start = line(&start_id);
+    assert_eq!(start["function_name"], "start-exam-attempt");
+    assert_eq!(start["enrollment_id"], b.enrollment_id.as_str());
+    assert!(start["course_id"].is_string());
+    assert!(start["user_id"].is_string());
+    let refund = line(&refund_id);
+    assert_eq!(refund["function_name"], "refund-payment");
+    assert_eq!(refund["provider"], "toss");
+    assert_eq!(refund["provider_tx_id"], b.payment_key.as_str());
+    assert_eq!(refund["enrollment_id"], b.enrollment_id.as_str());
+    assert_eq!(refund["status"], "CANCELED");
+    assert_eq!(refund["http_status"], 200);
+    let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+    assert!(!text.contains(&admin), "a token reached the log");
+    assert!(!text.contains(&b.token), "a token reached the log");
 }
