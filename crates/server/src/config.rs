@@ -50,6 +50,9 @@ pub struct Config {
     pub order_ttl: Duration,
     pub toss_timeout: Duration,
     pub reconcile_interval: Duration,
+    /// Slack-compatible incoming webhook for alert transitions. A credential (the URL carries
+    /// the token), so it is kept secret.
+    pub alert_webhook_url: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -200,6 +203,7 @@ impl Config {
             order_ttl,
             toss_timeout,
             reconcile_interval,
+            alert_webhook_url: env_opt(get, "ALERT_WEBHOOK_URL").map(SecretString::from),
         })
     }
 
@@ -223,6 +227,9 @@ impl Config {
         ];
         if let Some(p) = &self.webhook_secret_previous {
             v.push(p.expose_secret().to_owned());
+        }
+        if let Some(u) = &self.alert_webhook_url {
+            v.push(u.expose_secret().to_owned());
         }
         v
     }
@@ -289,6 +296,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "RECONCILE_INTERVAL_SECONDS",
         "how often open orders are settled with Toss (default 30)",
+    ),
+    (
+        "ALERT_WEBHOOK_URL",
+        "Slack-compatible webhook receiving alert firing/resolved messages (optional)",
     ),
 ];
 
