@@ -97,7 +97,11 @@ fn line_for(id: &str) -> Value {
         .into_iter()
         .filter(|l| l["message"] == "request" && l["request_id"] == id)
         .collect();
-    assert_eq!(lines.len(), 1, "exactly one summary line for {id}: {lines:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one summary line for {id}: {lines:?}"
+    );
     let line = lines.into_iter().next().unwrap();
     let obj = line.as_object().unwrap();
     for f in FIELDS {
@@ -249,7 +253,15 @@ async fn log_line_is_complete_on_every_error_class(app: TestApp) {
     // 401: a forged token; it never appears in the log.
     let forged = format!("{}x", &user_token[..user_token.len() - 1]);
     tokens.push(forged.clone());
-    let (r, id) = send(&app, get.clone(), "/v1/me/enrollments", Some(&forged), None, &[]).await;
+    let (r, id) = send(
+        &app,
+        get.clone(),
+        "/v1/me/enrollments",
+        Some(&forged),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_error_line(&r, &id, Some("list-enrollments"));
 
@@ -259,7 +271,11 @@ async fn log_line_is_complete_on_every_error_class(app: TestApp) {
         post.clone(),
         "/v1/admin/courses",
         Some(&user_token),
-        Some(json!({"title": "x", "price": 1000}).to_string().into_bytes()),
+        Some(
+            json!({"title": "x", "price": 1000})
+                .to_string()
+                .into_bytes(),
+        ),
         &[],
     )
     .await;
@@ -285,7 +301,15 @@ async fn log_line_is_complete_on_every_error_class(app: TestApp) {
     assert_error_line(&r, &id, Some("get-course"));
 
     // 405.
-    let (r, id) = send(&app, reqwest::Method::DELETE, "/v1/courses", None, None, &[]).await;
+    let (r, id) = send(
+        &app,
+        reqwest::Method::DELETE,
+        "/v1/courses",
+        None,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_error_line(&r, &id, Some("method-not-allowed"));
 
@@ -498,7 +522,9 @@ async fn metrics_count_a_known_sequence_of_requests(app: TestApp) {
     let r = app.confirm(&token, &key, order_id, 10_000).await;
     assert_eq!(r.code(), "E_PAYMENT_REJECTED");
     let q = app.paid_in_window(20_000).await;
-    let r = app.confirm(&q.token, &q.payment_key, &q.order_id, 1_000).await;
+    let r = app
+        .confirm(&q.token, &q.payment_key, &q.order_id, 1_000)
+        .await;
     assert_eq!(r.code(), "E_AMOUNT_MISMATCH");
     // Two reads of one course, one unknown path: templates, never raw paths.
     for _ in 0..2 {
@@ -583,11 +609,7 @@ async fn metrics_count_a_known_sequence_of_requests(app: TestApp) {
     // the tampered amount never reached Toss.
     let toss = "coursepay_toss_calls_total";
     assert_eq!(
-        delta(
-            &after,
-            toss,
-            &[("operation", "confirm"), ("outcome", "ok")]
-        ),
+        delta(&after, toss, &[("operation", "confirm"), ("outcome", "ok")]),
         1.0
     );
     assert_eq!(
@@ -621,7 +643,10 @@ async fn metrics_count_a_known_sequence_of_requests(app: TestApp) {
             after.keys().any(|k| k.split('{').next() == Some(name)),
             "{name} missing"
         );
-        assert!(text.contains(&format!("# HELP {name} ")), "{name} undescribed");
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} undescribed"
+        );
     }
     for rule in server::ops::alerts::RULES {
         assert!(

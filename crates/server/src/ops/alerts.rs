@@ -386,10 +386,7 @@ pub fn observe_confirm(outcome: &str, latency: Duration) {
 
 /// The process's alert states, for `GET /v1/admin/status`.
 pub fn alerts_snapshot() -> Vec<AlertState> {
-    global()
-        .lock()
-        .map(|ev| ev.snapshot())
-        .unwrap_or_default()
+    global().lock().map(|ev| ev.snapshot()).unwrap_or_default()
 }
 
 /// Evaluate the process's evaluator at `now`: log, gauge and notify each transition.
@@ -454,6 +451,42 @@ mod tests {
         assert_eq!(classify("E_AMOUNT_MISMATCH"), ConfirmClass::AmountMismatch);
         assert_eq!(classify("E_UNAUTHORIZED"), ConfirmClass::Rejected);
         assert_eq!(classify("E_ORDER_EXPIRED"), ConfirmClass::Other);
+    }
+
+    /// deploy/prometheus/alerts.yml must classify outcomes as this module does.
+    #[test]
+    fn promql_rules_use_the_same_classification() {
+        let rules = include_str!("../../../../deploy/prometheus/alerts.yml");
+        let regex_after = |marker: &str| -> Vec<String> {
+            let start = rules.find(marker).unwrap() + marker.len();
+            let end = start + rules[start..].find('"').unwrap();
+            rules[start..end].split('|').map(str::to_owned).collect()
+        };
+        let rejected = regex_after("outcome!~\"");
+        let attempts = regex_after("outcome=~\"enrolled|");
+        // The first `outcome=~` list is the approval rule's numerator.
+        let failures = regex_after("outcome=~\"");
+        for code in domain::ErrorCode::ALL {
+            let c = code.as_str();
+            let class = classify(c);
+            assert_eq!(
+                rejected.iter().any(|r| r == c),
+                class == ConfirmClass::Rejected,
+                "{c}"
+            );
+            assert_eq!(
+                attempts.iter().any(|r| r == c),
+                class == ConfirmClass::ApprovalFailure,
+                "{c}"
+            );
+            assert_eq!(
+                failures.iter().any(|r| r == c),
+                class == ConfirmClass::ApprovalFailure,
+                "{c}"
+            );
+        }
+        assert!(rules.contains("outcome=\"E_AMOUNT_MISMATCH\""));
+        assert!(rules.contains("> 0.02") && rules.contains("for: 15m"));
     }
 
     #[test]
@@ -533,7 +566,13 @@ mod tests {
         let mut ev = Evaluator::new();
         feed(&mut ev, T0, "E_PG_UNAVAILABLE", 1, ms(10));
         assert!(ev.evaluate(T0).is_empty());
-        feed(&mut ev, T0, "E_PG_UNAVAILABLE", APPROVAL_MIN_ATTEMPTS - 2, ms(10));
+        feed(
+            &mut ev,
+            T0,
+            "E_PG_UNAVAILABLE",
+            APPROVAL_MIN_ATTEMPTS - 2,
+            ms(10),
+        );
         assert!(ev.evaluate(T0).is_empty());
         feed(&mut ev, T0, "enrolled", 1, ms(10));
         assert_eq!(ev.evaluate(T0).len(), 1);

@@ -33,6 +33,21 @@ pub const WEBHOOK_INVALID_SIGNATURES: &str = "coursepay_webhook_invalid_signatur
 pub const RECONCILER_BACKLOG: &str = "coursepay_reconciler_backlog";
 pub const OLDEST_OPEN_ORDER_AGE: &str = "coursepay_oldest_open_order_age_seconds";
 pub const ALERT_FIRING: &str = "coursepay_alert_firing";
+pub const ALL: &[&str] = &[
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    CONFIRMS,
+    CONFIRM_DURATION,
+    TOSS_CALLS,
+    TOSS_DURATION,
+    DB_ROUND_TRIPS,
+    CIRCUIT_STATE,
+    PAYMENTS_PAUSED,
+    WEBHOOK_INVALID_SIGNATURES,
+    RECONCILER_BACKLOG,
+    OLDEST_OPEN_ORDER_AGE,
+    ALERT_FIRING,
+];
 
 /// Latency buckets, 5 ms … 10 s, with an edge at the seed's 1.5 s p95 target so the alert's
 /// quantile is not interpolated across it.
@@ -134,10 +149,7 @@ fn describe() {
         Unit::Seconds,
         "Age of the oldest open order since it was last touched"
     );
-    describe_gauge!(
-        ALERT_FIRING,
-        "In-process alert rules: 1 firing, 0 ok"
-    );
+    describe_gauge!(ALERT_FIRING, "In-process alert rules: 1 firing, 0 ok");
 }
 
 /// Route label: the template axum matched, or "unmatched" (never the raw path).
@@ -311,13 +323,65 @@ mod tests {
     #[test]
     fn labels_are_bounded() {
         assert_eq!(route_label(None), "unmatched");
-        assert_eq!(route_label(Some("/v1/orders/{orderId}")), "/v1/orders/{orderId}");
+        assert_eq!(
+            route_label(Some("/v1/orders/{orderId}")),
+            "/v1/orders/{orderId}"
+        );
         assert_eq!(method_label("BREW"), "OTHER");
-        assert_eq!(toss_outcome::<()>(&Err(toss::TossError::Timeout)), "timeout");
+        assert_eq!(
+            toss_outcome::<()>(&Err(toss::TossError::Timeout)),
+            "timeout"
+        );
         assert_eq!(
             toss_outcome::<()>(&Err(toss::TossError::Connect("x".into()))),
             "network"
         );
+    }
+
+    /// Every metric deploy/ refers to exists here (a renamed metric breaks the dashboard and
+    /// the alerts silently otherwise), and the dashboard picks its datasource by variable.
+    #[test]
+    fn deploy_files_use_existing_metrics() {
+        let dashboard = include_str!("../../../../deploy/grafana/coursepay.json");
+        let rules = include_str!("../../../../deploy/prometheus/alerts.yml");
+        let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+        assert_eq!(json["templating"]["list"][0]["type"], "datasource");
+        let panels = json["panels"].as_array().unwrap();
+        assert!(panels.len() >= 10);
+        let exprs: Vec<String> = panels
+            .iter()
+            .flat_map(|p| p["targets"].as_array().unwrap().iter())
+            .map(|t| t["expr"].as_str().unwrap().to_owned())
+            .chain(std::iter::once(rules.to_owned()))
+            .collect();
+        let mut used = std::collections::BTreeSet::new();
+        for e in &exprs {
+            for (i, _) in e.match_indices("coursepay_") {
+                let name: String = e[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|b| ALL.contains(b)))
+                    .unwrap_or(&name)
+                    .to_owned();
+                assert!(ALL.contains(&base.as_str()), "unknown metric {name}");
+                used.insert(base);
+            }
+        }
+        for m in [
+            CONFIRMS,
+            CONFIRM_DURATION,
+            TOSS_DURATION,
+            DB_ROUND_TRIPS,
+            RECONCILER_BACKLOG,
+            CIRCUIT_STATE,
+            PAYMENTS_PAUSED,
+            ALERT_FIRING,
+        ] {
+            assert!(used.contains(m), "dashboard does not show {m}");
+        }
     }
 
     #[test]
