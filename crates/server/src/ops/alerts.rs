@@ -631,31 +631,94 @@ mod tests {
         assert_eq!(p95(&mut [7.0]), 7.0);
     }
 
+    /// The process-wide path the server uses: middleware feed → ticker evaluation → JSON log
+    /// event, gauge, snapshot and webhook. (The only test touching the global evaluator.)
     #[tokio::test]
-    async fn notifier_posts_slack_compatible_json() {
+    async fn global_evaluator_logs_gauges_snapshots_and_notifies() {
+        let logs = crate::logging::capture();
+        let (url, mut rx) = receiver().await;
+        let notifier = Notifier::new(&url).unwrap();
+        for _ in 0..APPROVAL_MIN_ATTEMPTS {
+            observe_confirm("E_PG_UNAVAILABLE", ms(20));
+        }
+        let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+        let ch = evaluate_global(now, Some(&notifier));
+        assert_eq!(ch.len(), 1, "{ch:?}");
+        assert_eq!(ch[0].rule, APPROVAL_FAILURE);
+        let snap = alerts_snapshot();
+        assert_eq!(snap.len(), 3);
+        let s = snap.iter().find(|s| s.rule == APPROVAL_FAILURE).unwrap();
+        assert_eq!((s.state, s.value, s.threshold), ("firing", 1.0, 0.02));
+        assert!(s.since.is_some());
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json[1]["state"], "firing");
+        let posted = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(posted["text"].as_str().unwrap().contains("FIRING"));
+        assert!(
+            crate::ops::metrics::render()
+                .contains("coursepay_alert_firing{rule=\"approval_failure_rate\"} 1")
+        );
+        let event = crate::logging::captured_lines(&logs)
+            .into_iter()
+            .find(|l| l["message"] == "alert.firing" && l["rule"] == APPROVAL_FAILURE)
+            .expect("alert.firing logged");
+        assert_eq!(event["threshold"], 0.02);
+        assert_eq!(event["value"], 1.0);
+
+        // Five quiet minutes later it resolves, and says so once.
+        let later = now + time::Duration::minutes(6);
+        let ch = evaluate_global(later, Some(&notifier));
+        assert_eq!(ch.len(), 1);
+        assert!(!ch[0].firing);
+        assert!(evaluate_global(later, None).is_empty());
+        let posted = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(posted["text"].as_str().unwrap().contains("RESOLVED"));
+        assert!(
+            crate::logging::captured_lines(&logs)
+                .iter()
+                .any(|l| l["message"] == "alert.resolved" && l["rule"] == APPROVAL_FAILURE)
+        );
+        assert!(
+            crate::ops::metrics::render()
+                .contains("coursepay_alert_firing{rule=\"approval_failure_rate\"} 0")
+        );
+    }
+
+    /// A local Slack-like receiver: its URL and the bodies it got.
+    async fn receiver() -> (
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    ) {
         use axum::{Json, Router, extract::State, routing::post};
-        use std::sync::Arc;
-        type Seen = Arc<tokio::sync::Mutex<Vec<serde_json::Value>>>;
-        let seen: Seen = Arc::default();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let receiver = Router::new()
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+        let app = Router::new()
             .route(
                 "/hook",
                 post(
-                    |State((seen, tx)): State<(Seen, tokio::sync::mpsc::UnboundedSender<()>)>,
+                    |State(tx): State<tokio::sync::mpsc::UnboundedSender<serde_json::Value>>,
                      Json(v): Json<serde_json::Value>| async move {
-                        seen.lock().await.push(v);
-                        let _ = tx.send(());
+                        let _ = tx.send(v);
                         "ok"
                     },
                 ),
             )
-            .with_state((seen.clone(), tx));
+            .with_state(tx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, receiver).await });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/hook"), rx)
+    }
 
-        let n = Notifier::new(&format!("http://{addr}/hook")).unwrap();
+    #[tokio::test]
+    async fn notifier_posts_slack_compatible_json() {
+        let (url, mut rx) = receiver().await;
+        let n = Notifier::new(&url).unwrap();
         let t = Transition {
             rule: APPROVAL_FAILURE,
             firing: true,
@@ -664,14 +727,13 @@ mod tests {
             at: T0,
         };
         n.notify(t.clone()).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
+            .unwrap()
             .unwrap();
-        let got = seen.lock().await.clone();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0]["text"], t.text());
-        assert_eq!(got[0]["rule"], APPROVAL_FAILURE);
-        assert_eq!(got[0]["state"], "firing");
+        assert_eq!(got["text"], t.text());
+        assert_eq!(got["rule"], APPROVAL_FAILURE);
+        assert_eq!(got["state"], "firing");
 
         // A receiver that is down: the error is reported, nothing panics.
         let dead = Notifier::new("http://127.0.0.1:9/hook").unwrap();
