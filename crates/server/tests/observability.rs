@@ -45,6 +45,7 @@ const FIELDS: &[&str] = &[
     "order_id",
     "trace_id",
     "db_round_trips",
+    "auth_hash",
 ];
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -169,6 +170,13 @@ async fn log_line_is_complete_on_success_and_carries_the_trace(app: TestApp) {
         u64::from(r.round_trips())
     );
     assert!(line["db_round_trips"].as_u64().unwrap() >= 1);
+    // The credential is identified by a hash, never written.
+    let auth = format!("Bearer {}", p.token);
+    assert_eq!(
+        line["auth_hash"],
+        server::logging::credential_hash(auth.as_bytes())
+    );
+    assert_eq!(line["auth_hash"].as_str().unwrap().len(), 16);
 
     // The same traceparent reached Toss, with the order-derived Idempotency-Key.
     let seen = app.get("/toss-sandbox/sandbox/requests", None).await.body;
@@ -249,6 +257,7 @@ async fn log_line_is_complete_on_every_error_class(app: TestApp) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let line = assert_error_line(&r, &id, Some("confirm-payment"));
     assert_eq!(line["user_id"], Value::Null);
+    assert_eq!(line["auth_hash"], Value::Null);
 
     // 401: a forged token; it never appears in the log.
     let forged = format!("{}x", &user_token[..user_token.len() - 1]);

@@ -144,6 +144,10 @@ async fn observe(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| crate::context::trace_id_of(v).is_some())
         .map(str::to_owned);
+    let auth_hash = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| crate::logging::credential_hash(v.as_bytes()));
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let route = req
@@ -190,6 +194,7 @@ async fn observe(req: Request, next: Next) -> Response {
         route: route.as_deref(),
         http_status,
         latency_ms: elapsed.as_millis() as u64,
+        auth_hash,
     });
     resp
 }
