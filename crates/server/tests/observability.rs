@@ -21,6 +21,7 @@ both_backends!(
     log_line_is_complete_on_success_and_carries_the_trace,
     log_line_is_complete_on_every_error_class,
     metrics_count_a_known_sequence_of_requests,
+    a_client_that_leaves_mid_confirm_still_gets_one_line,
 );
 
 /// The fields every summary line has (null where unknown): the seed's ten plus ours.
@@ -415,6 +416,53 @@ async fn log_line_is_complete_on_every_error_class(app: TestApp) {
         assert!(!text.contains(secret.as_str()), "a credential was logged");
     }
     assert!(!text.to_ascii_lowercase().contains("bearer "));
+}
+
+async fn a_client_that_leaves_mid_confirm_still_gets_one_line(app: TestApp) {
+    let _gate = GATE.read().await;
+    let p = app.paid_in_window(10_000).await;
+    app.fault(json!({"mode": "delay", "delayMs": 800, "operations": ["confirm"]}))
+        .await;
+    let id = rid();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .post(format!("{}/v1/payments/confirm", app.base))
+        .bearer_auth(&p.token)
+        .header("x-request-id", &id)
+        .json(&json!({"paymentKey": p.payment_key, "orderId": p.order_id, "amount": 10_000}))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up");
+    let buf = server::logging::capture();
+    let logged = app
+        .eventually(|| {
+            let found = server::logging::captured_lines(&buf)
+                .iter()
+                .any(|l| l["message"] == "request" && l["request_id"] == id);
+            async move { found }
+        })
+        .await;
+    assert!(logged, "no summary line for a request whose client left");
+    let line = line_for(&id);
+    assert_eq!(line["http_status"], 499, "{line}");
+    assert_eq!(line["status"], "client_closed");
+    assert_eq!(line["function_name"], "confirm-payment");
+    // The confirm itself still finishes in its detached task.
+    let order_id = domain::OrderId::parse(&p.order_id).unwrap();
+    let paid = app
+        .eventually(|| {
+            let store = app.store.clone();
+            let order_id = order_id.clone();
+            async move {
+                store.get_order(&order_id).await.unwrap().unwrap().status
+                    == domain::OrderStatus::Paid
+            }
+        })
+        .await;
+    assert!(paid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -161,6 +161,15 @@ async fn observe(req: Request, next: Next) -> Response {
     {
         ctx.record(|f| f.function_name = Some(name));
     }
+    let mut in_flight = InFlight {
+        ctx: ctx.clone(),
+        started,
+        method,
+        path,
+        route,
+        auth_hash,
+        done: false,
+    };
     let mut resp = ctx.scope(next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -168,33 +177,70 @@ async fn observe(req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&ctx.roundtrips().to_string()) {
         resp.headers_mut().insert("x-db-round-trips", v);
     }
-    let elapsed = started.elapsed();
-    let http_status = resp.status().as_u16();
-    let fields = ctx.fields();
-    crate::ops::metrics::record_request(
-        route.as_deref(),
-        &method,
-        http_status,
-        elapsed,
-        ctx.roundtrips(),
+    in_flight.finish(
+        resp.status().as_u16(),
+        resp.headers().contains_key("idempotent-replayed"),
     );
-    if fields.function_name == Some("confirm-payment") {
-        let outcome = match fields.error_code {
-            Some(code) => code,
-            None if resp.headers().contains_key("idempotent-replayed") => "replayed",
-            None => "enrolled",
-        };
-        crate::ops::metrics::record_confirm(outcome, elapsed);
-        crate::ops::alerts::observe_confirm(outcome, elapsed);
-    }
-    request_line(RequestSummary {
-        ctx: &ctx,
-        method: &method,
-        path: &path,
-        route: route.as_deref(),
-        http_status,
-        latency_ms: elapsed.as_millis() as u64,
-        auth_hash,
-    });
     resp
+}
+
+/// nginx's status for "the client closed the connection before the answer".
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// A request being answered. Finishing it writes the summary line and the metrics; if the
+/// client disconnects first, the server drops the request's future and `Drop` writes them with
+/// [`CLIENT_CLOSED`], so every request still gets exactly one line. (A confirm keeps running in
+/// its detached task; its outcome is then `client_closed` here and known from the order.)
+struct InFlight {
+    ctx: RequestCtx,
+    started: Instant,
+    method: String,
+    path: String,
+    route: Option<String>,
+    auth_hash: Option<String>,
+    done: bool,
+}
+
+impl InFlight {
+    fn finish(&mut self, http_status: u16, replayed: bool) {
+        self.done = true;
+        let elapsed = self.started.elapsed();
+        let fields = self.ctx.fields();
+        crate::ops::metrics::record_request(
+            self.route.as_deref(),
+            &self.method,
+            http_status,
+            elapsed,
+            self.ctx.roundtrips(),
+        );
+        if fields.function_name == Some("confirm-payment") {
+            let outcome = match fields.error_code {
+                Some(code) => code,
+                None if http_status == CLIENT_CLOSED => "client_closed",
+                None if replayed => "replayed",
+                None => "enrolled",
+            };
+            crate::ops::metrics::record_confirm(outcome, elapsed);
+            crate::ops::alerts::observe_confirm(outcome, elapsed);
+        }
+        request_line(RequestSummary {
+            ctx: &self.ctx,
+            method: &self.method,
+            path: &self.path,
+            route: self.route.as_deref(),
+            http_status,
+            latency_ms: elapsed.as_millis() as u64,
+            auth_hash: self.auth_hash.take(),
+        });
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ctx
+                .record(|f| f.status = Some("client_closed".to_owned()));
+            self.finish(CLIENT_CLOSED, false);
+        }
+    }
 }
