@@ -754,7 +754,7 @@ fn promtool_check(text: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_route_needs_no_store_work_beyond_one_statement() {
+async fn scraping_metrics_costs_one_statement() {
     let _gate = GATE.read().await;
     let app = common::spawn(common::Backend::Sqlite).await;
     let r = app.get("/healthz", None).await;
