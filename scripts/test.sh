@@ -39,7 +39,8 @@ ensure_postgres() {
 }
 
 ensure_postgres
-DB="coursepay_test"
+# COURSEPAY_TEST_DB lets concurrent runs on one machine use separate databases.
+DB="${COURSEPAY_TEST_DB:-coursepay_test}"
 log "creating a fresh database $DB"
 psql -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -q -v ON_ERROR_STOP=1 \
   -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null

@@ -158,6 +158,17 @@ async fn serve() -> Result<(), String> {
     if sandbox.is_some() {
         seed_demo_course(&store).await?;
     }
+    let alert_webhook = {
+        use secrecy::ExposeSecret;
+        config
+            .alert_webhook_url
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned())
+    };
+    server::ops::alerts::spawn_ticker(
+        alert_webhook.as_deref(),
+        server::ops::alerts::EVALUATE_EVERY,
+    );
     let mut router = server::http::router(app.clone());
     if let Some(sb) = &sandbox {
         router = router.nest("/toss-sandbox", sb.router());

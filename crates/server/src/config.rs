@@ -52,6 +52,9 @@ pub struct Config {
     pub reconcile_interval: Duration,
     /// Exam attempts a buyer may start per course (enrollment).
     pub exam_max_attempts: u32,
+    /// Slack-compatible incoming webhook for alert transitions. A credential (the URL carries
+    /// the token), so it is kept secret.
+    pub alert_webhook_url: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -214,6 +217,7 @@ impl Config {
             toss_timeout,
             reconcile_interval,
             exam_max_attempts,
+            alert_webhook_url: env_opt(get, "ALERT_WEBHOOK_URL").map(SecretString::from),
         })
     }
 
@@ -237,6 +241,9 @@ impl Config {
         ];
         if let Some(p) = &self.webhook_secret_previous {
             v.push(p.expose_secret().to_owned());
+        }
+        if let Some(u) = &self.alert_webhook_url {
+            v.push(u.expose_secret().to_owned());
         }
         v
     }
@@ -307,6 +314,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "EXAM_MAX_ATTEMPTS",
         "exam attempts a buyer may start per course (default 3)",
+    ),
+    (
+        "ALERT_WEBHOOK_URL",
+        "Slack-compatible webhook receiving alert firing/resolved messages (optional)",
     ),
 ];
 

@@ -5,6 +5,7 @@
 //! - [`http`]: router, middleware, extractors, problem+json.
 //! - [`context`], [`logging`]: the per-request context and the JSON log lines.
 //! - [`config`], [`auth`]: environment configuration and JWT verification.
+//! - [`ops`]: metrics and alerts.
 
 pub mod app;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod flows;
 pub mod http;
 pub mod logging;
+pub mod ops;
 
 pub use app::App;
 pub use error::Error;

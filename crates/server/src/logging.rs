@@ -98,6 +98,15 @@ pub struct RequestSummary<'a> {
     pub route: Option<&'a str>,
     pub http_status: u16,
     pub latency_ms: u64,
+    /// [`credential_hash`] of the Authorization header, if one was sent.
+    pub auth_hash: Option<String>,
+}
+
+/// A short, stable id of a credential (first 16 hex digits of its SHA-256): lets an operator
+/// follow one token's requests across log lines without the token ever being written.
+pub fn credential_hash(credential: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(credential)[..8])
 }
 
 /// Write the one summary line of a request.
@@ -139,6 +148,7 @@ pub fn request_line(s: RequestSummary<'_>) {
         ("order_id", json!(f.order_id)),
         ("trace_id", json!(s.ctx.trace_id())),
         ("db_round_trips", json!(s.ctx.roundtrips())),
+        ("auth_hash", json!(s.auth_hash)),
     ] {
         line.insert(k.to_owned(), v);
     }

@@ -33,6 +33,7 @@
 //! | `POST /sandbox/clock`, `GET /sandbox/clock` | move / read the sandbox clock |
 //! | `GET /sandbox/stats` | call counters |
 //! | `POST /sandbox/webhooks`, `GET /sandbox/webhooks` | webhook settings / deliveries |
+//! | `GET /sandbox/requests` | the last API requests' traceparent and Idempotency-Key |
 
 mod api;
 mod checkout;
@@ -42,16 +43,19 @@ mod control;
 mod faults;
 mod idempotency;
 mod ledger;
+mod requests;
 mod webhooks;
 
 pub use codes::SandboxError;
 pub use faults::{Fault, FaultMode, Operation};
 pub use ledger::CreatePayment;
+pub use requests::SeenRequest;
 pub use webhooks::{Delivery, DeliveryStatus};
 
 use axum::Router;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -182,6 +186,8 @@ struct Inner {
     /// A std mutex: it is held for microseconds and never across an `.await`, which is what
     /// lets faults sleep and webhooks send without blocking anyone else.
     state: Mutex<State>,
+    /// Kept apart from `state`: recording a request must not contend with the ledger.
+    requests: Mutex<VecDeque<requests::SeenRequest>>,
 }
 
 /// The sandbox. Cheap to clone; clones share one set of payments.
@@ -221,6 +227,7 @@ impl Sandbox {
                     webhook_secret: config.webhook_secret,
                     deliveries: Vec::new(),
                 }),
+                requests: Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -232,6 +239,11 @@ impl Sandbox {
             .route("/v1/payments/orders/{order_id}", get(api::lookup_by_order))
             .route("/v1/payments/{payment_key}", get(api::lookup))
             .route("/v1/payments/{payment_key}/cancel", post(api::cancel))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                requests::record,
+            ))
+            .route("/sandbox/requests", get(requests::list))
             .route(
                 "/sandbox/payments",
                 post(control::create_payment).get(control::list_payments),
@@ -293,6 +305,24 @@ impl Sandbox {
     /// Every payment the sandbox knows, in creation order, for invariant checks.
     pub fn payments(&self) -> Vec<Payment> {
         self.with_state(|st, _| st.ledger.all())
+    }
+
+    /// Same as `GET /sandbox/requests`: the last Toss API requests, oldest first.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.inner
+            .requests
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn remember(&self, seen: SeenRequest) {
+        if let Ok(mut r) = self.inner.requests.lock() {
+            if r.len() >= requests::KEEP {
+                r.pop_front();
+            }
+            r.push_back(seen);
+        }
     }
 
     /// Same as `GET /sandbox/webhooks`.

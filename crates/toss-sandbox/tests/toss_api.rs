@@ -683,3 +683,32 @@ async fn router_works_in_process() {
     let p: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(p["status"], "IN_PROGRESS");
 }
+
+#[tokio::test]
+async fn request_log_keeps_trace_and_idempotency_headers_never_credentials() {
+    let sb = spawn_default().await;
+    let order = order_id();
+    let key = sb.authenticated(&order, 15000).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (status, _) = send(
+        sb.confirm_request(&key, &order, 15000)
+            .header("traceparent", tp)
+            .header("Idempotency-Key", "idem-1"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    sb.lookup(&key).await;
+    let (status, seen) = send(sb.http.get(sb.url("/sandbox/requests"))).await;
+    assert_eq!(status, 200);
+    let seen = seen.as_array().unwrap();
+    assert_eq!(seen.len(), 2, "control routes are not recorded: {seen:?}");
+    assert_eq!(seen[0]["method"], "POST");
+    assert_eq!(seen[0]["path"], "/v1/payments/confirm");
+    assert_eq!(seen[0]["traceparent"], tp);
+    assert_eq!(seen[0]["idempotencyKey"], "idem-1");
+    assert_eq!(seen[1]["path"], format!("/v1/payments/{key}"));
+    assert!(seen[1]["traceparent"].is_null());
+    let text = serde_json::to_string(seen).unwrap();
+    assert!(!text.contains(KEY) && !text.contains("Basic "));
+    assert_eq!(sb.sandbox.requests().len(), 2);
+}

@@ -21,12 +21,18 @@ pub fn call_ctx() -> CallContext {
     }
 }
 
-/// Log one Toss call (operation, outcome, latency) for the request's trace.
+/// Log one Toss call (operation, outcome, latency) for the request's trace, and count it in
+/// the Toss call metrics.
 pub(crate) fn note_call(
     op: Operation,
     started: std::time::Instant,
     result: &std::result::Result<PaymentView, TossError>,
 ) {
+    crate::ops::metrics::record_toss_call(
+        op.as_str(),
+        crate::ops::metrics::toss_outcome(result),
+        started.elapsed(),
+    );
     let outcome = match result {
         Ok(v) => v.status.as_str().to_owned(),
         Err(TossError::Api { code, .. }) => code.clone(),

@@ -1,6 +1,7 @@
 //! The HTTP surface (API.md). Middleware, outermost first: request context (request id, trace
 //! context, round-trip counter, the summary log line) → catch panic → CORS → body limit →
-//! routes. Auth is an extractor; errors are rendered in [`problem`] only.
+//! routes. Auth is an extractor; errors are rendered in [`problem`] only. The `observe`
+//! middleware also records the request's metrics and feeds confirms to the alert evaluator.
 
 pub mod extract;
 pub mod lms;
@@ -30,6 +31,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/version", get(routes::version))
+        .route("/metrics", get(crate::ops::metrics::scrape))
         .route("/v1/i18n/{locale}", get(routes::i18n))
         .route("/v1/config", get(routes::public_config))
         .route("/v1/admin/courses", post(routes::create_course))
@@ -59,8 +61,39 @@ pub fn router(app: App) -> Router {
     if let Some(cors) = cors {
         r = r.layer(cors);
     }
-    r.layer(CatchPanicLayer::custom(panic_response))
+    layers(r)
+}
+
+/// The outermost middleware (panic catcher inside the request context and summary line) on
+/// `router`'s routes. `router` uses it; tests wrap their own routes (a panicking handler) with
+/// it to check what a panic logs.
+pub fn layers(router: Router) -> Router {
+    crate::ops::metrics::install();
+    router
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(observe))
+}
+
+/// The operation name of a route, recorded before the handler runs so that requests refused
+/// by an extractor (401, 400, 413) carry it too. Handlers record the same name themselves.
+fn function_name_of(method: &Method, route: &str) -> Option<&'static str> {
+    Some(match (method.as_str(), route) {
+        (_, "/healthz") => "healthz",
+        (_, "/readyz") => "readyz",
+        (_, "/version") => "version",
+        (_, "/metrics") => "metrics",
+        (_, "/v1/i18n/{locale}") => "i18n",
+        (_, "/v1/config") => "public-config",
+        ("POST", "/v1/admin/courses") => "create-course",
+        ("GET", "/v1/courses") => "list-courses",
+        ("GET", "/v1/courses/{courseId}") => "get-course",
+        ("POST", "/v1/checkout") => "checkout",
+        ("POST", "/v1/payments/confirm") => "confirm-payment",
+        ("GET", "/v1/orders/{orderId}") => "get-order",
+        ("GET", "/v1/me/enrollments") => "list-enrollments",
+        ("GET", "/v1/enrollments/{enrollmentId}") => "get-enrollment",
+        _ => return None,
+    })
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
@@ -121,6 +154,10 @@ async fn observe(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| crate::context::trace_id_of(v).is_some())
         .map(str::to_owned);
+    let auth_hash = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| crate::logging::credential_hash(v.as_bytes()));
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let route = req
@@ -128,6 +165,21 @@ async fn observe(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let ctx = RequestCtx::new(request_id.clone(), traceparent);
+    if let Some(name) = route
+        .as_deref()
+        .and_then(|r| function_name_of(req.method(), r))
+    {
+        ctx.record(|f| f.function_name = Some(name));
+    }
+    let mut in_flight = InFlight {
+        ctx: ctx.clone(),
+        started,
+        method,
+        path,
+        route,
+        auth_hash,
+        done: false,
+    };
     let mut resp = ctx.scope(next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -135,13 +187,70 @@ async fn observe(req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&ctx.roundtrips().to_string()) {
         resp.headers_mut().insert("x-db-round-trips", v);
     }
-    request_line(RequestSummary {
-        ctx: &ctx,
-        method: &method,
-        path: &path,
-        route: route.as_deref(),
-        http_status: resp.status().as_u16(),
-        latency_ms: started.elapsed().as_millis() as u64,
-    });
+    in_flight.finish(
+        resp.status().as_u16(),
+        resp.headers().contains_key("idempotent-replayed"),
+    );
     resp
+}
+
+/// nginx's status for "the client closed the connection before the answer".
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// A request being answered. Finishing it writes the summary line and the metrics; if the
+/// client disconnects first, the server drops the request's future and `Drop` writes them with
+/// [`CLIENT_CLOSED`], so every request still gets exactly one line. (A confirm keeps running in
+/// its detached task; its outcome is then `client_closed` here and known from the order.)
+struct InFlight {
+    ctx: RequestCtx,
+    started: Instant,
+    method: String,
+    path: String,
+    route: Option<String>,
+    auth_hash: Option<String>,
+    done: bool,
+}
+
+impl InFlight {
+    fn finish(&mut self, http_status: u16, replayed: bool) {
+        self.done = true;
+        let elapsed = self.started.elapsed();
+        let fields = self.ctx.fields();
+        crate::ops::metrics::record_request(
+            self.route.as_deref(),
+            &self.method,
+            http_status,
+            elapsed,
+            self.ctx.roundtrips(),
+        );
+        if fields.function_name == Some("confirm-payment") {
+            let outcome = match fields.error_code {
+                Some(code) => code,
+                None if http_status == CLIENT_CLOSED => "client_closed",
+                None if replayed => "replayed",
+                None => "enrolled",
+            };
+            crate::ops::metrics::record_confirm(outcome, elapsed);
+            crate::ops::alerts::observe_confirm(outcome, elapsed);
+        }
+        request_line(RequestSummary {
+            ctx: &self.ctx,
+            method: &self.method,
+            path: &self.path,
+            route: self.route.as_deref(),
+            http_status,
+            latency_ms: elapsed.as_millis() as u64,
+            auth_hash: self.auth_hash.take(),
+        });
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ctx
+                .record(|f| f.status = Some("client_closed".to_owned()));
+            self.finish(CLIENT_CLOSED, false);
+        }
+    }
 }

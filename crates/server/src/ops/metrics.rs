@@ -1,0 +1,399 @@
+//! Prometheus metrics: the `metrics` facade with the Prometheus exporter's recorder, rendered by
+//! `GET /metrics` ([`scrape`]). Everything that records a metric does it through a function
+//! here, so names, labels and buckets are defined once and every metric is described (an
+//! undescribed metric fails `promtool check metrics`).
+//!
+//! The recorder is process-global and installed once ([`install`]); several `App`s in one
+//! process (the tests) share it, so tests assert on deltas or on labels unique to them.
+//!
+//! Labels are bounded by construction: routes are templates (`/v1/orders/{orderId}`, never a
+//! raw path; unmatched requests are `"unmatched"`), methods outside the usual set are
+//! `"OTHER"`, confirm outcomes are catalog codes, Toss outcomes a fixed set.
+
+use crate::App;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+pub const HTTP_REQUESTS: &str = "coursepay_http_requests_total";
+pub const HTTP_DURATION: &str = "coursepay_http_request_duration_seconds";
+pub const CONFIRMS: &str = "coursepay_confirm_total";
+pub const CONFIRM_DURATION: &str = "coursepay_confirm_duration_seconds";
+pub const TOSS_CALLS: &str = "coursepay_toss_calls_total";
+pub const TOSS_DURATION: &str = "coursepay_toss_call_duration_seconds";
+pub const DB_ROUND_TRIPS: &str = "coursepay_db_round_trips";
+pub const CIRCUIT_STATE: &str = "coursepay_circuit_state";
+pub const PAYMENTS_PAUSED: &str = "coursepay_payments_paused";
+pub const WEBHOOK_INVALID_SIGNATURES: &str = "coursepay_webhook_invalid_signatures_total";
+pub const RECONCILER_BACKLOG: &str = "coursepay_reconciler_backlog";
+pub const OLDEST_OPEN_ORDER_AGE: &str = "coursepay_oldest_open_order_age_seconds";
+pub const ALERT_FIRING: &str = "coursepay_alert_firing";
+pub const ALL: &[&str] = &[
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    CONFIRMS,
+    CONFIRM_DURATION,
+    TOSS_CALLS,
+    TOSS_DURATION,
+    DB_ROUND_TRIPS,
+    CIRCUIT_STATE,
+    PAYMENTS_PAUSED,
+    WEBHOOK_INVALID_SIGNATURES,
+    RECONCILER_BACKLOG,
+    OLDEST_OPEN_ORDER_AGE,
+    ALERT_FIRING,
+];
+
+/// Latency buckets, 5 ms … 10 s, with an edge at the seed's 1.5 s p95 target so the alert's
+/// quantile is not interpolated across it.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+];
+/// Statements per request (seed §5 target: ≤ 3 on average).
+pub const ROUND_TRIP_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0];
+
+/// An open order untouched this long is work for the reconciler (a buyer normally confirms
+/// within seconds of authenticating).
+pub const BACKLOG_AFTER: Duration = Duration::from_secs(60);
+/// At most this many open orders are read per scrape; the backlog gauge saturates there.
+const BACKLOG_SCAN_LIMIT: i64 = 10_000;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the global recorder (once per process) and describe every metric.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(DB_ROUND_TRIPS.into()),
+                        ROUND_TRIP_BUCKETS,
+                    )
+                });
+            let builder = match builder {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics recorder not installed");
+                    return None;
+                }
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if let Err(e) = metrics::set_global_recorder(recorder) {
+                tracing::error!(error = %e, "another metrics recorder is installed; /metrics will be empty");
+                return None;
+            }
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests by route template, method and status code"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request duration by route template"
+    );
+    describe_counter!(
+        CONFIRMS,
+        "Payment confirms by outcome: enrolled, replayed or the error code answered"
+    );
+    describe_histogram!(
+        CONFIRM_DURATION,
+        Unit::Seconds,
+        "POST /v1/payments/confirm duration, all outcomes"
+    );
+    describe_counter!(
+        TOSS_CALLS,
+        "Toss API calls by operation (confirm, lookup, cancel) and outcome (ok, api_error, timeout, network)"
+    );
+    describe_histogram!(
+        TOSS_DURATION,
+        Unit::Seconds,
+        "Toss API call duration by operation and outcome"
+    );
+    describe_histogram!(
+        DB_ROUND_TRIPS,
+        "Database statements sent per HTTP request, by route template"
+    );
+    describe_gauge!(
+        CIRCUIT_STATE,
+        "Toss circuit breaker: 0 closed, 1 half-open, 2 open"
+    );
+    describe_gauge!(
+        PAYMENTS_PAUSED,
+        "1 while an operator has paused payments, else 0"
+    );
+    describe_counter!(
+        WEBHOOK_INVALID_SIGNATURES,
+        "Webhook deliveries refused for an invalid or missing signature"
+    );
+    describe_gauge!(
+        RECONCILER_BACKLOG,
+        "Open (PENDING/CONFIRMING) orders untouched for over a minute: reconciler work"
+    );
+    describe_gauge!(
+        OLDEST_OPEN_ORDER_AGE,
+        Unit::Seconds,
+        "Age of the oldest open order since it was last touched"
+    );
+    describe_gauge!(ALERT_FIRING, "In-process alert rules: 1 firing, 0 ok");
+}
+
+/// Route label: the template axum matched, or "unmatched" (never the raw path).
+pub fn route_label(route: Option<&str>) -> String {
+    route.unwrap_or("unmatched").to_owned()
+}
+
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// One finished HTTP request (called by the `observe` middleware).
+pub fn record_request(
+    route: Option<&str>,
+    method: &str,
+    status: u16,
+    elapsed: Duration,
+    round_trips: u32,
+) {
+    install();
+    let route = route_label(route);
+    counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method_label(method), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route.clone()).record(elapsed.as_secs_f64());
+    metrics::histogram!(DB_ROUND_TRIPS, "route" => route).record(f64::from(round_trips));
+}
+
+/// One finished confirm: `outcome` is "enrolled", "replayed" or the error code. The latency
+/// histogram leaves out requests refused before the confirm flow ran (auth, validation): they
+/// are fast and would hide a slow provider.
+pub fn record_confirm(outcome: &str, elapsed: Duration) {
+    install();
+    counter!(CONFIRMS, "outcome" => outcome.to_owned()).increment(1);
+    if crate::ops::alerts::classify(outcome) != crate::ops::alerts::ConfirmClass::Rejected {
+        metrics::histogram!(CONFIRM_DURATION).record(elapsed.as_secs_f64());
+    }
+}
+
+/// One Toss API call. `outcome`: "ok", "api_error" (Toss answered an error body), "timeout",
+/// "network" (connect/reset/unreadable answer).
+pub fn record_toss_call(operation: &'static str, outcome: &'static str, elapsed: Duration) {
+    install();
+    counter!(TOSS_CALLS, "operation" => operation, "outcome" => outcome).increment(1);
+    metrics::histogram!(TOSS_DURATION, "operation" => operation, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+/// The outcome label of a Toss call result.
+pub fn toss_outcome<T>(result: &Result<T, toss::TossError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(toss::TossError::Api { .. }) => "api_error",
+        Err(toss::TossError::Timeout) => "timeout",
+        Err(_) => "network",
+    }
+}
+
+/// Circuit breaker states as the gauge encodes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+pub fn set_circuit_state(state: CircuitState) {
+    install();
+    let v = match state {
+        CircuitState::Closed => 0.0,
+        CircuitState::HalfOpen => 1.0,
+        CircuitState::Open => 2.0,
+    };
+    gauge!(CIRCUIT_STATE).set(v);
+}
+
+pub fn set_payments_paused(paused: bool) {
+    install();
+    gauge!(PAYMENTS_PAUSED).set(if paused { 1.0 } else { 0.0 });
+}
+
+pub fn webhook_invalid_signature() {
+    install();
+    counter!(WEBHOOK_INVALID_SIGNATURES).increment(1);
+}
+
+pub fn set_reconciler_backlog(open_orders: u64) {
+    install();
+    gauge!(RECONCILER_BACKLOG).set(open_orders as f64);
+}
+
+pub fn set_oldest_open_order_age(age: Duration) {
+    install();
+    gauge!(OLDEST_OPEN_ORDER_AGE).set(age.as_secs_f64());
+}
+
+pub fn set_alert_firing(rule: &'static str, firing: bool) {
+    install();
+    gauge!(ALERT_FIRING, "rule" => rule).set(if firing { 1.0 } else { 0.0 });
+}
+
+/// Gauges that exist from the first scrape, before anything sets them.
+fn ensure_defaults() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        counter!(WEBHOOK_INVALID_SIGNATURES).increment(0);
+        gauge!(CIRCUIT_STATE).increment(0.0);
+        gauge!(PAYMENTS_PAUSED).increment(0.0);
+        for rule in crate::ops::alerts::RULES {
+            gauge!(ALERT_FIRING, "rule" => *rule).increment(0.0);
+        }
+    });
+}
+
+/// Read the open orders and set the backlog gauges (one statement). Errors leave the gauges
+/// as they were: a scrape must not fail because the database is slow.
+pub async fn refresh_backlog(app: &App, now: OffsetDateTime) {
+    match app.store.open_orders(now, BACKLOG_SCAN_LIMIT).await {
+        Ok(orders) => {
+            let cutoff = now - BACKLOG_AFTER;
+            let backlog = orders.iter().filter(|o| o.updated_at < cutoff).count();
+            set_reconciler_backlog(backlog as u64);
+            let oldest = orders
+                .iter()
+                .map(|o| o.updated_at)
+                .min()
+                .map(|t| (now - t).max(time::Duration::ZERO).unsigned_abs())
+                .unwrap_or(Duration::ZERO);
+            set_oldest_open_order_age(oldest);
+        }
+        Err(e) => tracing::warn!(error = %e, "backlog gauges not refreshed"),
+    }
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    match install() {
+        Some(h) => {
+            ensure_defaults();
+            h.run_upkeep();
+            h.render()
+        }
+        None => String::new(),
+    }
+}
+
+/// `GET /metrics`.
+pub async fn scrape(State(app): State<App>) -> Response {
+    crate::context::record(|f| f.function_name = Some("metrics"));
+    refresh_backlog(&app, OffsetDateTime::now_utc()).await;
+    let mut resp = render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(route_label(None), "unmatched");
+        assert_eq!(
+            route_label(Some("/v1/orders/{orderId}")),
+            "/v1/orders/{orderId}"
+        );
+        assert_eq!(method_label("BREW"), "OTHER");
+        assert_eq!(
+            toss_outcome::<()>(&Err(toss::TossError::Timeout)),
+            "timeout"
+        );
+        assert_eq!(
+            toss_outcome::<()>(&Err(toss::TossError::Connect("x".into()))),
+            "network"
+        );
+    }
+
+    /// Every metric deploy/ refers to exists here (a renamed metric breaks the dashboard and
+    /// the alerts silently otherwise), and the dashboard picks its datasource by variable.
+    #[test]
+    fn deploy_files_use_existing_metrics() {
+        let dashboard = include_str!("../../../../deploy/grafana/coursepay.json");
+        let rules = include_str!("../../../../deploy/prometheus/alerts.yml");
+        let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+        assert_eq!(json["templating"]["list"][0]["type"], "datasource");
+        let panels = json["panels"].as_array().unwrap();
+        assert!(panels.len() >= 10);
+        let exprs: Vec<String> = panels
+            .iter()
+            .flat_map(|p| p["targets"].as_array().unwrap().iter())
+            .map(|t| t["expr"].as_str().unwrap().to_owned())
+            .chain(std::iter::once(rules.to_owned()))
+            .collect();
+        let mut used = std::collections::BTreeSet::new();
+        for e in &exprs {
+            for (i, _) in e.match_indices("coursepay_") {
+                let name: String = e[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|b| ALL.contains(b)))
+                    .unwrap_or(&name)
+                    .to_owned();
+                assert!(ALL.contains(&base.as_str()), "unknown metric {name}");
+                used.insert(base);
+            }
+        }
+        for m in [
+            CONFIRMS,
+            CONFIRM_DURATION,
+            TOSS_DURATION,
+            DB_ROUND_TRIPS,
+            RECONCILER_BACKLOG,
+            CIRCUIT_STATE,
+            PAYMENTS_PAUSED,
+            ALERT_FIRING,
+        ] {
+            assert!(used.contains(m), "dashboard does not show {m}");
+        }
+    }
+
+    #[test]
+    fn gauges_render_with_descriptions() {
+        set_circuit_state(CircuitState::Open);
+        set_payments_paused(true);
+        let text = render();
+        assert!(text.contains("# HELP coursepay_circuit_state"), "{text}");
+        assert!(text.contains("coursepay_circuit_state 2"), "{text}");
+        assert!(text.contains("coursepay_payments_paused 1"), "{text}");
+        set_circuit_state(CircuitState::Closed);
+        set_payments_paused(false);
+        assert!(render().contains("coursepay_circuit_state 0"));
+    }
+}
