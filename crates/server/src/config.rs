@@ -50,6 +50,17 @@ pub struct Config {
     pub order_ttl: Duration,
     pub toss_timeout: Duration,
     pub reconcile_interval: Duration,
+    /// Toss's security key for its signed payout/seller webhooks (None: such deliveries are
+    /// refused).
+    pub toss_webhook_security_key: Option<SecretString>,
+    /// More invalid webhook signatures than this from one IP within the window → 429.
+    pub webhook_invalid_sig_limit: u32,
+    pub webhook_invalid_sig_window: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs). Empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Redis for the webhook replay guard when several instances run (None: the database).
+    /// A secret because the URL may carry a password.
+    pub redis_url: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -175,6 +186,29 @@ impl Config {
         let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
         let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
         let reconcile_interval = env_secs(get, "RECONCILE_INTERVAL_SECONDS", 30)?;
+        let webhook_invalid_sig_limit = match env_opt(get, "WEBHOOK_INVALID_SIG_LIMIT") {
+            None => 20,
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                ConfigError("WEBHOOK_INVALID_SIG_LIMIT must be a whole number".into())
+            })?,
+        };
+        let webhook_invalid_sig_window = env_secs(get, "WEBHOOK_INVALID_SIG_WINDOW_SECONDS", 600)?;
+        if webhook_invalid_sig_window.is_zero() {
+            problems.push("WEBHOOK_INVALID_SIG_WINDOW_SECONDS must be at least 1".to_owned());
+        }
+        let trusted_proxies = match env_opt(get, "TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(v) => crate::http::client_ip::parse_trusted(&v).unwrap_or_else(|e| {
+                problems.push(e);
+                Vec::new()
+            }),
+        };
+        let redis_url = env_opt(get, "REDIS_URL");
+        if let Some(u) = &redis_url
+            && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            problems.push("REDIS_URL must start with redis:// or rediss://".to_owned());
+        }
 
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
@@ -200,6 +234,12 @@ impl Config {
             order_ttl,
             toss_timeout,
             reconcile_interval,
+            toss_webhook_security_key: env_opt(get, "TOSS_WEBHOOK_SECURITY_KEY")
+                .map(SecretString::from),
+            webhook_invalid_sig_limit,
+            webhook_invalid_sig_window,
+            trusted_proxies,
+            redis_url: redis_url.map(SecretString::from),
         })
     }
 
@@ -223,6 +263,9 @@ impl Config {
         ];
         if let Some(p) = &self.webhook_secret_previous {
             v.push(p.expose_secret().to_owned());
+        }
+        if let Some(k) = &self.toss_webhook_security_key {
+            v.push(k.expose_secret().to_owned());
         }
         v
     }
@@ -265,6 +308,26 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "WEBHOOK_VERIFY",
         "signature (default) or lookup (accept unsigned Toss deliveries, verified by lookup)",
+    ),
+    (
+        "TOSS_WEBHOOK_SECURITY_KEY",
+        "Toss's security key for its signed payout/seller webhooks (unset: refused)",
+    ),
+    (
+        "WEBHOOK_INVALID_SIG_LIMIT",
+        "invalid webhook signatures one IP may send per window before 429 (default 20)",
+    ),
+    (
+        "WEBHOOK_INVALID_SIG_WINDOW_SECONDS",
+        "the window of WEBHOOK_INVALID_SIG_LIMIT (default 600)",
+    ),
+    (
+        "TRUSTED_PROXIES",
+        "comma-separated proxy IPs/CIDRs whose X-Forwarded-For is believed (default none)",
+    ),
+    (
+        "REDIS_URL",
+        "redis://… for the webhook replay guard shared by instances (unset: the database)",
     ),
     (
         "JWT_SECRET",

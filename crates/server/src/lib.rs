@@ -5,6 +5,7 @@
 //! - [`http`]: router, middleware, extractors, problem+json.
 //! - [`context`], [`logging`]: the per-request context and the JSON log lines.
 //! - [`config`], [`auth`]: environment configuration and JWT verification.
+//! - [`webhook`]: webhook signatures, the replay guard and the invalid-signature throttle.
 
 pub mod app;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod flows;
 pub mod http;
 pub mod logging;
+pub mod webhook;
 
 pub use app::App;
 pub use error::Error;

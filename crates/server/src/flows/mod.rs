@@ -7,6 +7,7 @@ pub mod checkout;
 pub mod confirm;
 pub mod enrollments;
 pub mod settle;
+pub mod webhook;
 
 use store::EventContext;
 use time::OffsetDateTime;

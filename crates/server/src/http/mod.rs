@@ -2,9 +2,11 @@
 //! context, round-trip counter, the summary log line) → catch panic → CORS → body limit →
 //! routes. Auth is an extractor; errors are rendered in [`problem`] only.
 
+pub mod client_ip;
 pub mod extract;
 pub mod problem;
 pub mod routes;
+pub mod webhook;
 
 use crate::App;
 use crate::context::{RequestCtx, valid_request_id};
@@ -38,6 +40,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/payments/confirm", post(routes::confirm))
         .route("/v1/orders/{orderId}", get(routes::get_order))
         .route("/v1/me/enrollments", get(routes::my_enrollments))
+        .route("/v1/webhooks/toss", post(webhook::toss))
         .route(
             "/v1/enrollments/{enrollmentId}",
             get(routes::get_enrollment),
