@@ -1055,18 +1055,38 @@ async fn remember_once(db: Db) {
 
 async fn forget_once_and_deposit_secret(db: Db) {
     let s = db.store.as_ref();
-    assert!(s.remember_once("transmission", "tx-1", t(0), t(100)).await.unwrap());
-    assert!(!s.remember_once("transmission", "tx-1", t(1), t(100)).await.unwrap());
+    assert!(
+        s.remember_once("transmission", "tx-1", t(0), t(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remember_once("transmission", "tx-1", t(1), t(100))
+            .await
+            .unwrap()
+    );
     s.forget_once("transmission", "tx-1").await.unwrap();
     // Forgotten: accepted again, then remembered again. Other kinds are untouched.
-    assert!(s.remember_once("transmission", "tx-1", t(2), t(100)).await.unwrap());
-    assert!(!s.remember_once("transmission", "tx-1", t(3), t(100)).await.unwrap());
+    assert!(
+        s.remember_once("transmission", "tx-1", t(2), t(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remember_once("transmission", "tx-1", t(3), t(100))
+            .await
+            .unwrap()
+    );
     s.forget_once("transmission", "never-seen").await.unwrap();
 
     let c = course(&db, 10_000).await;
     let o = order(&db, UserId::new(), &c).await;
     assert_eq!(s.deposit_secret(&o.order_id).await.unwrap(), None);
-    assert!(s.record_deposit_secret(&o.order_id, "va-secret-1").await.unwrap());
+    assert!(
+        s.record_deposit_secret(&o.order_id, "va-secret-1")
+            .await
+            .unwrap()
+    );
     assert_eq!(
         s.deposit_secret(&o.order_id).await.unwrap().as_deref(),
         Some("va-secret-1")

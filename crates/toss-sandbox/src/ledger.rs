@@ -622,7 +622,10 @@ mod tests {
         // Not expired by the confirm window: the account waits for its money.
         l.expire_due(t0() + CONFIRM_WINDOW + Duration::hours(1));
         let done = l.deposit(&p.payment_key, t0()).unwrap();
-        assert_eq!((done.status.as_str(), done.secret), ("DONE", waiting.secret));
+        assert_eq!(
+            (done.status.as_str(), done.secret),
+            ("DONE", waiting.secret)
+        );
         assert_eq!(l.take_deposited().len(), 1);
         assert_eq!(
             l.deposit(&p.payment_key, t0()).unwrap_err().code(),

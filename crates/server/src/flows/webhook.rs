@@ -133,10 +133,7 @@ async fn deposit_callback(app: &App, event: &Value) -> Result<Processed> {
         tracing::warn!(target: "coursepay::webhook", order_id = %order_id, "DEPOSIT_CALLBACK secret does not match the confirm answer");
         return Err(Error::new(ErrorCode::WebhookInvalidSig));
     }
-    let looked = app
-        .toss
-        .get_payment_by_order(&order_id, &call_ctx())
-        .await;
+    let looked = app.toss.get_payment_by_order(&order_id, &call_ctx()).await;
     let Some(view) = provider_view(looked)? else {
         return Ok(Processed::Ignored);
     };
@@ -145,7 +142,9 @@ async fn deposit_callback(app: &App, event: &Value) -> Result<Processed> {
 
 /// Toss's answer about the named payment: `None` when Toss does not know it (a forged or
 /// foreign delivery: nothing to do), an error Toss should retry on when Toss could not say.
-fn provider_view(looked: std::result::Result<PaymentView, TossError>) -> Result<Option<PaymentView>> {
+fn provider_view(
+    looked: std::result::Result<PaymentView, TossError>,
+) -> Result<Option<PaymentView>> {
     match looked {
         Ok(v) => Ok(Some(v)),
         Err(TossError::Api { code, .. }) if code == "NOT_FOUND_PAYMENT" => {

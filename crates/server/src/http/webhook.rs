@@ -121,8 +121,10 @@ pub async fn toss(State(app): State<App>, req: Request) -> Result<Response> {
         }
     })?;
     authenticate(&app, &headers, &body, ip).await?;
-    let transmission_id = single(&headers, "tosspayments-webhook-transmission-id")
-        .map_err(|_| Error::invalid("tosspayments-webhook-transmission-id: given more than once"))?;
+    let transmission_id =
+        single(&headers, "tosspayments-webhook-transmission-id").map_err(|_| {
+            Error::invalid("tosspayments-webhook-transmission-id: given more than once")
+        })?;
     match process(&app, transmission_id, &body).await {
         Ok(outcome) => {
             if outcome == Processed::Ignored {
