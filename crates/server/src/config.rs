@@ -411,6 +411,37 @@ mod tests {
     }
 
     #[test]
+    fn webhook_defenses_defaults_and_refusals() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.webhook_invalid_sig_limit, 20);
+        assert_eq!(c.webhook_invalid_sig_window, Duration::from_secs(600));
+        assert!(c.trusted_proxies.is_empty() && c.redis_url.is_none());
+        assert!(c.toss_webhook_security_key.is_none());
+        let c = cfg(&[
+            ("WEBHOOK_INVALID_SIG_LIMIT", "5"),
+            ("WEBHOOK_INVALID_SIG_WINDOW_SECONDS", "30"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+            ("REDIS_URL", "redis://:pw-leak@127.0.0.1:6379"),
+            ("TOSS_WEBHOOK_SECURITY_KEY", "toss-key-leak"),
+        ])
+        .unwrap();
+        assert_eq!(c.webhook_invalid_sig_limit, 5);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("pw-leak") && !debug.contains("toss-key-leak"));
+        assert!(c.secrets().contains(&"toss-key-leak".to_owned()));
+        for bad in [
+            ("WEBHOOK_INVALID_SIG_LIMIT", "many"),
+            ("WEBHOOK_INVALID_SIG_WINDOW_SECONDS", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.example"),
+            ("REDIS_URL", "http://127.0.0.1:6379"),
+        ] {
+            let err = cfg(&[bad]).unwrap_err();
+            assert!(err.0.contains(bad.0), "{}", err.0);
+        }
+    }
+
+    #[test]
     fn short_webhook_secret_and_wildcard_cors_refused() {
         assert!(cfg(&[("WEBHOOK_SECRET", "short")]).is_err());
         let err = cfg(&[

@@ -438,6 +438,30 @@ async fn forged_done_for_unpaid_order_changes_nothing(backend: Backend) {
     assert_eq!(status_of(&t, &other.order_id).await, "PAID");
 }
 
+/// In lookup mode every unsigned delivery costs a Toss lookup: one naming payments Toss never
+/// issued counts against its sender like an invalid signature.
+async fn unsigned_forgeries_in_lookup_mode_are_throttled(backend: Backend) {
+    let t = spawn_with(backend, |c| {
+        c.webhook_verify = WebhookVerify::Lookup;
+        c.webhook_invalid_sig_limit = 2;
+    })
+    .await;
+    let forged = status_body(
+        "tsbx_00000000000000000000000000000000",
+        "order-forged-1",
+        "DONE",
+    );
+    received(&deliver(&t, &forged, &[]).await);
+    received(&deliver(&t, &forged, &[]).await);
+    let before = lookups(&t).await;
+    let r = deliver(&t, &forged, &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    let r = deliver(&t, &forged, &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Once blocked, no more lookups are spent on this sender.
+    assert_eq!(lookups(&t).await, before + 1);
+}
+
 async fn lookup_failure_is_503_and_a_retry_processes(backend: Backend) {
     let t = spawn_with(backend, |_| {}).await;
     let p = t.paid_in_window(10_000).await;
@@ -699,6 +723,7 @@ webhook_tests!(
     same_transmission_id_is_processed_once,
     out_of_order_done_and_aborted_end_paid,
     forged_done_for_unpaid_order_changes_nothing,
+    unsigned_forgeries_in_lookup_mode_are_throttled,
     lookup_failure_is_503_and_a_retry_processes,
     unknown_event_and_toss_signed_events,
     deposit_callback_checks_the_secret,

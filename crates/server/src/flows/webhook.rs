@@ -33,8 +33,11 @@ pub enum Processed {
     Applied,
     /// This transmission id was already processed (a Toss retry): nothing done.
     Duplicate,
-    /// Authentic but nothing of ours to act on (unknown event type, unknown payment/order).
+    /// Authentic but nothing of ours to act on (unknown event type, an order we do not have).
     Ignored,
+    /// Toss does not know the payment the delivery names: nothing done. From an unsigned
+    /// sender this is a forgery, and the handler counts it like an invalid signature.
+    UnknownPayment,
 }
 
 /// Process one authentic delivery (its signature, if any, already checked).
@@ -107,7 +110,7 @@ async fn payment_status_changed(app: &App, event: &Value) -> Result<Processed> {
     crate::context::record(|f| f.provider_tx_id = Some(key.to_string()));
     let looked = app.toss.get_payment(&key, &call_ctx()).await;
     let Some(view) = provider_view(looked)? else {
-        return Ok(Processed::Ignored);
+        return Ok(Processed::UnknownPayment);
     };
     apply_to_our_order(app, &view).await
 }
@@ -135,7 +138,7 @@ async fn deposit_callback(app: &App, event: &Value) -> Result<Processed> {
     }
     let looked = app.toss.get_payment_by_order(&order_id, &call_ctx()).await;
     let Some(view) = provider_view(looked)? else {
-        return Ok(Processed::Ignored);
+        return Ok(Processed::UnknownPayment);
     };
     apply_to_our_order(app, &view).await
 }

@@ -52,9 +52,20 @@ fn rate_limited(retry_after: u64) -> Error {
     Error::new(ErrorCode::RateLimited).with_retry_after(retry_after)
 }
 
-/// Steps 1–3 of API.md "Webhooks". Ok = authentic (or unsigned and allowed by
-/// `WEBHOOK_VERIFY=lookup`).
-async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8], ip: IpAddr) -> Result<()> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authenticated {
+    Signed,
+    /// Unsigned, allowed by `WEBHOOK_VERIFY=lookup`: only the lookup vouches for it.
+    Unsigned,
+}
+
+/// Steps 1–3 of API.md "Webhooks".
+async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+    ip: IpAddr,
+) -> Result<Authenticated> {
     let bad = |why: signature::Invalid| refuse(app, ip, why.as_str());
     let now = OffsetDateTime::now_utc();
     if headers.contains_key("x-signature") {
@@ -79,7 +90,7 @@ async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8], ip: IpAddr) -
             tracing::warn!(target: "coursepay::webhook", client_ip = %ip, "webhook signature replayed");
             return Err(Error::new(ErrorCode::WebhookReplayed));
         }
-        return Ok(());
+        return Ok(Authenticated::Signed);
     }
     if headers.contains_key("tosspayments-webhook-signature") {
         let sig = single(headers, "tosspayments-webhook-signature")
@@ -94,10 +105,10 @@ async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8], ip: IpAddr) -
             .as_ref()
             .map(|k| k.expose_secret().as_bytes());
         signature::verify_toss_signature(sig, time, body, key).map_err(bad)?;
-        return Ok(());
+        return Ok(Authenticated::Signed);
     }
     match app.config.webhook_verify {
-        crate::config::WebhookVerify::Lookup => Ok(()),
+        crate::config::WebhookVerify::Lookup => Ok(Authenticated::Unsigned),
         crate::config::WebhookVerify::Signature => Err(refuse(app, ip, "unsigned")),
     }
 }
@@ -120,15 +131,24 @@ pub async fn toss(State(app): State<App>, req: Request) -> Result<Response> {
             Error::invalid("body: could not be read")
         }
     })?;
-    authenticate(&app, &headers, &body, ip).await?;
+    let auth = authenticate(&app, &headers, &body, ip).await?;
     let transmission_id =
         single(&headers, "tosspayments-webhook-transmission-id").map_err(|_| {
             Error::invalid("tosspayments-webhook-transmission-id: given more than once")
         })?;
     match process(&app, transmission_id, &body).await {
         Ok(outcome) => {
-            if outcome == Processed::Ignored {
+            if outcome != Processed::Applied {
                 crate::context::record(|f| f.status = Some("IGNORED".into()));
+            }
+            // An unsigned delivery naming a payment Toss never issued is a forgery: it costs
+            // us a Toss lookup, so it counts against the sender like a bad signature (and the
+            // answer stays 200 until the sender is over the limit).
+            if outcome == Processed::UnknownPayment && auth == Authenticated::Unsigned {
+                let counted = refuse(&app, ip, "unknown_payment_unsigned");
+                if counted.code == ErrorCode::RateLimited {
+                    return Err(counted);
+                }
             }
             Ok((StatusCode::OK, Json(json!({"received": true}))).into_response())
         }
