@@ -35,6 +35,8 @@ fn status_body(payment_key: &str, order_id: &str, claimed: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+type Headers = Vec<(String, String)>;
+
 /// Headers of a delivery signed with `secret` at `ts`.
 fn signed(secret: &str, ts: i64, body: &[u8]) -> Vec<(String, String)> {
     let (t, s) = sign_x_signature(secret.as_bytes(), ts, body);
@@ -140,7 +142,7 @@ async fn every_way_to_be_wrong_is_401_and_changes_nothing(backend: Backend) {
             ("X-Signature".to_owned(), s.to_owned()),
         ]
     };
-    let cases: Vec<(&str, Vec<u8>, Vec<(String, String)>)> = vec![
+    let cases: Vec<(&str, Vec<u8>, Headers)> = vec![
         (
             "one flipped body byte",
             flipped_body,

@@ -40,7 +40,7 @@ fn single<'a>(
 
 /// Refuse a delivery whose authenticity failed: 401, or 429 once this IP is over the limit.
 fn refuse(app: &App, ip: IpAddr, why: &str) -> Error {
-    metrics::counter!("coursepay_webhook_invalid_signatures_total").increment(1);
+    metrics::counter!(crate::webhook::INVALID_SIGNATURES_METRIC).increment(1);
     tracing::warn!(target: "coursepay::webhook", client_ip = %ip, reason = why, "webhook refused: invalid signature");
     match app.webhooks.throttle.record_invalid(ip) {
         Some(retry) => rate_limited(retry),

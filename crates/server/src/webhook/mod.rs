@@ -21,8 +21,20 @@ pub struct Webhooks {
     pub replay: replay::ReplayGuard,
 }
 
+/// The invalid-signature counter (seed §6: a rising count means forgery attempts).
+pub const INVALID_SIGNATURES_METRIC: &str = "coursepay_webhook_invalid_signatures_total";
+
+/// Describe this module's metrics to whatever recorder is installed (Prometheus needs HELP).
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        INVALID_SIGNATURES_METRIC,
+        "Webhook deliveries refused as not authentic (bad or missing signature, stale timestamp, wrong deposit secret, unsigned forgeries)"
+    );
+}
+
 impl Webhooks {
     pub fn new(config: &Config) -> Self {
+        describe_metrics();
         Self {
             throttle: throttle::Throttle::new(
                 config.webhook_invalid_sig_limit,
