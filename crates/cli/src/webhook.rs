@@ -72,3 +72,34 @@ pub async fn send(
         Err(format!("the receiver answered {}", status.as_u16()))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_the_file_bytes_verbatim() {
+        let path = std::env::temp_dir().join(format!("coursepay-sign-{}.json", std::process::id()));
+        // Odd spacing on purpose: the signature must cover these exact bytes.
+        std::fs::write(&path, b"{ \"eventType\" : \"x\" }\n").unwrap();
+        // Setting a variable is `unsafe` in edition 2024 and the workspace forbids unsafe code,
+        // so the test signs with a variable every environment has.
+        let (body, ts, sig) = signed(path.to_str().unwrap(), Some(1_700_000_000), "PATH").unwrap();
+        let path_secret = std::env::var("PATH").unwrap();
+        assert_eq!(body, b"{ \"eventType\" : \"x\" }\n");
+        assert_eq!(ts, "1700000000");
+        assert!(
+            server::webhook::signature::verify_x_signature(
+                &ts,
+                &sig,
+                &body,
+                &[path_secret.trim().as_bytes()],
+                1_700_000_000
+            )
+            .is_ok()
+        );
+        assert!(signed(path.to_str().unwrap(), None, "COURSEPAY_SURELY_UNSET_VAR").is_err());
+        std::fs::remove_file(path).unwrap();
+    }
+}
