@@ -326,6 +326,23 @@ async fn replay_across_instances_redis(backend: Backend) {
     replay_is_blocked_across_instances(backend, true).await;
 }
 
+/// Redis down: the delivery is refused with a retryable 503 (never accepted unchecked), fast.
+async fn replay_guard_down_is_503(backend: Backend) {
+    let t = spawn_with(backend, |c| {
+        // Nothing listens on port 1.
+        c.redis_url = Some(SecretString::from("redis://127.0.0.1:1".to_owned()));
+    })
+    .await;
+    let p = t.paid_in_window(10_000).await;
+    let body = status_body(&p.payment_key, &p.order_id, "DONE");
+    let started = Instant::now();
+    let r = deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now(), &body)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert!(r.headers.get("retry-after").is_some());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(status_of(&t, &p.order_id).await, "PENDING");
+}
+
 async fn same_transmission_id_is_processed_once(backend: Backend) {
     let t = spawn_with(backend, |_| {}).await;
     let p = t.paid_in_window(10_000).await;
@@ -722,6 +739,7 @@ webhook_tests!(
     replay_within_ten_minutes_is_409,
     replay_across_instances_database,
     replay_across_instances_redis,
+    replay_guard_down_is_503,
     same_transmission_id_is_processed_once,
     out_of_order_done_and_aborted_end_paid,
     forged_done_for_unpaid_order_changes_nothing,

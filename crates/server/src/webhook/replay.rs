@@ -66,9 +66,9 @@ impl ReplayGuard {
                 .await?),
             ReplayGuard::Redis { client, conn } => {
                 let mut conn = conn
-                    .get_or_try_init(|| client.get_connection_manager())
+                    .get_or_try_init(|| client.get_connection_manager_with_config(redis_config()))
                     .await
-                    .map_err(unavailable)?
+                    .map_err(redis_unavailable)?
                     .clone();
                 let set: Option<String> = redis::cmd("SET")
                     .arg(format!("{REDIS_PREFIX}{signature_hex}"))
@@ -78,12 +78,26 @@ impl ReplayGuard {
                     .arg(REPLAY_WINDOW.as_millis() as u64)
                     .query_async(&mut conn)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(redis_unavailable)?;
                 Ok(set.is_some())
             }
             ReplayGuard::Broken(why) => Err(unavailable(why)),
         }
     }
+}
+
+/// A webhook must not hang on a dead Redis: fail fast (Toss retries a 503 later).
+fn redis_config() -> redis::aio::ConnectionManagerConfig {
+    let t = Some(std::time::Duration::from_secs(2));
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(t)
+        .set_response_timeout(t)
+        .set_number_of_retries(1)
+}
+
+/// Only the error's kind reaches the log: a driver message could quote the URL and its password.
+fn redis_unavailable(e: redis::RedisError) -> Error {
+    unavailable(format!("redis {:?}", e.kind()))
 }
 
 fn unavailable(cause: impl std::fmt::Display) -> Error {
