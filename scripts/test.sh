@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of coursepay on both stores (SQLite and PostgreSQL).
 #
-# It makes sure PostgreSQL is running (starting it, or installing it where missing), creates a
+# It makes sure PostgreSQL and Redis are running (starting it, or installing it where missing), creates a
 # fresh database for this run and points the tests at it. PostgreSQL tests never skip: if the
 # database cannot be reached they fail.
 #
@@ -38,7 +38,26 @@ ensure_postgres() {
   fi
 }
 
+# Redis backs the webhook replay guard when REDIS_URL is set; its tests never skip either.
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }
+
+ensure_redis() {
+  if redis_up; then return; fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "Redis is not installed: installing it (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq redis-server >/dev/null
+  fi
+  log "starting Redis on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null
+  for _ in $(seq 1 40); do redis_up && break; sleep 0.25; done
+  redis_up || { log "Redis did not come up"; exit 1; }
+}
+
 ensure_postgres
+ensure_redis
+export TEST_REDIS_URL="redis://127.0.0.1:6379"
 # COURSEPAY_TEST_DB lets concurrent runs on one machine use separate databases.
 DB="${COURSEPAY_TEST_DB:-coursepay_test}"
 log "creating a fresh database $DB"

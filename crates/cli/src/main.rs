@@ -4,6 +4,9 @@
 //! - `migrate`: apply database migrations.
 //! - `sandbox`: the Toss sandbox alone.
 //! - `token`: mint a development JWT.
+//! - `webhook sign|send`: sign a webhook body with WEBHOOK_SECRET, print or post it.
+
+mod webhook;
 
 use clap::{Parser, Subcommand};
 use server::config::{Config, Environment, VARIABLES};
@@ -56,6 +59,42 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
     },
+    /// Sign a webhook body with WEBHOOK_SECRET (X-Timestamp + X-Signature) and print or post
+    /// it: for testing a deployment and key rotations.
+    Webhook {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookAction {
+    /// Print the X-Timestamp and X-Signature headers for the file's exact bytes.
+    Sign {
+        #[arg(long)]
+        file: String,
+        /// Unix seconds (default: now).
+        #[arg(long)]
+        timestamp: Option<i64>,
+        /// Environment variable holding the secret.
+        #[arg(long, default_value = "WEBHOOK_SECRET")]
+        secret_env: String,
+    },
+    /// Sign the file and POST it; prints the HTTP status and the answer.
+    Send {
+        #[arg(long)]
+        file: String,
+        /// e.g. https://pay.example.com/v1/webhooks/toss
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        timestamp: Option<i64>,
+        #[arg(long, default_value = "WEBHOOK_SECRET")]
+        secret_env: String,
+        /// Sent as tosspayments-webhook-transmission-id.
+        #[arg(long)]
+        transmission_id: Option<String>,
+    },
 }
 
 /// The demo course `serve` creates in sandbox mode, with a fixed id so the README's walkthrough
@@ -73,6 +112,20 @@ async fn main() -> ExitCode {
             webhook_url,
         } => sandbox(listen, webhook_url).await,
         Command::Token { user, role, ttl } => token(user, role, ttl),
+        Command::Webhook { action } => match action {
+            WebhookAction::Sign {
+                file,
+                timestamp,
+                secret_env,
+            } => webhook::sign(&file, timestamp, &secret_env),
+            WebhookAction::Send {
+                file,
+                url,
+                timestamp,
+                secret_env,
+                transmission_id,
+            } => webhook::send(&file, &url, timestamp, &secret_env, transmission_id).await,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,6 +188,9 @@ async fn serve() -> Result<(), String> {
         use secrecy::ExposeSecret;
         toss_sandbox::Sandbox::new(toss_sandbox::SandboxConfig {
             secret_keys: vec![config.toss_secret_key.expose_secret().to_owned()],
+            // The sandbox plays Toss behind a signing relay: its webhooks reach our own route.
+            webhook_url: Some(format!("{loopback}/v1/webhooks/toss")),
+            webhook_secret: Some(config.webhook_secret.expose_secret().to_owned()),
             ..Default::default()
         })
     });

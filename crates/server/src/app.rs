@@ -20,6 +20,7 @@ pub struct AppInner {
     pub config: Config,
     pub jwt: JwtKeys,
     pub replays: ReplayCache,
+    pub webhooks: crate::webhook::Webhooks,
 }
 
 impl std::ops::Deref for App {
@@ -32,12 +33,14 @@ impl std::ops::Deref for App {
 impl App {
     pub fn new(store: DynStore, toss: TossClient, config: Config) -> Self {
         let jwt = JwtKeys::new(&config.jwt_secret);
+        let webhooks = crate::webhook::Webhooks::new(&config);
         App(Arc::new(AppInner {
             store,
             toss,
             config,
             jwt,
             replays: ReplayCache::new(Duration::from_secs(300), 10_000),
+            webhooks,
         }))
     }
 }

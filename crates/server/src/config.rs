@@ -55,6 +55,17 @@ pub struct Config {
     /// Slack-compatible incoming webhook for alert transitions. A credential (the URL carries
     /// the token), so it is kept secret.
     pub alert_webhook_url: Option<SecretString>,
+    /// Toss's security key for its signed payout/seller webhooks (None: such deliveries are
+    /// refused).
+    pub toss_webhook_security_key: Option<SecretString>,
+    /// More invalid webhook signatures than this from one IP within the window → 429.
+    pub webhook_invalid_sig_limit: u32,
+    pub webhook_invalid_sig_window: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs). Empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Redis for the webhook replay guard when several instances run (None: the database).
+    /// A secret because the URL may carry a password.
+    pub redis_url: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -191,6 +202,29 @@ impl Config {
                 }
             },
         };
+        let webhook_invalid_sig_limit = match env_opt(get, "WEBHOOK_INVALID_SIG_LIMIT") {
+            None => 20,
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                ConfigError("WEBHOOK_INVALID_SIG_LIMIT must be a whole number".into())
+            })?,
+        };
+        let webhook_invalid_sig_window = env_secs(get, "WEBHOOK_INVALID_SIG_WINDOW_SECONDS", 600)?;
+        if webhook_invalid_sig_window.is_zero() {
+            problems.push("WEBHOOK_INVALID_SIG_WINDOW_SECONDS must be at least 1".to_owned());
+        }
+        let trusted_proxies = match env_opt(get, "TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(v) => crate::http::client_ip::parse_trusted(&v).unwrap_or_else(|e| {
+                problems.push(e);
+                Vec::new()
+            }),
+        };
+        let redis_url = env_opt(get, "REDIS_URL");
+        if let Some(u) = &redis_url
+            && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            problems.push("REDIS_URL must start with redis:// or rediss://".to_owned());
+        }
 
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
@@ -218,6 +252,12 @@ impl Config {
             reconcile_interval,
             exam_max_attempts,
             alert_webhook_url: env_opt(get, "ALERT_WEBHOOK_URL").map(SecretString::from),
+            toss_webhook_security_key: env_opt(get, "TOSS_WEBHOOK_SECURITY_KEY")
+                .map(SecretString::from),
+            webhook_invalid_sig_limit,
+            webhook_invalid_sig_window,
+            trusted_proxies,
+            redis_url: redis_url.map(SecretString::from),
         })
     }
 
@@ -244,6 +284,12 @@ impl Config {
         }
         if let Some(u) = &self.alert_webhook_url {
             v.push(u.expose_secret().to_owned());
+        }
+        if let Some(r) = &self.redis_url {
+            v.push(r.expose_secret().to_owned());
+        }
+        if let Some(k) = &self.toss_webhook_security_key {
+            v.push(k.expose_secret().to_owned());
         }
         v
     }
@@ -286,6 +332,26 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "WEBHOOK_VERIFY",
         "signature (default) or lookup (accept unsigned Toss deliveries, verified by lookup)",
+    ),
+    (
+        "TOSS_WEBHOOK_SECURITY_KEY",
+        "Toss's security key for its signed payout/seller webhooks (unset: refused)",
+    ),
+    (
+        "WEBHOOK_INVALID_SIG_LIMIT",
+        "invalid webhook signatures one IP may send per window before 429 (default 20)",
+    ),
+    (
+        "WEBHOOK_INVALID_SIG_WINDOW_SECONDS",
+        "the window of WEBHOOK_INVALID_SIG_LIMIT (default 600)",
+    ),
+    (
+        "TRUSTED_PROXIES",
+        "comma-separated proxy IPs/CIDRs whose X-Forwarded-For is believed (default none)",
+    ),
+    (
+        "REDIS_URL",
+        "redis://… for the webhook replay guard shared by instances (unset: the database)",
     ),
     (
         "JWT_SECRET",
@@ -388,6 +454,37 @@ mod tests {
         for bad in ["0", "-1", "three", "1001"] {
             let err = cfg(&[("EXAM_MAX_ATTEMPTS", bad)]).unwrap_err();
             assert!(err.0.contains("EXAM_MAX_ATTEMPTS"), "{bad}: {}", err.0);
+        }
+    }
+
+    #[test]
+    fn webhook_defenses_defaults_and_refusals() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.webhook_invalid_sig_limit, 20);
+        assert_eq!(c.webhook_invalid_sig_window, Duration::from_secs(600));
+        assert!(c.trusted_proxies.is_empty() && c.redis_url.is_none());
+        assert!(c.toss_webhook_security_key.is_none());
+        let c = cfg(&[
+            ("WEBHOOK_INVALID_SIG_LIMIT", "5"),
+            ("WEBHOOK_INVALID_SIG_WINDOW_SECONDS", "30"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+            ("REDIS_URL", "redis://:pw-leak@127.0.0.1:6379"),
+            ("TOSS_WEBHOOK_SECURITY_KEY", "toss-key-leak"),
+        ])
+        .unwrap();
+        assert_eq!(c.webhook_invalid_sig_limit, 5);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("pw-leak") && !debug.contains("toss-key-leak"));
+        assert!(c.secrets().contains(&"toss-key-leak".to_owned()));
+        for bad in [
+            ("WEBHOOK_INVALID_SIG_LIMIT", "many"),
+            ("WEBHOOK_INVALID_SIG_WINDOW_SECONDS", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.example"),
+            ("REDIS_URL", "http://127.0.0.1:6379"),
+        ] {
+            let err = cfg(&[bad]).unwrap_err();
+            assert!(err.0.contains(bad.0), "{}", err.0);
         }
     }
 

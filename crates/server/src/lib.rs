@@ -6,6 +6,7 @@
 //! - [`context`], [`logging`]: the per-request context and the JSON log lines.
 //! - [`config`], [`auth`]: environment configuration and JWT verification.
 //! - [`ops`]: metrics and alerts.
+//! - [`webhook`]: webhook signatures, the replay guard and the invalid-signature throttle.
 
 pub mod app;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod flows;
 pub mod http;
 pub mod logging;
 pub mod ops;
+pub mod webhook;
 
 pub use app::App;
 pub use error::Error;

@@ -197,4 +197,15 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool>;
+
+    /// Forget a token [`remember_once`](Store::remember_once) accepted, so it is accepted
+    /// again (a webhook whose processing failed must be processed when Toss retries it).
+    async fn forget_once(&self, kind: &str, token: &str) -> Result<()>;
+
+    /// Store the virtual-account `secret` Toss returned with a WAITING_FOR_DEPOSIT confirm, to
+    /// check DEPOSIT_CALLBACK deliveries against. Returns whether the order exists.
+    async fn record_deposit_secret(&self, order_id: &OrderId, secret: &str) -> Result<bool>;
+
+    /// The secret stored by [`record_deposit_secret`](Store::record_deposit_secret).
+    async fn deposit_secret(&self, order_id: &OrderId) -> Result<Option<String>>;
 }

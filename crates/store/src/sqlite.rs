@@ -372,6 +372,13 @@ ON CONFLICT (kind, token) DO UPDATE SET expires_at = excluded.expires_at
 WHERE one_time_tokens.expires_at <= $4
 RETURNING 1";
 
+const FORGET_ONCE: &str = "DELETE FROM one_time_tokens WHERE kind = $1 AND token = $2";
+
+const RECORD_DEPOSIT_SECRET: &str = "
+UPDATE orders SET deposit_secret = $2 WHERE order_id = $1 RETURNING 1";
+
+const DEPOSIT_SECRET: &str = "SELECT deposit_secret FROM orders WHERE order_id = $1";
+
 const APPLIED_MIGRATIONS: &str = "
 SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
 
@@ -1383,6 +1390,38 @@ impl Store for SqliteStore {
             .await
             .map_err(from_sqlite)?;
         Ok(row.is_some())
+    }
+
+    async fn forget_once(&self, kind: &str, token: &str) -> Result<()> {
+        roundtrips::add(1);
+        sqlx::query(FORGET_ONCE)
+            .bind(kind)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        Ok(())
+    }
+
+    async fn record_deposit_secret(&self, order_id: &OrderId, secret: &str) -> Result<bool> {
+        roundtrips::add(1);
+        let row = sqlx::query(RECORD_DEPOSIT_SECRET)
+            .bind(order_id.as_str())
+            .bind(secret)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        Ok(row.is_some())
+    }
+
+    async fn deposit_secret(&self, order_id: &OrderId) -> Result<Option<String>> {
+        roundtrips::add(1);
+        let secret: Option<Option<String>> = sqlx::query_scalar(DEPOSIT_SECRET)
+            .bind(order_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        Ok(secret.flatten())
     }
 }
 

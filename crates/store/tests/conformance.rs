@@ -1055,6 +1055,49 @@ async fn remember_once(db: Db) {
     assert_eq!(firsts, 1);
 }
 
+async fn forget_once_and_deposit_secret(db: Db) {
+    let s = db.store.as_ref();
+    assert!(
+        s.remember_once("transmission", "tx-1", t(0), t(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remember_once("transmission", "tx-1", t(1), t(100))
+            .await
+            .unwrap()
+    );
+    s.forget_once("transmission", "tx-1").await.unwrap();
+    // Forgotten: accepted again, then remembered again. Other kinds are untouched.
+    assert!(
+        s.remember_once("transmission", "tx-1", t(2), t(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remember_once("transmission", "tx-1", t(3), t(100))
+            .await
+            .unwrap()
+    );
+    s.forget_once("transmission", "never-seen").await.unwrap();
+
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+    assert_eq!(s.deposit_secret(&o.order_id).await.unwrap(), None);
+    assert!(
+        s.record_deposit_secret(&o.order_id, "va-secret-1")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.deposit_secret(&o.order_id).await.unwrap().as_deref(),
+        Some("va-secret-1")
+    );
+    let missing = domain::OrderId::parse("no-such-order-1").unwrap();
+    assert!(!s.record_deposit_secret(&missing, "x").await.unwrap());
+    assert_eq!(s.deposit_secret(&missing).await.unwrap(), None);
+}
+
 async fn events_are_appended_in_order_and_immutable(db: Db) {
     let c = course(&db, 10_000).await;
     let user = UserId::new();
@@ -1869,6 +1912,7 @@ conformance!(
     open_orders_oldest_first,
     idempotency_keys,
     remember_once,
+    forget_once_and_deposit_secret,
     events_are_appended_in_order_and_immutable,
     enrollment_foreign_keys,
     round_trips,

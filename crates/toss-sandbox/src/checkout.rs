@@ -154,6 +154,7 @@ pub(crate) async fn approve(
         amount: c.amount,
         order_name: c.order_name.clone(),
         outcome: None,
+        method: None,
     };
     match sandbox.create_payment(req) {
         Ok(p) => redirect(&append_query(

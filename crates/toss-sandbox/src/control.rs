@@ -14,7 +14,7 @@ use crate::ledger::{CreatePayment, to_json};
 use crate::{Sandbox, clock};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -36,6 +36,17 @@ pub(crate) async fn create_payment(
             }),
         ),
         Err(e) => Answer::error(&e, lang),
+    }
+}
+
+pub(crate) async fn deposit(
+    State(sandbox): State<Sandbox>,
+    Path(payment_key): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    match sandbox.deposit(&payment_key) {
+        Ok(p) => Answer::json(StatusCode::OK, &to_json(&p)),
+        Err(e) => Answer::error(&e, Lang::from_headers(&headers)),
     }
 }
 

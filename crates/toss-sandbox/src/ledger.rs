@@ -12,7 +12,11 @@
 //!   `NOT_MATCHES_REFUNDABLE_AMOUNT`, `NOT_CANCELABLE_AMOUNT`; `cancelReason` ≤ 200 chars;
 //! - a DONE card payment: `method` "카드", a `card` object, `approvedAt` with the +09:00 offset,
 //!   `lastTransactionKey`, `receipt.url`, `secret` null, `mId` "tosspayments", `type` NORMAL,
-//!   VAT as 1/11 of the amount rounded, version 2022-11-16.
+//!   VAT as 1/11 of the amount rounded, version 2022-11-16;
+//! - virtual accounts (`method: "VIRTUAL_ACCOUNT"` at creation): confirm answers
+//!   WAITING_FOR_DEPOSIT with method "가상계좌", a `virtualAccount` object and a `secret`; the
+//!   deposit (`POST /sandbox/payments/{paymentKey}/deposit`, the buyer wiring the money) makes
+//!   it DONE and is announced by a DEPOSIT_CALLBACK webhook, not PAYMENT_STATUS_CHANGED.
 //!
 //! Where Toss is silent the sandbox chooses:
 //! - checks run in this order: request shape, `BELOW_MINIMUM_AMOUNT`, unknown payment,
@@ -62,6 +66,9 @@ pub struct CreatePayment {
     /// `"approve"` (the default) or a Toss error code the later confirm fails with.
     #[serde(default)]
     pub outcome: Option<String>,
+    /// `"CARD"` (the default) or `"VIRTUAL_ACCOUNT"`.
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 impl CreatePayment {
@@ -71,6 +78,7 @@ impl CreatePayment {
             amount,
             order_name: None,
             outcome: None,
+            method: None,
         }
     }
 }
@@ -80,6 +88,8 @@ struct Record {
     authenticated_at: OffsetDateTime,
     /// The error code confirm must fail with; `None` approves.
     forced_failure: Option<String>,
+    /// Confirm waits for a deposit instead of approving.
+    virtual_account: bool,
 }
 
 #[derive(Default)]
@@ -90,6 +100,8 @@ pub(crate) struct Ledger {
     by_order: HashMap<String, Vec<usize>>,
     /// Snapshots of payments whose status changed, for webhooks.
     changed: Vec<Payment>,
+    /// Snapshots of virtual-account payments that were just deposited (DEPOSIT_CALLBACK).
+    deposited: Vec<Payment>,
 }
 
 pub(crate) fn valid_order_id(s: &str) -> bool {
@@ -151,6 +163,16 @@ impl Ledger {
                 ));
             }
         };
+        let virtual_account = match req.method.as_deref() {
+            None | Some("CARD") => false,
+            Some("VIRTUAL_ACCOUNT") => true,
+            Some(_) => {
+                return Err(SandboxError::invalid(
+                    "method는 CARD 또는 VIRTUAL_ACCOUNT여야 합니다.",
+                    "method must be CARD or VIRTUAL_ACCOUNT.",
+                ));
+            }
+        };
         if self.paid_for_order(&req.order_id).is_some() {
             return Err(SandboxError::new("DUPLICATED_ORDER_ID"));
         }
@@ -191,6 +213,7 @@ impl Ledger {
             payment: payment.clone(),
             authenticated_at: now,
             forced_failure,
+            virtual_account,
         });
         self.by_key.insert(payment_key, index);
         self.by_order.entry(req.order_id).or_default().push(index);
@@ -249,6 +272,25 @@ impl Ledger {
             self.changed.push(record.payment.clone());
             return Err(err);
         }
+        if record.virtual_account {
+            let p = &mut record.payment;
+            p.status = "WAITING_FOR_DEPOSIT".into();
+            p.method = Some("가상계좌".into());
+            p.secret = Some(format!("ps_{}", uuid::Uuid::new_v4().simple()));
+            p.last_transaction_key = Some(transaction_key());
+            p.virtual_account = Some(serde_json::json!({
+                "accountType": "일반",
+                "accountNumber": format!("X{:013}", rand::random_range(0..10_000_000_000_000u64)),
+                "bankCode": "20",
+                "customerName": "샌드박스",
+                "dueDate": iso_kst(now + Duration::days(7)),
+                "refundStatus": "NONE",
+                "expired": false,
+                "settlementStatus": "INCOMPLETED",
+            }));
+            // Toss sends no PAYMENT_STATUS_CHANGED for WAITING_FOR_DEPOSIT.
+            return Ok(p.clone());
+        }
         let p = &mut record.payment;
         p.status = "DONE".into();
         p.approved_at = Some(iso_kst(now));
@@ -273,6 +315,32 @@ impl Ledger {
         let done = p.clone();
         self.changed.push(done.clone());
         Ok(done)
+    }
+
+    /// The buyer wired the money to a virtual account: WAITING_FOR_DEPOSIT → DONE.
+    pub(crate) fn deposit(
+        &mut self,
+        payment_key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Payment, SandboxError> {
+        let index = self.index_of(payment_key)?;
+        let p = &mut self.records[index].payment;
+        if p.status != "WAITING_FOR_DEPOSIT" {
+            return Err(SandboxError::invalid(
+                "입금 대기 중인 가상계좌 결제가 아닙니다.",
+                "not a virtual-account payment waiting for its deposit.",
+            ));
+        }
+        p.status = "DONE".into();
+        p.approved_at = Some(iso_kst(now));
+        p.last_transaction_key = Some(transaction_key());
+        let done = p.clone();
+        self.deposited.push(done.clone());
+        Ok(done)
+    }
+
+    pub(crate) fn take_deposited(&mut self) -> Vec<Payment> {
+        std::mem::take(&mut self.deposited)
     }
 
     pub(crate) fn cancel(
@@ -536,6 +604,38 @@ mod tests {
         ] {
             assert_eq!(l.create(bad, t0()).unwrap_err().code(), "INVALID_REQUEST");
         }
+    }
+
+    #[test]
+    fn virtual_account_waits_for_its_deposit() {
+        let mut l = Ledger::default();
+        let req = CreatePayment {
+            method: Some("VIRTUAL_ACCOUNT".into()),
+            ..CreatePayment::new("order-6", 5000)
+        };
+        let p = l.create(req, t0()).unwrap();
+        let waiting = l.confirm(&confirm_req(&p), t0()).unwrap();
+        assert_eq!(waiting.status, "WAITING_FOR_DEPOSIT");
+        assert!(waiting.secret.as_deref().is_some_and(|s| s.len() > 10));
+        assert!(waiting.virtual_account.is_some());
+        assert!(l.take_changed().is_empty());
+        // Not expired by the confirm window: the account waits for its money.
+        l.expire_due(t0() + CONFIRM_WINDOW + Duration::hours(1));
+        let done = l.deposit(&p.payment_key, t0()).unwrap();
+        assert_eq!(
+            (done.status.as_str(), done.secret),
+            ("DONE", waiting.secret)
+        );
+        assert_eq!(l.take_deposited().len(), 1);
+        assert_eq!(
+            l.deposit(&p.payment_key, t0()).unwrap_err().code(),
+            "INVALID_REQUEST"
+        );
+        let bad = CreatePayment {
+            method: Some("CASH".into()),
+            ..CreatePayment::new("order-7", 5000)
+        };
+        assert_eq!(l.create(bad, t0()).unwrap_err().code(), "INVALID_REQUEST");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! - `ledger`: the payments and their state machine (confirm, cancel, expiry);
 //! - `idempotency`: the `Idempotency-Key` store;
 //! - `faults`: injected 5xx, hangs, delays and dropped connections;
-//! - `webhooks`: PAYMENT_STATUS_CHANGED delivery and Toss's retry schedule;
+//! - `webhooks`: PAYMENT_STATUS_CHANGED / DEPOSIT_CALLBACK delivery and Toss's retry schedule;
 //! - `codes`: Toss's error codes, statuses and Korean/English messages;
 //! - `clock`: the movable sandbox clock and Toss's timestamp formats;
 //! - `control` and `checkout`: the `/sandbox` routes and the HTML payment window.
@@ -28,6 +28,7 @@
 //! | `GET /v1/payments/orders/{orderId}` | Toss lookup by order |
 //! | `POST /v1/payments/{paymentKey}/cancel` | Toss cancel (full or partial) |
 //! | `POST /sandbox/payments`, `GET /sandbox/payments` | create an authenticated payment / list all |
+//! | `POST /sandbox/payments/{paymentKey}/deposit` | a virtual account receives its money |
 //! | `GET /sandbox/checkout` (+ `POST …/approve`, `…/decline`, `…/cancel`) | HTML payment window |
 //! | `POST /sandbox/faults`, `DELETE /sandbox/faults` | inject / clear faults |
 //! | `POST /sandbox/clock`, `GET /sandbox/clock` | move / read the sandbox clock |
@@ -248,6 +249,10 @@ impl Sandbox {
                 "/sandbox/payments",
                 post(control::create_payment).get(control::list_payments),
             )
+            .route(
+                "/sandbox/payments/{payment_key}/deposit",
+                post(control::deposit),
+            )
             .route("/sandbox/checkout", get(checkout::page))
             .route("/sandbox/checkout/approve", post(checkout::approve))
             .route("/sandbox/checkout/decline", post(checkout::decline))
@@ -276,6 +281,12 @@ impl Sandbox {
     /// Same as `POST /sandbox/payments`: a payment whose buyer has authenticated (IN_PROGRESS).
     pub fn create_payment(&self, req: CreatePayment) -> Result<Payment, SandboxError> {
         self.with_state(|st, now| st.ledger.create(req, now))
+    }
+
+    /// Same as `POST /sandbox/payments/{paymentKey}/deposit`: a virtual account waiting for its
+    /// deposit receives it (DONE, and a DEPOSIT_CALLBACK webhook).
+    pub fn deposit(&self, payment_key: &str) -> Result<Payment, SandboxError> {
+        self.with_state(|st, now| st.ledger.deposit(payment_key, now))
     }
 
     /// Same as `POST /sandbox/faults`.
@@ -349,7 +360,8 @@ impl Sandbox {
             st.idempotency.purge(now);
             let result = f(&mut st, now);
             let changed = st.ledger.take_changed();
-            let jobs = webhooks::enqueue(&mut st, changed, now);
+            let deposited = st.ledger.take_deposited();
+            let jobs = webhooks::enqueue(&mut st, changed, deposited, now);
             (result, jobs)
         };
         webhooks::start(self, jobs);

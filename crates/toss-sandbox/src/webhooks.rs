@@ -1,4 +1,5 @@
-//! Webhook delivery: Toss's PAYMENT_STATUS_CHANGED event, posted to a configured URL.
+//! Webhook delivery: Toss's PAYMENT_STATUS_CHANGED and DEPOSIT_CALLBACK events, posted to a
+//! configured URL.
 //!
 //! Mirrored from Toss's webhook docs: sent when a payment becomes DONE, ABORTED, EXPIRED,
 //! CANCELED or PARTIAL_CANCELED; body `{"eventType": "PAYMENT_STATUS_CHANGED", "createdAt":
@@ -7,7 +8,11 @@
 //! `tosspayments-webhook-transmission-time` and `tosspayments-webhook-transmission-retried-count`;
 //! any answer but 200 is a failure, retried up to 7 times after 1, 4, 16, 64, 256, 1024 and
 //! 4096 units (minutes at Toss; `webhook_retry_base` here, 1 s by default); events are
-//! independent, so they can arrive out of order as they do from Toss.
+//! independent, so they can arrive out of order as they do from Toss. A virtual account's
+//! deposit is announced by DEPOSIT_CALLBACK: `{"createdAt", "secret", "status": "DONE",
+//! "transactionKey", "orderId"}` (the `secret` of the confirm answer, no paymentKey); the
+//! sandbox adds `"eventType": "DEPOSIT_CALLBACK"` to it so a receiver can dispatch on one field
+//! (Toss's own body may lack it: receivers should recognise the shape too).
 //!
 //! Not Toss: Toss does not sign payment webhooks. The sandbox adds `X-Timestamp` (unix seconds)
 //! and `X-Signature: v1=<hex HMAC-SHA256(secret, "<X-Timestamp>.<body>")>` when a secret is set,
@@ -74,22 +79,43 @@ pub(crate) struct Job {
 
 /// Records a delivery for each changed payment (under the state lock); the returned jobs are
 /// started with [`start`] once the lock is released.
-pub(crate) fn enqueue(st: &mut State, changed: Vec<Payment>, now: OffsetDateTime) -> Vec<Job> {
+pub(crate) fn enqueue(
+    st: &mut State,
+    changed: Vec<Payment>,
+    deposited: Vec<Payment>,
+    now: OffsetDateTime,
+) -> Vec<Job> {
     if st.webhook_url.is_none() {
         return Vec::new();
     }
-    changed
+    let status_changes = changed.into_iter().map(|payment| {
+        let body = serde_json::json!({
+            "eventType": "PAYMENT_STATUS_CHANGED",
+            "createdAt": webhook_created_at(now),
+            "data": to_json(&payment),
+        });
+        ("PAYMENT_STATUS_CHANGED", payment, body)
+    });
+    let deposits = deposited.into_iter().map(|payment| {
+        let body = serde_json::json!({
+            "eventType": "DEPOSIT_CALLBACK",
+            "createdAt": webhook_created_at(now),
+            "secret": payment.secret,
+            "status": payment.status,
+            "transactionKey": payment.last_transaction_key,
+            "orderId": payment.order_id,
+        });
+        ("DEPOSIT_CALLBACK", payment, body)
+    });
+    status_changes
+        .chain(deposits)
+        .collect::<Vec<_>>()
         .into_iter()
-        .map(|payment| {
+        .map(|(event_type, payment, body)| {
             let transmission_id = uuid::Uuid::new_v4().to_string();
-            let body = serde_json::json!({
-                "eventType": "PAYMENT_STATUS_CHANGED",
-                "createdAt": webhook_created_at(now),
-                "data": to_json(&payment),
-            });
             st.deliveries.push(Delivery {
                 transmission_id: transmission_id.clone(),
-                event_type: "PAYMENT_STATUS_CHANGED".into(),
+                event_type: event_type.into(),
                 payment_key: payment.payment_key,
                 order_id: payment.order_id,
                 payment_status: payment.status,

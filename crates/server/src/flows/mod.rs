@@ -9,6 +9,7 @@ pub mod enrollments;
 pub mod exams;
 pub mod refunds;
 pub mod settle;
+pub mod webhook;
 
 use store::EventContext;
 use time::OffsetDateTime;

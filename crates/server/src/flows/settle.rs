@@ -136,6 +136,14 @@ pub async fn confirm_with_provider(
                 // e.g. WAITING_FOR_DEPOSIT (virtual account): money has not moved yet; the
                 // deposit webhook or the reconciler settles it.
                 tracing::info!(order_id = %order.order_id, status = %view.status, "confirm answered without capture");
+                if view.status == PaymentStatus::WaitingForDeposit
+                    && let Some(secret) = &view.secret
+                {
+                    // What the DEPOSIT_CALLBACK webhook must carry to be believed.
+                    app.store
+                        .record_deposit_secret(&order.order_id, secret)
+                        .await?;
+                }
                 return Err(Error::new(ErrorCode::ConfirmInProgress)
                     .with_provider_code(view.status.as_str()));
             }

@@ -3,10 +3,12 @@
 //! routes. Auth is an extractor; errors are rendered in [`problem`] only. The `observe`
 //! middleware also records the request's metrics and feeds confirms to the alert evaluator.
 
+pub mod client_ip;
 pub mod extract;
 pub mod lms;
 pub mod problem;
 pub mod routes;
+pub mod webhook;
 
 use crate::App;
 use crate::context::{RequestCtx, valid_request_id};
@@ -41,6 +43,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/payments/confirm", post(routes::confirm))
         .route("/v1/orders/{orderId}", get(routes::get_order))
         .route("/v1/me/enrollments", get(routes::my_enrollments))
+        .route("/v1/webhooks/toss", post(webhook::toss))
         .route(
             "/v1/enrollments/{enrollmentId}",
             get(routes::get_enrollment),
