@@ -122,6 +122,38 @@ pub trait Store: Send + Sync + 'static {
     /// The append-only event log for one order, oldest first.
     async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>>;
 
+    // --- operations ----------------------------------------------------------------------
+    /// Lease up to `limit` open (PENDING/CONFIRMING) orders last touched before `older_than`
+    /// whose lease is free (none, or expired before `now`) to `owner` until `lease_until`,
+    /// oldest first. One statement on PostgreSQL (`FOR UPDATE SKIP LOCKED`), one transaction on
+    /// SQLite: two concurrent callers never get the same order. Leasing is not a state change
+    /// (updated_at and the event log are untouched).
+    async fn lease_open_orders(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        older_than: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Order>>;
+
+    /// How many orders are open (PENDING/CONFIRMING, created at or before `now`) and when the
+    /// oldest of them was created.
+    async fn open_order_backlog(&self, now: OffsetDateTime) -> Result<OpenBacklog>;
+
+    /// The payments pause switch as stored.
+    async fn payment_controls(&self) -> Result<PaymentControls>;
+
+    /// Pause (`paused = true`, with a reason) or resume payments; appends a
+    /// `payments.paused`/`payments.resumed` event (who, reason) to the event log in the same
+    /// statement/transaction. Returns the stored switch.
+    async fn set_payments_paused(
+        &self,
+        paused: bool,
+        reason: Option<&str>,
+        ctx: &EventContext,
+    ) -> Result<PaymentControls>;
+
     // --- idempotency ---------------------------------------------------------------------
     /// Remember a client's Idempotency-Key for `scope` (e.g. "confirm:<user>") with the
     /// fingerprint of its request, until `expires_at`. Answers whether the key is new, was seen

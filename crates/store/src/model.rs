@@ -181,3 +181,19 @@ pub enum KeyUse {
     SameRequest,
     DifferentRequest,
 }
+
+/// The payments pause switch (seed §6), one row shared by every instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentControls {
+    pub paused: bool,
+    pub reason: Option<String>,
+    pub updated_at: OffsetDateTime,
+    pub updated_by: String,
+}
+
+/// The reconciler's backlog: open (PENDING/CONFIRMING) orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenBacklog {
+    pub count: i64,
+    pub oldest_created_at: Option<OffsetDateTime>,
+}

@@ -39,3 +39,56 @@ pub fn add(n: u32) {
 pub fn current() -> Option<Counter> {
     COUNTER.try_with(|c| Counter(c.clone())).ok()
 }
+
+/// The slow-statement threshold (`SLOW_QUERY_MS`, default 200 ms), read once per process.
+pub fn slow_threshold() -> std::time::Duration {
+    static THRESHOLD: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *THRESHOLD.get_or_init(|| {
+        let ms = std::env::var("SLOW_QUERY_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(200);
+        std::time::Duration::from_millis(ms)
+    })
+}
+
+/// Count one statement (like [`add`]) and time it: the returned guard logs a `slow statement`
+/// warning with the statement's name and duration when dropped after more than
+/// [`slow_threshold`] (seed §6: "DB deadlock/lock → collect slow logs"). Keep the guard alive
+/// for the whole database call (`let _s = statement("claim_order");`). On SQLite the guard of a
+/// method spans its transaction, so a lock wait (busy_timeout) shows up under the method's name.
+#[must_use = "the statement is timed until the guard is dropped"]
+pub fn statement(name: &'static str) -> Timed {
+    add(1);
+    timer(name)
+}
+
+/// Time a call without counting it (its statements are counted one by one, e.g. a SQLite
+/// transaction's BEGIN, statements and COMMIT).
+#[must_use = "the call is timed until the guard is dropped"]
+pub fn timer(name: &'static str) -> Timed {
+    Timed {
+        name,
+        started: std::time::Instant::now(),
+    }
+}
+
+pub struct Timed {
+    name: &'static str,
+    started: std::time::Instant,
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        let took = self.started.elapsed();
+        if took >= slow_threshold() {
+            tracing::warn!(
+                target: "coursepay::db",
+                statement = self.name,
+                duration_ms = took.as_millis() as u64,
+                threshold_ms = slow_threshold().as_millis() as u64,
+                "slow statement"
+            );
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! column is read (SQLite keeps timestamps as text, JSON as text), so each implements
 //! [`Columns`] and the model decoders below are shared.
 
-use crate::model::{Course, Enrollment, Event, Order, Payment};
+use crate::model::{Course, Enrollment, Event, Order, Payment, PaymentControls};
 use crate::{Result, StoreError};
 use domain::{
     CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId, PaymentKey,
@@ -123,5 +123,14 @@ pub(crate) fn event(r: &impl Columns) -> Result<Event> {
         request_id: r.opt_text("request_id")?,
         detail: r.json("detail")?,
         at: r.ts("at")?,
+    })
+}
+
+pub(crate) fn controls(r: &impl Columns) -> Result<PaymentControls> {
+    Ok(PaymentControls {
+        paused: r.flag("paused")?,
+        reason: r.opt_text("reason")?,
+        updated_at: r.ts("updated_at")?,
+        updated_by: r.text("updated_by")?,
     })
 }
