@@ -154,6 +154,8 @@ async fn serve() -> Result<(), String> {
         .map_err(|e| e.to_string())?
     };
     let app = server::App::new(store.clone(), toss, config.clone());
+    // Settles orders left open by crashes, lost answers and closed tabs (flows::reconcile).
+    let _reconciler = server::flows::reconcile::spawn(app.clone());
 
     if sandbox.is_some() {
         seed_demo_course(&store).await?;

@@ -20,6 +20,10 @@ pub struct AppInner {
     pub config: Config,
     pub jwt: JwtKeys,
     pub replays: ReplayCache,
+    pub breaker: crate::ops::breaker::Breaker,
+    pub pause: crate::ops::pause::PauseSwitch,
+    pub limits: crate::ops::ratelimit::RateLimits,
+    pub reconciler: crate::flows::reconcile::ReconcilerStatus,
 }
 
 impl std::ops::Deref for App {
@@ -32,12 +36,19 @@ impl std::ops::Deref for App {
 impl App {
     pub fn new(store: DynStore, toss: TossClient, config: Config) -> Self {
         let jwt = JwtKeys::new(&config.jwt_secret);
+        let breaker = crate::ops::breaker::Breaker::new(config.circuit_cooldown);
+        let limits =
+            crate::ops::ratelimit::RateLimits::new(config.rate_limit, config.rate_limit_confirm);
         App(Arc::new(AppInner {
             store,
             toss,
             config,
             jwt,
             replays: ReplayCache::new(Duration::from_secs(300), 10_000),
+            breaker,
+            pause: crate::ops::pause::PauseSwitch::new(),
+            limits,
+            reconciler: crate::flows::reconcile::ReconcilerStatus::default(),
         }))
     }
 }

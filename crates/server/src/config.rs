@@ -50,6 +50,49 @@ pub struct Config {
     pub order_ttl: Duration,
     pub toss_timeout: Duration,
     pub reconcile_interval: Duration,
+    /// How long the Toss circuit stays open before one probe is let through.
+    pub circuit_cooldown: Duration,
+    /// Requests per second and burst per (client IP, user) on most routes; None = no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// The stricter limit of checkout and confirm; None = no limit.
+    pub rate_limit_confirm: Option<RateLimit>,
+    /// Proxies whose X-Forwarded-For is believed (TRUSTED_PROXIES).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// A GCRA limit: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+fn env_u32(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match env_opt(get, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| ConfigError(format!("{name} must be a whole number"))),
+    }
+}
+
+/// A limit from `<prefix>_PER_SECOND` / `<prefix>_BURST`; 0 per second disables it.
+fn env_limit(
+    get: &dyn Fn(&str) -> Option<String>,
+    per_second: &str,
+    burst: &str,
+    defaults: (u32, u32),
+) -> Result<Option<RateLimit>, ConfigError> {
+    let per_second = env_u32(get, per_second, defaults.0)?;
+    let burst = env_u32(get, burst, defaults.1.max(per_second))?;
+    Ok((per_second > 0).then_some(RateLimit {
+        per_second,
+        burst: burst.max(1),
+    }))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -175,6 +218,26 @@ impl Config {
         let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
         let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
         let reconcile_interval = env_secs(get, "RECONCILE_INTERVAL_SECONDS", 30)?;
+        let circuit_cooldown = env_secs(get, "CIRCUIT_COOLDOWN_SECONDS", 30)?;
+        let rate_limit = env_limit(get, "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", (20, 40))?;
+        let rate_limit_confirm = env_limit(
+            get,
+            "RATE_LIMIT_CONFIRM_PER_SECOND",
+            "RATE_LIMIT_CONFIRM_BURST",
+            (5, 10),
+        )?;
+        let mut trusted_proxies = Vec::new();
+        for p in env_opt(get, "TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match p.parse::<std::net::IpAddr>() {
+                Ok(ip) => trusted_proxies.push(ip),
+                Err(_) => problems.push(format!("TRUSTED_PROXIES: {p} is not an IP address")),
+            }
+        }
 
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
@@ -200,6 +263,10 @@ impl Config {
             order_ttl,
             toss_timeout,
             reconcile_interval,
+            circuit_cooldown,
+            rate_limit,
+            rate_limit_confirm,
+            trusted_proxies,
         })
     }
 
@@ -289,6 +356,34 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "RECONCILE_INTERVAL_SECONDS",
         "how often open orders are settled with Toss (default 30)",
+    ),
+    (
+        "CIRCUIT_COOLDOWN_SECONDS",
+        "after 5 consecutive Toss failures, how long confirms get 503 before a probe (default 30)",
+    ),
+    (
+        "RATE_LIMIT_PER_SECOND",
+        "requests per second per (client IP, user) on most routes (default 20; 0 = off)",
+    ),
+    (
+        "RATE_LIMIT_BURST",
+        "burst of the general rate limit (default 40)",
+    ),
+    (
+        "RATE_LIMIT_CONFIRM_PER_SECOND",
+        "the same for checkout and confirm (default 5; 0 = off)",
+    ),
+    (
+        "RATE_LIMIT_CONFIRM_BURST",
+        "burst of the checkout/confirm limit (default 10)",
+    ),
+    (
+        "TRUSTED_PROXIES",
+        "comma-separated proxy IPs whose X-Forwarded-For is believed (default: none)",
+    ),
+    (
+        "SLOW_QUERY_MS",
+        "database calls slower than this are logged with their name (default 200)",
     ),
 ];
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod flows;
 pub mod http;
 pub mod logging;
+pub mod ops;
 
 pub use app::App;
 pub use error::Error;

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod confirm;
 pub mod enrollments;
+pub mod reconcile;
 pub mod settle;
 
 use store::EventContext;
