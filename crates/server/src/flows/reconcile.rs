@@ -51,10 +51,11 @@ impl ReconcilerStatus {
     }
 }
 
-/// How long an order must have been untouched before the reconciler takes it: a confirm in
-/// flight owns it until then (one Toss timeout).
+/// How long an order must have been untouched before the reconciler takes it, so it does not
+/// race a confirm in flight for nothing: one Toss timeout or one reconcile interval, whichever
+/// is shorter. (Racing would be safe anyway — same Idempotency-Key, one settle statement.)
 pub fn grace(app: &App) -> Duration {
-    app.config.toss_timeout
+    app.config.toss_timeout.min(app.config.reconcile_interval)
 }
 
 /// How long a lease holds: longer than one pass's work on an order (a lookup plus a confirm
