@@ -400,8 +400,11 @@ async fn run_schedule(
     // Faults at Toss.
     if has(FaultKind::Burst5xx) {
         let count = rng.random_range(3..8);
-        w.sandbox_post("/sandbox/faults", json!({"mode": "status5xx", "count": count}))
-            .await;
+        w.sandbox_post(
+            "/sandbox/faults",
+            json!({"mode": "status5xx", "count": count}),
+        )
+        .await;
     }
     if has(FaultKind::Timeout) {
         w.sandbox_post(
@@ -637,11 +640,13 @@ async fn check_invariants(w: &World) -> Vec<String> {
     // I4: DONE payments per (user, course), through our orders.
     let mut charged: HashMap<(String, String), u32> = HashMap::new();
     for p in &done {
-        let row = sqlx::query("SELECT user_id::text AS u, course_id::text AS c FROM orders WHERE order_id = $1")
-            .bind(p["orderId"].as_str().unwrap())
-            .fetch_optional(&w.pool)
-            .await
-            .unwrap();
+        let row = sqlx::query(
+            "SELECT user_id::text AS u, course_id::text AS c FROM orders WHERE order_id = $1",
+        )
+        .bind(p["orderId"].as_str().unwrap())
+        .fetch_optional(&w.pool)
+        .await
+        .unwrap();
         if let Some(r) = row {
             *charged.entry((r.get("u"), r.get("c"))).or_default() += 1;
         }
