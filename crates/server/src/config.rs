@@ -449,6 +449,55 @@ mod tests {
     }
 
     #[test]
+    fn resilience_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.circuit_cooldown, Duration::from_secs(30));
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                per_second: 20,
+                burst: 40
+            })
+        );
+        assert_eq!(
+            c.rate_limit_confirm,
+            Some(RateLimit {
+                per_second: 5,
+                burst: 10
+            })
+        );
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(
+            Config::development().rate_limit,
+            None,
+            "tests run unlimited"
+        );
+
+        let c = cfg(&[
+            ("RATE_LIMIT_PER_SECOND", "0"),
+            ("RATE_LIMIT_CONFIRM_PER_SECOND", "2"),
+            ("RATE_LIMIT_CONFIRM_BURST", "3"),
+            ("TRUSTED_PROXIES", "10.0.0.1, ::1"),
+            ("CIRCUIT_COOLDOWN_SECONDS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limit, None);
+        assert_eq!(
+            c.rate_limit_confirm,
+            Some(RateLimit {
+                per_second: 2,
+                burst: 3
+            })
+        );
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.circuit_cooldown, Duration::from_secs(5));
+
+        let err = cfg(&[("TRUSTED_PROXIES", "10.0.0.1,proxy.local")]).unwrap_err();
+        assert!(err.0.contains("TRUSTED_PROXIES"), "{}", err.0);
+        assert!(cfg(&[("RATE_LIMIT_BURST", "many")]).is_err());
+    }
+
+    #[test]
     fn short_webhook_secret_and_wildcard_cors_refused() {
         assert!(cfg(&[("WEBHOOK_SECRET", "short")]).is_err());
         let err = cfg(&[

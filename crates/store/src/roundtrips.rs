@@ -80,15 +80,81 @@ pub struct Timed {
 
 impl Drop for Timed {
     fn drop(&mut self) {
-        let took = self.started.elapsed();
-        if took >= slow_threshold() {
-            tracing::warn!(
-                target: "coursepay::db",
-                statement = self.name,
-                duration_ms = took.as_millis() as u64,
-                threshold_ms = slow_threshold().as_millis() as u64,
-                "slow statement"
-            );
+        log_if_slow(self.name, self.started.elapsed(), slow_threshold());
+    }
+}
+
+fn log_if_slow(name: &'static str, took: std::time::Duration, threshold: std::time::Duration) {
+    if took >= threshold {
+        tracing::warn!(
+            target: "coursepay::db",
+            statement = name,
+            duration_ms = took.as_millis() as u64,
+            threshold_ms = threshold.as_millis() as u64,
+            "slow statement"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
         }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn slow_statements_are_logged_with_name_and_duration() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log_if_slow(
+                "claim_order",
+                Duration::from_millis(250),
+                Duration::from_millis(200),
+            );
+            log_if_slow(
+                "get_order",
+                Duration::from_millis(3),
+                Duration::from_millis(200),
+            );
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        assert_eq!(lines[0]["fields"]["statement"], "claim_order");
+        assert_eq!(lines[0]["fields"]["duration_ms"], 250);
+        assert_eq!(lines[0]["level"], "WARN");
+    }
+
+    #[test]
+    fn statement_counts_and_timer_does_not() {
+        let c = Counter::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(c.scope(async {
+            let _a = statement("a");
+            let _b = timer("b");
+        }));
+        assert_eq!(c.get(), 1);
     }
 }
