@@ -210,6 +210,22 @@ impl World {
         }
     }
 
+    /// Drop this run's database (the server is already gone).
+    async fn drop_database(&self) {
+        self.pool.close().await;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(PgConnectOptions::from_str(&test_db_url()).unwrap())
+            .await
+            .unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.db_name
+        )))
+        .execute(&admin)
+        .await;
+    }
+
     async fn sandbox_post(&self, path: &str, body: Value) -> Value {
         let r = self
             .http
@@ -428,6 +444,15 @@ async fn run_schedule(
             .await;
         }
     }
+    if has(FaultKind::Sigkill) && rng.random_bool(0.7) {
+        // Toss approves at once but answers late: a kill now lands between the approval and
+        // our settle, the window that matters.
+        w.sandbox_post(
+            "/sandbox/faults",
+            json!({"mode": "delay", "delayMs": rng.random_range(100..600), "afterProcessing": true, "count": 3, "operations": ["confirm"]}),
+        )
+        .await;
+    }
     if has(FaultKind::Slow) {
         w.sandbox_post(
             "/sandbox/faults",
@@ -464,7 +489,7 @@ async fn run_schedule(
         w.pg_terminate().await;
     }
     if has(FaultKind::Sigkill) {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
         w.kill_server().await;
     }
     while let Some(r) = tasks.join_next().await {
@@ -718,6 +743,7 @@ async fn fault_suite() {
         println!("FAILED seed: {seed} (FAULT_SUITE_SEED={seed} FAULT_SUITE_SCHEDULES={schedules})");
     }
     w.kill_server().await;
+    w.drop_database().await;
     assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
     if schedules >= KINDS.len() {
         assert_eq!(hits.len(), KINDS.len(), "every fault kind ran");
