@@ -203,6 +203,61 @@ async fn pause_blocks_new_charges_but_settles_approved_payments(app: TestApp) {
     assert_eq!(app.stats().await["confirmsExecuted"], 3);
 }
 
+/// Another instance on the same database obeys a pause within a second (its cached view of the
+/// switch is at most one second old), and the resume likewise.
+async fn pause_reaches_every_instance_within_a_second(app: TestApp) {
+    let other = server::App::new(
+        app.store.clone(),
+        app.app.toss.clone(),
+        server::config::Config::development(),
+    );
+    let course = domain::CourseId::parse(&app.create_course(10_000).await).unwrap();
+    let user = domain::UserId::new();
+    // The other instance has read (and cached) "not paused".
+    assert!(
+        server::flows::checkout::checkout(&other, user, course)
+            .await
+            .is_ok()
+    );
+    let paused_at = std::time::Instant::now();
+    let r = app
+        .post(
+            "/v1/admin/payments/pause",
+            Some(&app.admin_token()),
+            &json!({"reason": "drill"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let obeyed = app
+        .eventually(|| async {
+            matches!(
+                server::flows::checkout::checkout(&other, domain::UserId::new(), course).await,
+                Err(e) if e.code == domain::ErrorCode::PaymentsPaused
+            )
+        })
+        .await;
+    assert!(obeyed);
+    assert!(
+        paused_at.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        paused_at.elapsed()
+    );
+    app.post(
+        "/v1/admin/payments/resume",
+        Some(&app.admin_token()),
+        &json!({}),
+    )
+    .await;
+    let resumed = app
+        .eventually(|| async {
+            server::flows::checkout::checkout(&other, domain::UserId::new(), course)
+                .await
+                .is_ok()
+        })
+        .await;
+    assert!(resumed);
+}
+
 async fn rate_limit_answers_429_then_recovers(app: TestApp) {
     let (_, token) = app.new_user();
     let mut limited = None;
@@ -346,6 +401,7 @@ resilience_tests!(
     breaker_opens_after_exactly_five_failures_and_recovers: false,
     declines_do_not_open_the_breaker: false,
     pause_blocks_new_charges_but_settles_approved_payments: false,
+    pause_reaches_every_instance_within_a_second: false,
     rate_limit_answers_429_then_recovers: true,
     reconcile_settles_lost_answers_once_with_two_instances: false,
 );
