@@ -137,9 +137,12 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<Order>>;
 
-    /// How many orders are open (PENDING/CONFIRMING, created at or before `now`) and when the
-    /// oldest of them was created.
-    async fn open_order_backlog(&self, now: OffsetDateTime) -> Result<OpenBacklog>;
+    /// The reconciler's backlog: how many orders are open (PENDING/CONFIRMING, created at or
+    /// before `now`) and when the oldest of them was created.
+    async fn open_order_backlog(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>)>;
 
     /// The payments pause switch as stored.
     async fn payment_controls(&self) -> Result<PaymentControls>;

@@ -190,10 +190,3 @@ pub struct PaymentControls {
     pub updated_at: OffsetDateTime,
     pub updated_by: String,
 }
-
-/// The reconciler's backlog: open (PENDING/CONFIRMING) orders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenBacklog {
-    pub count: i64,
-    pub oldest_created_at: Option<OffsetDateTime>,
-}

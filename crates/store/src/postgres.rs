@@ -787,17 +787,17 @@ impl Store for PgStore {
         rows.iter().map(row::order).collect()
     }
 
-    async fn open_order_backlog(&self, now: OffsetDateTime) -> Result<OpenBacklog> {
+    async fn open_order_backlog(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>)> {
         let _s = roundtrips::statement("open_order_backlog");
         let row = sqlx::query(OPEN_ORDER_BACKLOG)
             .bind(now)
             .fetch_one(&self.pool)
             .await
             .map_err(from_pg)?;
-        Ok(OpenBacklog {
-            count: row.int("count")?,
-            oldest_created_at: row.opt_ts("oldest")?,
-        })
+        Ok((row.int("count")?, row.opt_ts("oldest")?))
     }
 
     async fn payment_controls(&self) -> Result<PaymentControls> {

@@ -872,7 +872,10 @@ impl Store for SqliteStore {
         Ok(leased)
     }
 
-    async fn open_order_backlog(&self, now: OffsetDateTime) -> Result<OpenBacklog> {
+    async fn open_order_backlog(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>)> {
         let _s = roundtrips::statement("open_order_backlog");
         let row = sqlx::query(OPEN_ORDER_BACKLOG)
             .bind(ts(now))
@@ -883,10 +886,7 @@ impl Store for SqliteStore {
             Some(t) => Some(parse_ts("oldest", &t)?),
             None => None,
         };
-        Ok(OpenBacklog {
-            count: row.int("count")?,
-            oldest_created_at: oldest,
-        })
+        Ok((row.int("count")?, oldest))
     }
 
     async fn payment_controls(&self) -> Result<PaymentControls> {

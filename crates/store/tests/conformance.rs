@@ -1310,8 +1310,7 @@ async fn concurrent_leasers_never_share(db: Db) {
 
 async fn open_order_backlog_counts_open_orders(db: Db) {
     let empty = db.store.open_order_backlog(t(100)).await.unwrap();
-    assert_eq!(empty.count, 0);
-    assert_eq!(empty.oldest_created_at, None);
+    assert_eq!(empty, (0, None));
     let c = course(&db, 10_000).await;
     let o1 = order_at(&db, UserId::new(), &c, 1).await;
     let _o2 = order_at(&db, UserId::new(), &c, 2).await;
@@ -1319,8 +1318,7 @@ async fn open_order_backlog_counts_open_orders(db: Db) {
     buy(&db, &paid, "pk_backlog_paid").await;
     claim(&db, &o1, "pk_backlog_1", 3).await;
     let b = db.store.open_order_backlog(t(100)).await.unwrap();
-    assert_eq!(b.count, 2);
-    assert_eq!(b.oldest_created_at, Some(t(1)));
+    assert_eq!(b, (2, Some(t(1))));
 }
 
 async fn pause_switch_is_stored_and_logged(db: Db) {

@@ -113,11 +113,9 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
 /// The backlog as the admin status and metrics show it: open orders and the age of the oldest.
 pub async fn backlog(app: &App) -> Result<(i64, Option<u64>)> {
     let now = OffsetDateTime::now_utc();
-    let b = app.store.open_order_backlog(now).await?;
-    let age = b
-        .oldest_created_at
-        .map(|t| (now - t).whole_seconds().max(0) as u64);
-    Ok((b.count, age))
+    let (count, oldest) = app.store.open_order_backlog(now).await?;
+    let age = oldest.map(|t| (now - t).whole_seconds().max(0) as u64);
+    Ok((count, age))
 }
 
 /// A random id for this instance's leases.
