@@ -46,6 +46,10 @@ enum Command {
         /// Deliver webhooks to this URL.
         #[arg(long, env = "SANDBOX_WEBHOOK_URL")]
         webhook_url: Option<String>,
+        /// How long a `timeout` fault hangs before answering (fault tests set it just above
+        /// the server's TOSS_TIMEOUT_SECONDS).
+        #[arg(long, default_value_t = 30_000, env = "SANDBOX_TIMEOUT_HANG_MS")]
+        timeout_hang_ms: u64,
     },
     /// Mint a development token (refused when COURSEPAY_ENV=production).
     Token {
@@ -110,7 +114,8 @@ async fn main() -> ExitCode {
         Command::Sandbox {
             listen,
             webhook_url,
-        } => sandbox(listen, webhook_url).await,
+            timeout_hang_ms,
+        } => sandbox(listen, webhook_url, timeout_hang_ms).await,
         Command::Token { user, role, ttl } => token(user, role, ttl),
         Command::Webhook { action } => match action {
             WebhookAction::Sign {
@@ -210,6 +215,8 @@ async fn serve() -> Result<(), String> {
         .map_err(|e| e.to_string())?
     };
     let app = server::App::new(store.clone(), toss, config.clone());
+    // Settles orders left open by crashes, lost answers and closed tabs (flows::reconcile).
+    let _reconciler = server::flows::reconcile::spawn(app.clone());
 
     if sandbox.is_some() {
         seed_demo_course(&store).await?;
@@ -280,12 +287,17 @@ async fn seed_demo_course(store: &DynStore) -> Result<(), String> {
     Ok(())
 }
 
-async fn sandbox(listen: String, webhook_url: Option<String>) -> Result<(), String> {
+async fn sandbox(
+    listen: String,
+    webhook_url: Option<String>,
+    timeout_hang_ms: u64,
+) -> Result<(), String> {
     server::logging::init();
     let secret = std::env::var("WEBHOOK_SECRET").ok();
     let sb = toss_sandbox::Sandbox::new(toss_sandbox::SandboxConfig {
         webhook_url,
         webhook_secret: secret,
+        timeout_fault_hang: Duration::from_millis(timeout_hang_ms),
         ..Default::default()
     });
     let listener = tokio::net::TcpListener::bind(&listen)

@@ -21,6 +21,10 @@ pub struct AppInner {
     pub jwt: JwtKeys,
     pub replays: ReplayCache,
     pub webhooks: crate::webhook::Webhooks,
+    pub breaker: crate::ops::breaker::Breaker,
+    pub pause: crate::ops::pause::PauseSwitch,
+    pub limits: crate::ops::ratelimit::RateLimits,
+    pub reconciler: crate::flows::reconcile::ReconcilerStatus,
 }
 
 impl std::ops::Deref for App {
@@ -34,6 +38,9 @@ impl App {
     pub fn new(store: DynStore, toss: TossClient, config: Config) -> Self {
         let jwt = JwtKeys::new(&config.jwt_secret);
         let webhooks = crate::webhook::Webhooks::new(&config);
+        let breaker = crate::ops::breaker::Breaker::new(config.circuit_cooldown);
+        let limits =
+            crate::ops::ratelimit::RateLimits::new(config.rate_limit, config.rate_limit_confirm);
         App(Arc::new(AppInner {
             store,
             toss,
@@ -41,6 +48,10 @@ impl App {
             jwt,
             replays: ReplayCache::new(Duration::from_secs(300), 10_000),
             webhooks,
+            breaker,
+            pause: crate::ops::pause::PauseSwitch::new(),
+            limits,
+            reconciler: crate::flows::reconcile::ReconcilerStatus::default(),
         }))
     }
 }

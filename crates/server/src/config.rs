@@ -66,6 +66,47 @@ pub struct Config {
     /// Redis for the webhook replay guard when several instances run (None: the database).
     /// A secret because the URL may carry a password.
     pub redis_url: Option<SecretString>,
+    /// How long the Toss circuit stays open before one probe is let through.
+    pub circuit_cooldown: Duration,
+    /// Requests per second and burst per (client IP, user) on most routes; None = no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// The stricter limit of checkout and confirm; None = no limit.
+    pub rate_limit_confirm: Option<RateLimit>,
+}
+
+/// A GCRA limit: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+fn env_u32(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match env_opt(get, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| ConfigError(format!("{name} must be a whole number"))),
+    }
+}
+
+/// A limit from `<prefix>_PER_SECOND` / `<prefix>_BURST`; 0 per second disables it.
+fn env_limit(
+    get: &dyn Fn(&str) -> Option<String>,
+    per_second: &str,
+    burst: &str,
+    defaults: (u32, u32),
+) -> Result<Option<RateLimit>, ConfigError> {
+    let per_second = env_u32(get, per_second, defaults.0)?;
+    let burst = env_u32(get, burst, defaults.1.max(per_second))?;
+    Ok((per_second > 0).then_some(RateLimit {
+        per_second,
+        burst: burst.max(1),
+    }))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -225,6 +266,14 @@ impl Config {
         {
             problems.push("REDIS_URL must start with redis:// or rediss://".to_owned());
         }
+        let circuit_cooldown = env_secs(get, "CIRCUIT_COOLDOWN_SECONDS", 30)?;
+        let rate_limit = env_limit(get, "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", (20, 40))?;
+        let rate_limit_confirm = env_limit(
+            get,
+            "RATE_LIMIT_CONFIRM_PER_SECOND",
+            "RATE_LIMIT_CONFIRM_BURST",
+            (5, 10),
+        )?;
 
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
@@ -258,14 +307,23 @@ impl Config {
             webhook_invalid_sig_window,
             trusted_proxies,
             redis_url: redis_url.map(SecretString::from),
+            circuit_cooldown,
+            rate_limit,
+            rate_limit_confirm,
         })
     }
 
-    /// A development configuration (tests and `coursepay serve` without variables).
+    /// A development configuration for tests and tools: the empty environment, except that
+    /// rate limits are off (test harnesses send many requests from 127.0.0.1; a test that
+    /// wants limits sets them). `coursepay serve` reads the environment and keeps the limits.
     pub fn development() -> Self {
         // The empty environment is always a valid development configuration.
         #[allow(clippy::expect_used)]
-        Self::from_lookup(&|_| None).expect("empty environment is valid in development")
+        let mut c =
+            Self::from_lookup(&|_| None).expect("empty environment is valid in development");
+        c.rate_limit = None;
+        c.rate_limit_confirm = None;
+        c
     }
 
     pub fn uses_sandbox(&self) -> bool {
@@ -385,6 +443,30 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "ALERT_WEBHOOK_URL",
         "Slack-compatible webhook receiving alert firing/resolved messages (optional)",
     ),
+    (
+        "CIRCUIT_COOLDOWN_SECONDS",
+        "after 5 consecutive Toss failures, how long confirms get 503 before a probe (default 30)",
+    ),
+    (
+        "RATE_LIMIT_PER_SECOND",
+        "requests per second per (client IP, user) on most routes (default 20; 0 = off)",
+    ),
+    (
+        "RATE_LIMIT_BURST",
+        "burst of the general rate limit (default 40)",
+    ),
+    (
+        "RATE_LIMIT_CONFIRM_PER_SECOND",
+        "the same for checkout and confirm (default 5; 0 = off)",
+    ),
+    (
+        "RATE_LIMIT_CONFIRM_BURST",
+        "burst of the checkout/confirm limit (default 10)",
+    ),
+    (
+        "SLOW_QUERY_MS",
+        "database calls slower than this are logged with their name (default 200)",
+    ),
 ];
 
 #[cfg(test)]
@@ -486,6 +568,55 @@ mod tests {
             let err = cfg(&[bad]).unwrap_err();
             assert!(err.0.contains(bad.0), "{}", err.0);
         }
+    }
+
+    #[test]
+    fn resilience_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.circuit_cooldown, Duration::from_secs(30));
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                per_second: 20,
+                burst: 40
+            })
+        );
+        assert_eq!(
+            c.rate_limit_confirm,
+            Some(RateLimit {
+                per_second: 5,
+                burst: 10
+            })
+        );
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(
+            Config::development().rate_limit,
+            None,
+            "tests run unlimited"
+        );
+
+        let c = cfg(&[
+            ("RATE_LIMIT_PER_SECOND", "0"),
+            ("RATE_LIMIT_CONFIRM_PER_SECOND", "2"),
+            ("RATE_LIMIT_CONFIRM_BURST", "3"),
+            ("TRUSTED_PROXIES", "10.0.0.1, ::1"),
+            ("CIRCUIT_COOLDOWN_SECONDS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limit, None);
+        assert_eq!(
+            c.rate_limit_confirm,
+            Some(RateLimit {
+                per_second: 2,
+                burst: 3
+            })
+        );
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.circuit_cooldown, Duration::from_secs(5));
+
+        let err = cfg(&[("TRUSTED_PROXIES", "10.0.0.1,proxy.local")]).unwrap_err();
+        assert!(err.0.contains("TRUSTED_PROXIES"), "{}", err.0);
+        assert!(cfg(&[("RATE_LIMIT_BURST", "many")]).is_err());
     }
 
     #[test]

@@ -173,6 +173,40 @@ pub trait Store: Send + Sync + 'static {
         score: i32,
         now: OffsetDateTime,
     ) -> Result<AttemptSubmit>;
+    // --- operations ----------------------------------------------------------------------
+    /// Lease up to `limit` open (PENDING/CONFIRMING) orders last touched before `older_than`
+    /// whose lease is free (none, or expired before `now`) to `owner` until `lease_until`,
+    /// oldest first. One statement on PostgreSQL (`FOR UPDATE SKIP LOCKED`), one transaction on
+    /// SQLite: two concurrent callers never get the same order. Leasing is not a state change
+    /// (updated_at and the event log are untouched).
+    async fn lease_open_orders(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        older_than: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Order>>;
+
+    /// The reconciler's backlog: how many orders are open (PENDING/CONFIRMING, created at or
+    /// before `now`) and when the oldest of them was created.
+    async fn open_order_backlog(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>)>;
+
+    /// The payments pause switch as stored.
+    async fn payment_controls(&self) -> Result<PaymentControls>;
+
+    /// Pause (`paused = true`, with a reason) or resume payments; appends a
+    /// `payments.paused`/`payments.resumed` event (who, reason) to the event log in the same
+    /// statement/transaction. Returns the stored switch.
+    async fn set_payments_paused(
+        &self,
+        paused: bool,
+        reason: Option<&str>,
+        ctx: &EventContext,
+    ) -> Result<PaymentControls>;
 
     // --- idempotency ---------------------------------------------------------------------
     /// Remember a client's Idempotency-Key for `scope` (e.g. "confirm:<user>") with the

@@ -309,3 +309,12 @@ pub enum AttemptSubmit {
     /// Someone submitted it first; nothing changed.
     AlreadySubmitted,
 }
+
+/// The payments pause switch (seed §6), one row shared by every instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentControls {
+    pub paused: bool,
+    pub reason: Option<String>,
+    pub updated_at: OffsetDateTime,
+    pub updated_by: String,
+}

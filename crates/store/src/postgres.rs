@@ -411,6 +411,51 @@ UPDATE orders SET deposit_secret = $2 WHERE order_id = $1 RETURNING 1";
 
 const DEPOSIT_SECRET: &str = "SELECT deposit_secret FROM orders WHERE order_id = $1";
 
+/// Lease free open orders to one reconciler instance. `FOR UPDATE SKIP LOCKED` makes a
+/// concurrent leaser skip rows this statement holds (instead of waiting and then leasing them
+/// again), and the lease condition is re-checked on the locked row.
+const LEASE_OPEN_ORDERS: &str = "
+WITH picked AS (
+    SELECT order_id FROM orders
+    WHERE status IN ('PENDING', 'CONFIRMING')
+      AND updated_at < $4
+      AND (reconcile_lease_until IS NULL OR reconcile_lease_until <= $2)
+    ORDER BY updated_at, order_id
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+),
+leased AS (
+    UPDATE orders o
+    SET reconcile_lease_until = $3, reconcile_lease_owner = $1
+    FROM picked
+    WHERE o.order_id = picked.order_id
+    RETURNING o.*
+)
+SELECT * FROM leased ORDER BY updated_at, order_id";
+
+const OPEN_ORDER_BACKLOG: &str = "
+SELECT count(*) AS count, min(created_at) AS oldest
+FROM orders
+WHERE status IN ('PENDING', 'CONFIRMING') AND created_at <= $1";
+
+const PAYMENT_CONTROLS: &str = "SELECT * FROM payment_controls WHERE id = 1";
+
+/// Flip the switch and log who did it, in one statement.
+const SET_PAYMENTS_PAUSED: &str = "
+WITH updated AS (
+    UPDATE payment_controls
+    SET paused = $1, reason = $2, updated_at = $3, updated_by = $4
+    WHERE id = 1
+    RETURNING *
+),
+event AS (
+    INSERT INTO payment_events (order_id, kind, actor, request_id, detail, at)
+    SELECT NULL, CASE WHEN $1 THEN 'payments.paused' ELSE 'payments.resumed' END, $4, $5,
+           jsonb_build_object('reason', $2::text), $3
+    FROM updated
+)
+SELECT * FROM updated";
+
 const APPLIED_MIGRATIONS: &str = "
 SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
 
@@ -678,6 +723,7 @@ impl Store for PgStore {
     }
 
     async fn ready(&self) -> Result<()> {
+        let _timed = roundtrips::timer("ready");
         roundtrips::add(1);
         let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS)
             .fetch_all(&self.pool)
@@ -687,6 +733,7 @@ impl Store for PgStore {
     }
 
     async fn create_course(&self, new: NewCourse) -> Result<Course> {
+        let _timed = roundtrips::timer("create_course");
         roundtrips::add(1);
         let row = sqlx::query(CREATE_COURSE)
             .bind(new.id.0)
@@ -700,6 +747,7 @@ impl Store for PgStore {
     }
 
     async fn list_courses(&self) -> Result<Vec<Course>> {
+        let _timed = roundtrips::timer("list_courses");
         roundtrips::add(1);
         let rows = sqlx::query(LIST_COURSES)
             .fetch_all(&self.pool)
@@ -709,6 +757,7 @@ impl Store for PgStore {
     }
 
     async fn get_course(&self, id: CourseId) -> Result<Option<Course>> {
+        let _timed = roundtrips::timer("get_course");
         roundtrips::add(1);
         let row = sqlx::query(GET_COURSE)
             .bind(id.0)
@@ -719,6 +768,7 @@ impl Store for PgStore {
     }
 
     async fn create_order(&self, new: NewOrder) -> Result<Order> {
+        let _timed = roundtrips::timer("create_order");
         roundtrips::add(1);
         let row = sqlx::query(CREATE_ORDER)
             .bind(new.order_id.as_str())
@@ -741,6 +791,7 @@ impl Store for PgStore {
     }
 
     async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>> {
+        let _timed = roundtrips::timer("get_order");
         roundtrips::add(1);
         let row = sqlx::query(GET_ORDER)
             .bind(order_id.as_str())
@@ -751,6 +802,7 @@ impl Store for PgStore {
     }
 
     async fn claim_order(&self, claim: ClaimRequest) -> Result<ClaimOutcome> {
+        let _timed = roundtrips::timer("claim_order");
         let now = claim.ctx.at();
         for _ in 0..CLAIM_ATTEMPTS {
             roundtrips::add(1);
@@ -807,6 +859,7 @@ impl Store for PgStore {
     }
 
     async fn release_order(&self, order_id: &OrderId, ctx: &EventContext) -> Result<bool> {
+        let _timed = roundtrips::timer("release_order");
         roundtrips::add(1);
         let moved: i64 = sqlx::query_scalar(RELEASE_ORDER)
             .bind(order_id.as_str())
@@ -826,6 +879,7 @@ impl Store for PgStore {
         code: Option<&str>,
         ctx: &EventContext,
     ) -> Result<bool> {
+        let _timed = roundtrips::timer("fail_order");
         let kind = crate::shared::fail_event_kind(to)?;
         roundtrips::add(1);
         let moved: i64 = sqlx::query_scalar(FAIL_ORDER)
@@ -843,6 +897,7 @@ impl Store for PgStore {
     }
 
     async fn settle(&self, s: Settlement) -> Result<Settled> {
+        let _timed = roundtrips::timer("settle");
         crate::shared::check_settlement(&s)?;
         let payment_id = PaymentId::new();
         let enrollment_id = EnrollmentId::new();
@@ -911,6 +966,7 @@ impl Store for PgStore {
     }
 
     async fn open_orders(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Order>> {
+        let _timed = roundtrips::timer("open_orders");
         roundtrips::add(1);
         let rows = sqlx::query(OPEN_ORDERS)
             .bind(older_than)
@@ -922,6 +978,7 @@ impl Store for PgStore {
     }
 
     async fn list_enrollments(&self, user: UserId) -> Result<Vec<Enrollment>> {
+        let _timed = roundtrips::timer("list_enrollments");
         roundtrips::add(1);
         let rows = sqlx::query(LIST_ENROLLMENTS)
             .bind(user.0)
@@ -932,6 +989,7 @@ impl Store for PgStore {
     }
 
     async fn get_enrollment(&self, id: EnrollmentId) -> Result<Option<Enrollment>> {
+        let _timed = roundtrips::timer("get_enrollment");
         roundtrips::add(1);
         let row = sqlx::query(GET_ENROLLMENT)
             .bind(id.0)
@@ -942,6 +1000,7 @@ impl Store for PgStore {
     }
 
     async fn get_payment(&self, id: PaymentId) -> Result<Option<Payment>> {
+        let _timed = roundtrips::timer("get_payment");
         roundtrips::add(1);
         let row = sqlx::query(GET_PAYMENT)
             .bind(id.0)
@@ -952,6 +1011,7 @@ impl Store for PgStore {
     }
 
     async fn payment_for_order(&self, order_id: &OrderId) -> Result<Option<Payment>> {
+        let _timed = roundtrips::timer("payment_for_order");
         roundtrips::add(1);
         let row = sqlx::query(PAYMENT_FOR_ORDER)
             .bind(order_id.as_str())
@@ -962,6 +1022,7 @@ impl Store for PgStore {
     }
 
     async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>> {
+        let _timed = roundtrips::timer("order_events");
         roundtrips::add(1);
         let rows = sqlx::query(ORDER_EVENTS)
             .bind(order_id.as_str())
@@ -1190,6 +1251,68 @@ impl Store for PgStore {
         }
     }
 
+    async fn lease_open_orders(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        older_than: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Order>> {
+        let _s = roundtrips::statement("lease_open_orders");
+        let rows = sqlx::query(LEASE_OPEN_ORDERS)
+            .bind(owner)
+            .bind(now)
+            .bind(lease_until)
+            .bind(older_than)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        rows.iter().map(row::order).collect()
+    }
+
+    async fn open_order_backlog(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>)> {
+        let _s = roundtrips::statement("open_order_backlog");
+        let row = sqlx::query(OPEN_ORDER_BACKLOG)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        Ok((row.int("count")?, row.opt_ts("oldest")?))
+    }
+
+    async fn payment_controls(&self) -> Result<PaymentControls> {
+        let _s = roundtrips::statement("payment_controls");
+        let row = sqlx::query(PAYMENT_CONTROLS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row::controls(&row)
+    }
+
+    async fn set_payments_paused(
+        &self,
+        paused: bool,
+        reason: Option<&str>,
+        ctx: &EventContext,
+    ) -> Result<PaymentControls> {
+        let _s = roundtrips::statement("set_payments_paused");
+        let row = sqlx::query(SET_PAYMENTS_PAUSED)
+            .bind(paused)
+            .bind(reason)
+            .bind(ctx.at())
+            .bind(&ctx.actor)
+            .bind(ctx.request_id.as_deref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        row::controls(&row)
+    }
+
     async fn remember_idempotency_key(
         &self,
         scope: &str,
@@ -1198,6 +1321,7 @@ impl Store for PgStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<KeyUse> {
+        let _timed = roundtrips::timer("remember_idempotency_key");
         roundtrips::add(1);
         let row = sqlx::query(REMEMBER_KEY)
             .bind(scope)
@@ -1233,6 +1357,7 @@ impl Store for PgStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool> {
+        let _timed = roundtrips::timer("remember_once");
         roundtrips::add(1);
         let row = sqlx::query(REMEMBER_ONCE)
             .bind(kind)

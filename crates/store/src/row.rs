@@ -2,7 +2,9 @@
 //! column is read (SQLite keeps timestamps as text, JSON as text), so each implements
 //! [`Columns`] and the model decoders below are shared.
 
-use crate::model::{Course, Enrollment, Event, ExamAttempt, Order, Payment, Refund};
+use crate::model::{
+    Course, Enrollment, Event, ExamAttempt, Order, Payment, PaymentControls, Refund,
+};
 use crate::{Result, StoreError};
 use domain::{
     AttemptId, CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId,
@@ -158,5 +160,14 @@ pub(crate) fn attempt(r: &impl Columns) -> Result<ExamAttempt> {
         score,
         started_at: r.ts("started_at")?,
         submitted_at: r.opt_ts("submitted_at")?,
+    })
+}
+
+pub(crate) fn controls(r: &impl Columns) -> Result<PaymentControls> {
+    Ok(PaymentControls {
+        paused: r.flag("paused")?,
+        reason: r.opt_text("reason")?,
+        updated_at: r.ts("updated_at")?,
+        updated_by: r.text("updated_by")?,
     })
 }

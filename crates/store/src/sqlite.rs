@@ -216,6 +216,36 @@ async fn insert_event(conn: &mut SqliteConnection, ev: NewEvent<'_>) -> Result<(
     Ok(())
 }
 
+const LEASE_PICK: &str = "
+SELECT order_id FROM orders
+WHERE status IN ('PENDING', 'CONFIRMING')
+  AND updated_at < $1
+  AND (reconcile_lease_until IS NULL OR reconcile_lease_until <= $2)
+ORDER BY updated_at, order_id
+LIMIT $3";
+
+const LEASE_ORDER: &str = "
+UPDATE orders SET reconcile_lease_until = $2, reconcile_lease_owner = $3
+WHERE order_id = $1
+RETURNING *";
+
+const OPEN_ORDER_BACKLOG: &str = "
+SELECT count(*) AS count, min(created_at) AS oldest
+FROM orders
+WHERE status IN ('PENDING', 'CONFIRMING') AND created_at <= $1";
+
+const PAYMENT_CONTROLS: &str = "SELECT * FROM payment_controls WHERE id = 1";
+
+const SET_PAYMENTS_PAUSED: &str = "
+UPDATE payment_controls
+SET paused = $1, reason = $2, updated_at = $3, updated_by = $4
+WHERE id = 1
+RETURNING *";
+
+const INSERT_CONTROL_EVENT: &str = "
+INSERT INTO payment_events (order_id, kind, actor, request_id, detail, at)
+VALUES (NULL, $1, $2, $3, $4, $5)";
+
 const CREATE_COURSE: &str = "
 INSERT INTO courses (id, title, price, currency, status, created_at, updated_at)
 VALUES ($1, $2, $3, 'KRW', 'PUBLISHED', $4, $4)
@@ -471,6 +501,7 @@ impl Store for SqliteStore {
     }
 
     async fn ready(&self) -> Result<()> {
+        let _timed = roundtrips::timer("ready");
         roundtrips::add(1);
         let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS)
             .fetch_all(&self.pool)
@@ -480,6 +511,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_course(&self, new: NewCourse) -> Result<Course> {
+        let _timed = roundtrips::timer("create_course");
         roundtrips::add(1);
         let row = sqlx::query(CREATE_COURSE)
             .bind(new.id.0)
@@ -493,6 +525,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_courses(&self) -> Result<Vec<Course>> {
+        let _timed = roundtrips::timer("list_courses");
         roundtrips::add(1);
         let rows = sqlx::query(LIST_COURSES)
             .fetch_all(&self.pool)
@@ -502,6 +535,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_course(&self, id: CourseId) -> Result<Option<Course>> {
+        let _timed = roundtrips::timer("get_course");
         roundtrips::add(1);
         let row = sqlx::query(GET_COURSE)
             .bind(id.0)
@@ -512,6 +546,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_order(&self, new: NewOrder) -> Result<Order> {
+        let _timed = roundtrips::timer("create_order");
         let mut tx = self.begin().await?;
         roundtrips::add(1);
         let row = sqlx::query(CREATE_ORDER)
@@ -552,6 +587,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>> {
+        let _timed = roundtrips::timer("get_order");
         roundtrips::add(1);
         let row = sqlx::query(GET_ORDER)
             .bind(order_id.as_str())
@@ -562,6 +598,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim_order(&self, claim: ClaimRequest) -> Result<ClaimOutcome> {
+        let _timed = roundtrips::timer("claim_order");
         let now = claim.ctx.at();
         let mut tx = self.begin().await?;
         roundtrips::add(1);
@@ -613,6 +650,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_order(&self, order_id: &OrderId, ctx: &EventContext) -> Result<bool> {
+        let _timed = roundtrips::timer("release_order");
         let now = ctx.at();
         let mut tx = self.begin().await?;
         roundtrips::add(1);
@@ -651,6 +689,7 @@ impl Store for SqliteStore {
         code: Option<&str>,
         ctx: &EventContext,
     ) -> Result<bool> {
+        let _timed = roundtrips::timer("fail_order");
         let kind = crate::shared::fail_event_kind(to)?;
         let now = ts(ctx.at());
         let mut tx = self.begin().await?;
@@ -685,6 +724,7 @@ impl Store for SqliteStore {
     }
 
     async fn settle(&self, s: Settlement) -> Result<Settled> {
+        let _timed = roundtrips::timer("settle");
         crate::shared::check_settlement(&s)?;
         let now = s.ctx.at();
         let mut tx = self.begin().await?;
@@ -818,6 +858,7 @@ impl Store for SqliteStore {
     }
 
     async fn open_orders(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Order>> {
+        let _timed = roundtrips::timer("open_orders");
         roundtrips::add(1);
         let rows = sqlx::query(OPEN_ORDERS)
             .bind(ts(older_than))
@@ -829,6 +870,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_enrollments(&self, user: UserId) -> Result<Vec<Enrollment>> {
+        let _timed = roundtrips::timer("list_enrollments");
         roundtrips::add(1);
         let rows = sqlx::query(LIST_ENROLLMENTS)
             .bind(user.0)
@@ -839,6 +881,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_enrollment(&self, id: EnrollmentId) -> Result<Option<Enrollment>> {
+        let _timed = roundtrips::timer("get_enrollment");
         roundtrips::add(1);
         let row = sqlx::query(GET_ENROLLMENT)
             .bind(id.0)
@@ -849,6 +892,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_payment(&self, id: PaymentId) -> Result<Option<Payment>> {
+        let _timed = roundtrips::timer("get_payment");
         roundtrips::add(1);
         let row = sqlx::query(GET_PAYMENT)
             .bind(id.0)
@@ -859,6 +903,7 @@ impl Store for SqliteStore {
     }
 
     async fn payment_for_order(&self, order_id: &OrderId) -> Result<Option<Payment>> {
+        let _timed = roundtrips::timer("payment_for_order");
         roundtrips::add(1);
         let row = sqlx::query(PAYMENT_FOR_ORDER)
             .bind(order_id.as_str())
@@ -869,6 +914,7 @@ impl Store for SqliteStore {
     }
 
     async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>> {
+        let _timed = roundtrips::timer("order_events");
         roundtrips::add(1);
         let rows = sqlx::query(ORDER_EVENTS)
             .bind(order_id.as_str())
@@ -1341,6 +1387,103 @@ impl Store for SqliteStore {
         Ok(AttemptSubmit::Submitted(row::attempt(&row)?))
     }
 
+    async fn lease_open_orders(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        older_than: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Order>> {
+        let _s = roundtrips::timer("lease_open_orders");
+        // BEGIN IMMEDIATE: no other writer between picking and leasing.
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let picked: Vec<String> = sqlx::query_scalar(LEASE_PICK)
+            .bind(ts(older_than))
+            .bind(ts(now))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let mut leased = Vec::with_capacity(picked.len());
+        for order_id in picked {
+            roundtrips::add(1);
+            let row = sqlx::query(LEASE_ORDER)
+                .bind(&order_id)
+                .bind(ts(lease_until))
+                .bind(owner)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlite)?;
+            leased.push(row::order(&row)?);
+        }
+        commit(tx).await?;
+        Ok(leased)
+    }
+
+    async fn open_order_backlog(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>)> {
+        let _s = roundtrips::statement("open_order_backlog");
+        let row = sqlx::query(OPEN_ORDER_BACKLOG)
+            .bind(ts(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        let oldest = match row.opt_text("oldest")? {
+            Some(t) => Some(parse_ts("oldest", &t)?),
+            None => None,
+        };
+        Ok((row.int("count")?, oldest))
+    }
+
+    async fn payment_controls(&self) -> Result<PaymentControls> {
+        let _s = roundtrips::statement("payment_controls");
+        let row = sqlx::query(PAYMENT_CONTROLS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        row::controls(&row)
+    }
+
+    async fn set_payments_paused(
+        &self,
+        paused: bool,
+        reason: Option<&str>,
+        ctx: &EventContext,
+    ) -> Result<PaymentControls> {
+        let _s = roundtrips::timer("set_payments_paused");
+        let mut tx = self.begin().await?;
+        roundtrips::add(1);
+        let row = sqlx::query(SET_PAYMENTS_PAUSED)
+            .bind(paused)
+            .bind(reason)
+            .bind(ts(ctx.at()))
+            .bind(&ctx.actor)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        let controls = row::controls(&row)?;
+        roundtrips::add(1);
+        sqlx::query(INSERT_CONTROL_EVENT)
+            .bind(if paused {
+                "payments.paused"
+            } else {
+                "payments.resumed"
+            })
+            .bind(&ctx.actor)
+            .bind(ctx.request_id.as_deref())
+            .bind(json!({ "reason": reason }).to_string())
+            .bind(ts(ctx.at()))
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlite)?;
+        commit(tx).await?;
+        Ok(controls)
+    }
+
     async fn remember_idempotency_key(
         &self,
         scope: &str,
@@ -1349,6 +1492,7 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<KeyUse> {
+        let _timed = roundtrips::timer("remember_idempotency_key");
         roundtrips::add(1);
         let fresh = sqlx::query(REMEMBER_KEY)
             .bind(scope)
@@ -1380,6 +1524,7 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool> {
+        let _timed = roundtrips::timer("remember_once");
         roundtrips::add(1);
         let row = sqlx::query(REMEMBER_ONCE)
             .bind(kind)

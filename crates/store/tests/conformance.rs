@@ -1867,6 +1867,131 @@ async fn enrollment_with_started_attempts_cannot_be_deleted(db: Db) {
     );
 }
 
+// --- operations: reconciler leases, backlog, pause switch ----------------------------------
+
+async fn lease_open_orders_leases_each_order_once(db: Db) {
+    let c = course(&db, 10_000).await;
+    let mut open = Vec::new();
+    for m in 0..6 {
+        open.push(order_at(&db, UserId::new(), &c, m).await);
+    }
+    let paid = order_at(&db, UserId::new(), &c, 0).await;
+    buy(&db, &paid, "pk_lease_paid").await;
+    let young = order_at(&db, UserId::new(), &c, 50).await;
+
+    // Two leasers at once, repeatedly: together they get every open order, never one twice.
+    let (a, b) = tokio::join!(
+        db.store.lease_open_orders("a", t(40), t(45), t(30), 4),
+        db.store.lease_open_orders("b", t(40), t(45), t(30), 4),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 6, "a={a:?} b={b:?}");
+    let ids: HashSet<OrderId> = a.iter().chain(&b).map(|o| o.order_id.clone()).collect();
+    assert_eq!(ids.len(), 6, "an order was leased twice");
+    assert!(!ids.contains(&paid.order_id));
+    assert!(!ids.contains(&young.order_id), "younger than older_than");
+    // Oldest first.
+    let first = if a.len() >= b.len() { &a } else { &b };
+    assert!(first.windows(2).all(|w| w[0].updated_at <= w[1].updated_at));
+
+    // While the leases hold, nobody gets them; once expired, they are free again.
+    let again = db
+        .store
+        .lease_open_orders("c", t(44), t(50), t(30), 100)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    let later = db
+        .store
+        .lease_open_orders("c", t(45), t(50), t(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 6);
+    // Leasing is not a state change: no event, updated_at unchanged.
+    let o = db
+        .store
+        .get_order(&open[0].order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.updated_at, open[0].updated_at);
+    assert_eq!(
+        kinds(&db.store.order_events(&o.order_id).await.unwrap()),
+        ["order.created"]
+    );
+}
+
+async fn concurrent_leasers_never_share(db: Db) {
+    let c = course(&db, 10_000).await;
+    for m in 0..20 {
+        order_at(&db, UserId::new(), &c, m).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .lease_open_orders(&format!("w{i}"), t(40), t(45), t(30), 5)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for task in tasks {
+        for o in task.await.unwrap() {
+            total += 1;
+            assert!(
+                seen.insert(o.order_id.clone()),
+                "{} leased twice",
+                o.order_id
+            );
+        }
+    }
+    assert_eq!(total, 20);
+}
+
+async fn open_order_backlog_counts_open_orders(db: Db) {
+    let empty = db.store.open_order_backlog(t(100)).await.unwrap();
+    assert_eq!(empty, (0, None));
+    let c = course(&db, 10_000).await;
+    let o1 = order_at(&db, UserId::new(), &c, 1).await;
+    let _o2 = order_at(&db, UserId::new(), &c, 2).await;
+    let paid = order_at(&db, UserId::new(), &c, 0).await;
+    buy(&db, &paid, "pk_backlog_paid").await;
+    claim(&db, &o1, "pk_backlog_1", 3).await;
+    let b = db.store.open_order_backlog(t(100)).await.unwrap();
+    assert_eq!(b, (2, Some(t(1))));
+}
+
+async fn pause_switch_is_stored_and_logged(db: Db) {
+    let initial = db.store.payment_controls().await.unwrap();
+    assert!(!initial.paused);
+    let paused = db
+        .store
+        .set_payments_paused(true, Some("amount mismatches"), &ctx("service_role", 5))
+        .await
+        .unwrap();
+    assert!(paused.paused);
+    assert_eq!(paused.reason.as_deref(), Some("amount mismatches"));
+    assert_eq!(paused.updated_by, "service_role");
+    assert_eq!(paused.updated_at, t(5));
+    assert_eq!(db.store.payment_controls().await.unwrap(), paused);
+    let resumed = db
+        .store
+        .set_payments_paused(false, None, &ctx("ops", 6))
+        .await
+        .unwrap();
+    assert!(!resumed.paused);
+    assert_eq!(resumed.reason, None);
+    assert_eq!(
+        db.raw
+            .count("SELECT count(*) FROM payment_events WHERE kind IN ('payments.paused', 'payments.resumed') AND order_id IS NULL")
+            .await,
+        2
+    );
+}
+
 fn kinds(events: &[store::Event]) -> Vec<&str> {
     events.iter().map(|e| e.kind.as_str()).collect()
 }
@@ -1916,6 +2041,10 @@ conformance!(
     events_are_appended_in_order_and_immutable,
     enrollment_foreign_keys,
     round_trips,
+    lease_open_orders_leases_each_order_once,
+    concurrent_leasers_never_share,
+    open_order_backlog_counts_open_orders,
+    pause_switch_is_stored_and_logged,
     refunds_begin_record_and_fail,
     concurrent_refund_requests_one_passes,
     concurrent_recordings_make_one_refund_row,

@@ -12,6 +12,7 @@ pub async fn checkout(app: &App, user: UserId, course_id: CourseId) -> Result<Or
         f.user_id = Some(user.to_string());
         f.course_id = Some(course_id.to_string());
     });
+    crate::ops::pause::ensure_not_paused(app).await?;
     let course = match app.store.get_course(course_id).await? {
         Some(c) if c.status == "PUBLISHED" => c,
         _ => return Err(Error::new(ErrorCode::CourseNotFound)),

@@ -67,6 +67,14 @@ pub async fn confirm(app: &App, user: UserId, input: ConfirmInput) -> Result<Con
         return Ok(hit);
     }
 
+    // Before the claim: a refused confirm leaves the order exactly as it was (PENDING, payable
+    // once payments resume or Toss recovers).
+    crate::ops::pause::ensure_not_paused(app).await?;
+    if let crate::ops::breaker::Admission::Refused(wait) = app.breaker.admit() {
+        return Err(Error::new(ErrorCode::PgUnavailable)
+            .with_detail("the payment provider is failing; try again shortly")
+            .with_retry_after(wait.as_secs().max(1)));
+    }
     let ev = event_ctx(format!("user:{user}"));
     let outcome = app
         .store

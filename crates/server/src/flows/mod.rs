@@ -7,6 +7,7 @@ pub mod checkout;
 pub mod confirm;
 pub mod enrollments;
 pub mod exams;
+pub mod reconcile;
 pub mod refunds;
 pub mod settle;
 pub mod webhook;

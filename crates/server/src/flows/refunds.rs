@@ -120,7 +120,7 @@ pub async fn refund(
                 &call_ctx(),
             )
             .await;
-        note_call(Operation::Cancel, started, &result);
+        note_call(app, Operation::Cancel, started, &result);
         let err = match result {
             Ok(view) => {
                 let rec = record_view(app, &payment, &view, "refund", &ev).await?;
@@ -238,7 +238,7 @@ async fn lookup_refund(
 ) -> Result<Option<CancellationRecorded>> {
     let started = std::time::Instant::now();
     let looked = app.toss.get_payment(payment_key, &call_ctx()).await;
-    note_call(Operation::Lookup, started, &looked);
+    note_call(app, Operation::Lookup, started, &looked);
     let view = match looked {
         Ok(v) => v,
         Err(e) => {
@@ -255,7 +255,7 @@ async fn lookup_refund(
 async fn sync_payment(app: &App, payment: &Payment, payment_key: &PaymentKey, ev: &EventContext) {
     let started = std::time::Instant::now();
     let looked = app.toss.get_payment(payment_key, &call_ctx()).await;
-    note_call(Operation::Lookup, started, &looked);
+    note_call(app, Operation::Lookup, started, &looked);
     match looked {
         Ok(view) if view.status.is_captured() => {
             if let Err(e) = record_view(app, payment, &view, "refund-sync", ev).await {
@@ -375,7 +375,7 @@ async fn reconcile_one(app: &App, refund: &Refund) -> Result<bool> {
             &call_ctx(),
         )
         .await;
-    note_call(Operation::Cancel, started, &result);
+    note_call(app, Operation::Cancel, started, &result);
     match result {
         Ok(view) => {
             record_view(app, &payment, &view, "reconciler", &ev).await?;

@@ -21,9 +21,11 @@ pub fn call_ctx() -> CallContext {
     }
 }
 
-/// Log one Toss call (operation, outcome, latency) for the request's trace, and count it in
-/// the Toss call metrics.
+/// Log one Toss call (operation, outcome, latency) for the request's trace, count it in the Toss
+/// call metrics and feed the circuit breaker: a provider failure (5xx, timeout, broken
+/// connection) counts against it, any answer from Toss (a decline included) proves it is up.
 pub(crate) fn note_call(
+    app: &App,
     op: Operation,
     started: std::time::Instant,
     result: &std::result::Result<PaymentView, TossError>,
@@ -45,6 +47,8 @@ pub(crate) fn note_call(
         latency_ms = started.elapsed().as_millis() as u64,
         "toss call"
     );
+    app.breaker
+        .record(matches!(result, Err(e) if e.is_provider_failure()));
 }
 
 /// The provider says this order's payment is captured: record it. Checks Toss's answer against
@@ -127,7 +131,7 @@ pub async fn confirm_with_provider(
             .toss
             .confirm(payment_key, &order.order_id, order.amount, &key, &call)
             .await;
-        note_call(Operation::Confirm, started, &result);
+        note_call(app, Operation::Confirm, started, &result);
         let err = match result {
             Ok(view) if view.status.is_captured() => {
                 return settle_view(app, order, &view, source, ev).await;
@@ -236,7 +240,7 @@ async fn lookup_and_settle(
 ) -> Result<Resolution> {
     let started = std::time::Instant::now();
     let looked = app.toss.get_payment(payment_key, &call_ctx()).await;
-    note_call(Operation::Lookup, started, &looked);
+    note_call(app, Operation::Lookup, started, &looked);
     let view = match looked {
         Ok(v) => v,
         Err(e) => {
@@ -302,7 +306,7 @@ pub async fn resolve_order(app: &App, order: Order, source: &str) -> Result<Orde
         .toss
         .get_payment_by_order(&order.order_id, &call_ctx())
         .await;
-    note_call(Operation::Lookup, started, &looked);
+    note_call(app, Operation::Lookup, started, &looked);
     match looked {
         Ok(view) => apply_view(app, &order, &view, source, &ev).await?,
         Err(TossError::Api { code, .. }) if code == "NOT_FOUND_PAYMENT" => {
@@ -351,6 +355,11 @@ pub async fn apply_view(
             if view.total_amount != order.amount {
                 // The buyer authenticated a different amount than we priced: never confirm it.
                 tracing::warn!(order_id = %order.order_id, "authenticated amount differs from order; not confirming");
+            } else if app.pause.is_paused(&app.store).await? {
+                // Paused means no new charges (ops::pause): Toss keeps the payment confirmable
+                // for its 10-minute window, so it is confirmed after a short pause and expires
+                // uncharged after a long one.
+                tracing::info!(order_id = %order.order_id, "payments paused; not confirming an authenticated payment");
             } else {
                 confirm_open_order(app, order, &view.payment_key, source, ev).await;
             }

@@ -1,11 +1,13 @@
 //! The HTTP surface (API.md). Middleware, outermost first: request context (request id, trace
-//! context, round-trip counter, the summary log line) → catch panic → CORS → body limit →
-//! routes. Auth is an extractor; errors are rendered in [`problem`] only. The `observe`
-//! middleware also records the request's metrics and feeds confirms to the alert evaluator.
+//! context, round-trip counter, the summary log line) → catch panic → CORS → rate limit →
+//! body limit → routes. Auth is an extractor; errors are rendered in [`problem`] only. The
+//! `observe` middleware also records the request's metrics and feeds confirms to the alert
+//! evaluator.
 
 pub mod client_ip;
 pub mod extract;
 pub mod lms;
+pub mod ops_routes;
 pub mod problem;
 pub mod routes;
 pub mod webhook;
@@ -37,6 +39,9 @@ pub fn router(app: App) -> Router {
         .route("/v1/i18n/{locale}", get(routes::i18n))
         .route("/v1/config", get(routes::public_config))
         .route("/v1/admin/courses", post(routes::create_course))
+        .route("/v1/admin/payments/pause", post(ops_routes::pause))
+        .route("/v1/admin/payments/resume", post(ops_routes::resume))
+        .route("/v1/admin/status", get(ops_routes::status))
         .route("/v1/courses", get(routes::list_courses))
         .route("/v1/courses/{courseId}", get(routes::get_course))
         .route("/v1/checkout", post(routes::checkout))
@@ -59,8 +64,13 @@ pub fn router(app: App) -> Router {
         )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(app);
-    let mut r = api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .with_state(app.clone());
+    let mut r =
+        api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(middleware::from_fn_with_state(
+                app,
+                crate::ops::ratelimit::limit,
+            ));
     if let Some(cors) = cors {
         r = r.layer(cors);
     }

@@ -1,0 +1,70 @@
+//! Operator endpoints (API.md "Operations"): the payments pause switch and the status page.
+
+use crate::App;
+use crate::error::{Error, Result};
+use crate::http::extract::{JsonObject, ServiceRole};
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+use store::PaymentControls;
+use time::format_description::well_known::Rfc3339;
+
+fn name(n: &'static str) {
+    crate::context::record(|f| f.function_name = Some(n));
+}
+
+fn controls_json(c: &PaymentControls) -> Value {
+    json!({
+        "paymentsPaused": c.paused, "pauseReason": c.reason,
+        "updatedAt": c.updated_at.format(&Rfc3339).unwrap_or_default(),
+        "updatedBy": c.updated_by,
+    })
+}
+
+/// `POST /v1/admin/payments/pause {"reason"}`.
+pub async fn pause(
+    State(app): State<App>,
+    _: ServiceRole,
+    body: JsonObject,
+) -> Result<Json<Value>> {
+    name("pause-payments");
+    let reason = body.str("reason")?.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(Error::invalid("reason: 1 to 500 characters"));
+    }
+    let c = app
+        .pause
+        .set(&app, true, Some(reason), "service_role")
+        .await?;
+    Ok(Json(controls_json(&c)))
+}
+
+/// `POST /v1/admin/payments/resume`.
+pub async fn resume(State(app): State<App>, _: ServiceRole) -> Result<Json<Value>> {
+    name("resume-payments");
+    let c = app.pause.set(&app, false, None, "service_role").await?;
+    Ok(Json(controls_json(&c)))
+}
+
+/// `GET /v1/admin/status`: pause switch, circuit, alerts, reconciler backlog.
+pub async fn status(State(app): State<App>, _: ServiceRole) -> Result<Json<Value>> {
+    name("admin-status");
+    let controls = app.store.payment_controls().await?;
+    let (state, failures) = app.breaker.snapshot();
+    let (backlog, oldest_age) = crate::flows::reconcile::backlog(&app).await?;
+    let last_run = app
+        .reconciler
+        .last_run_at()
+        .and_then(|t| t.format(&Rfc3339).ok());
+    Ok(Json(json!({
+        "paymentsPaused": controls.paused,
+        "pauseReason": controls.reason,
+        "circuit": {"state": state.as_str(), "consecutiveFailures": failures},
+        "alerts": [],
+        "reconciler": {
+            "backlog": backlog,
+            "oldestOpenOrderAgeSeconds": oldest_age,
+            "lastRunAt": last_run,
+        },
+    })))
+}
