@@ -376,6 +376,85 @@ async fn spawn_fast(backend: common::Backend, limits: bool) -> TestApp {
     .await
 }
 
+/// The operator's view joins every piece: the seed's three alert rules, the refund SLA backlog,
+/// and the circuit in both `GET /v1/admin/status` and `/metrics`; the reconciler pass also
+/// settles a refund whose answer was lost.
+async fn status_and_metrics_show_alerts_refunds_and_circuit(app: TestApp) {
+    let s = status(&app).await;
+    let rules: Vec<&str> = s["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 3, "{s}");
+    assert_eq!(s["refunds"]["slaSeconds"], 600);
+    assert_eq!(s["refunds"]["stuck"], 0);
+
+    // A refund whose cancel answer is lost and whose lookups fail stays REQUESTED...
+    let p = app.paid_in_window(10_000).await;
+    let c = app
+        .confirm(&p.token, &p.payment_key, &p.order_id, 10_000)
+        .await;
+    assert_eq!(c.status, StatusCode::OK);
+    let payment_id = c.body["paymentId"].as_str().unwrap().to_owned();
+    app.fault(
+        json!({"mode": "status5xx", "afterProcessing": true, "count": 1, "operations": ["cancel"]}),
+    )
+    .await;
+    app.fault(json!({"mode": "status5xx", "count": 20, "operations": ["lookup", "cancel"]}))
+        .await;
+    let r = app
+        .post(
+            &format!("/v1/payments/{payment_id}/refund"),
+            Some(&app.admin_token()),
+            &json!({"reason": "lost answer"}),
+        )
+        .await;
+    assert!(r.body["retryable"] == true, "{:?}", r.body);
+    clear_faults(&app).await;
+    // ...until the reconciler pass settles it with Toss (which did cancel).
+    // The failed lookups opened the circuit; the pass waits out the (test) cooldown of 0.5 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let report = loop {
+        let report = reconcile_once(&app.app, "instance-r").await.unwrap();
+        if !report.skipped_circuit_open || std::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(report.refunds_settled, 1, "{report:?}");
+    let me = app.get("/v1/me/enrollments", Some(&p.token)).await;
+    assert_eq!(me.body["items"][0]["status"], "REFUNDED");
+    assert_eq!(app.stats().await["cancelsExecuted"], 1);
+
+    // Open the circuit: five provider failures.
+    let q = app.paid_in_window(10_000).await;
+    app.fault(json!({"mode": "status5xx", "count": 5, "operations": ["lookup"]}))
+        .await;
+    for _ in 0..5 {
+        app.get(&format!("/v1/orders/{}", q.order_id), Some(&q.token))
+            .await;
+    }
+    assert_eq!(status(&app).await["circuit"]["state"], "open");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("coursepay_circuit_state") && l.ends_with(" 2")),
+        "circuit gauge open"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("coursepay_payments_paused"))
+    );
+}
+
 macro_rules! resilience_tests {
     ($($name:ident: $limits:expr),+ $(,)?) => {
         mod sqlite {
@@ -404,4 +483,5 @@ resilience_tests!(
     pause_reaches_every_instance_within_a_second: false,
     rate_limit_answers_429_then_recovers: true,
     reconcile_settles_lost_answers_once_with_two_instances: false,
+    status_and_metrics_show_alerts_refunds_and_circuit: false,
 );

@@ -711,6 +711,60 @@ async fn sandbox_deposit_callback_settles_end_to_end(backend: Backend) {
     assert_eq!(d.last().unwrap().event_type, "DEPOSIT_CALLBACK");
 }
 
+/// Toss approves and then fully cancels a payment we never heard of; the CANCELED delivery
+/// arrives before the DONE one. Both are re-read from Toss (which says CANCELED), so the order
+/// ends recorded and refunded — one payment, one refund, access revoked — in either order.
+async fn canceled_before_done_ends_refunded(backend: Backend) {
+    let t = spawn_with(backend, |_| {}).await;
+    for canceled_first in [true, false] {
+        let p = t.paid_in_window(10_000).await;
+        approve_at_toss(&t, &p).await;
+        let key = domain::PaymentKey::parse(&p.payment_key).unwrap();
+        let canceled = t
+            .app
+            .toss
+            .cancel(
+                &key,
+                "buyer changed their mind",
+                None,
+                None,
+                &domain::IdempotencyKey::parse(&format!("cancel-{}", p.order_id)).unwrap(),
+                &toss::CallContext::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(canceled.status, domain::PaymentStatus::Canceled);
+        let cancel_body = status_body(&p.payment_key, &p.order_id, "CANCELED");
+        let done_body = status_body(&p.payment_key, &p.order_id, "DONE");
+        let sequence = if canceled_first {
+            [cancel_body, done_body]
+        } else {
+            [done_body, cancel_body]
+        };
+        for body in sequence {
+            received(&deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now(), &body)).await);
+        }
+        assert_eq!(
+            status_of(&t, &p.order_id).await,
+            "REFUNDED",
+            "canceled_first={canceled_first}"
+        );
+        let order_id = domain::OrderId::parse(&p.order_id).unwrap();
+        let payment = t
+            .store
+            .payment_for_order(&order_id)
+            .await
+            .unwrap()
+            .expect("payment recorded");
+        assert_eq!(payment.status, domain::PaymentStatus::Canceled);
+        assert_eq!(payment.balance.won(), 0);
+        let refunds = t.store.payment_refunds(payment.id).await.unwrap();
+        assert_eq!(refunds.len(), 1, "one refund record");
+        let me = t.get("/v1/me/enrollments", Some(&p.token)).await;
+        assert_eq!(me.body["items"][0]["status"], "REFUNDED");
+    }
+}
+
 macro_rules! webhook_tests {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -750,4 +804,5 @@ webhook_tests!(
     ip_throttle_blocks_then_recovers,
     sandbox_delivered_webhook_settles_end_to_end,
     sandbox_deposit_callback_settles_end_to_end,
+    canceled_before_done_ends_refunded,
 );

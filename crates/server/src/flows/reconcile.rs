@@ -30,6 +30,8 @@ pub struct ReconcileReport {
     /// Still PENDING/CONFIRMING afterwards (Toss unreachable, buyer not done yet, paused).
     pub still_open: usize,
     pub errors: usize,
+    /// Refunds stuck in REQUESTED that this pass settled (DONE or FAILED) with Toss.
+    pub refunds_settled: usize,
     /// The circuit was open: Toss was not asked this pass.
     pub skipped_circuit_open: bool,
 }
@@ -93,8 +95,17 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
             }
         }
     }
+    // Refunds whose answer was lost meet Toss here too. Safe on several instances at once:
+    // a retried cancel carries the refund's own Idempotency-Key and recording is idempotent.
+    match crate::flows::refunds::reconcile_refunds(app, now - grace(app)).await {
+        Ok(n) => report.refunds_settled = n,
+        Err(e) => {
+            report.errors += 1;
+            tracing::warn!(target: "coursepay::reconcile", code = %e.code, "refund reconciliation failed");
+        }
+    }
     app.reconciler.ran(OffsetDateTime::now_utc());
-    if report.leased > 0 {
+    if report.leased > 0 || report.refunds_settled > 0 {
         tracing::info!(
             target: "coursepay::reconcile",
             instance,
@@ -104,6 +115,7 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
             expired = report.expired,
             still_open = report.still_open,
             errors = report.errors,
+            refunds_settled = report.refunds_settled,
             "reconcile pass"
         );
     }

@@ -56,11 +56,22 @@ pub async fn status(State(app): State<App>, _: ServiceRole) -> Result<Json<Value
         .reconciler
         .last_run_at()
         .and_then(|t| t.format(&Rfc3339).ok());
+    let stuck = crate::flows::refunds::stuck_refunds(&app).await?;
+    let oldest_stuck = stuck
+        .iter()
+        .map(|r| r.created_at)
+        .min()
+        .and_then(|t| t.format(&Rfc3339).ok());
     Ok(Json(json!({
         "paymentsPaused": controls.paused,
         "pauseReason": controls.reason,
         "circuit": {"state": state.as_str(), "consecutiveFailures": failures},
-        "alerts": [],
+        "alerts": crate::ops::alerts::alerts_snapshot(),
+        "refunds": {
+            "slaSeconds": crate::flows::refunds::REFUND_SLA.as_secs(),
+            "stuck": stuck.len(),
+            "oldestStuckCreatedAt": oldest_stuck,
+        },
         "reconciler": {
             "backlog": backlog,
             "oldestOpenOrderAgeSeconds": oldest_age,

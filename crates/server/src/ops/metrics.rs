@@ -308,6 +308,16 @@ pub fn render() -> String {
 pub async fn scrape(State(app): State<App>) -> Response {
     crate::context::record(|f| f.function_name = Some("metrics"));
     refresh_backlog(&app, OffsetDateTime::now_utc()).await;
+    // Circuit and pause are per-instance state read at scrape time: always current, and no
+    // hook in the breaker or the switch can be forgotten.
+    set_circuit_state(match app.breaker.snapshot().0 {
+        crate::ops::breaker::CircuitState::Closed => CircuitState::Closed,
+        crate::ops::breaker::CircuitState::HalfOpen => CircuitState::HalfOpen,
+        crate::ops::breaker::CircuitState::Open => CircuitState::Open,
+    });
+    if let Ok(paused) = app.pause.is_paused(&app.store).await {
+        set_payments_paused(paused);
+    }
     let mut resp = render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
