@@ -13,6 +13,7 @@ both_backends!(
     tokens_and_ownership_are_enforced,
     routing_errors_are_problems,
     no_secret_reaches_the_logs,
+    cors_preflight_allows_listed_origins_only,
 );
 
 async fn confirm_bad_bodies_are_400_and_change_nothing(app: TestApp) {
@@ -262,4 +263,75 @@ async fn no_secret_reaches_the_logs(app: TestApp) {
         !text.contains("Basic "),
         "an Authorization header reached the log"
     );
+}
+
+/// Seed §8 CORS: a preflight from a listed origin is answered with the headers the storefront
+/// sends (Authorization, Content-Type, X-Request-Id, Idempotency-Key, traceparent); an unlisted
+/// origin gets no CORS grant at all.
+async fn cors_preflight_allows_listed_origins_only(app: TestApp) {
+    let allowed = "http://localhost:5173"; // the development default of CORS_ALLOWED_ORIGINS
+    let r = app
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/payments/confirm", app.base),
+        )
+        .header("origin", allowed)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-request-id,idempotency-key,traceparent",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], allowed);
+    let allow_headers = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for needed in [
+        "authorization",
+        "content-type",
+        "x-request-id",
+        "idempotency-key",
+        "traceparent",
+    ] {
+        assert!(
+            allow_headers.contains(needed),
+            "{needed} missing from {allow_headers}"
+        );
+    }
+    assert!(
+        h.get("x-request-id").is_some(),
+        "preflights carry X-Request-Id too"
+    );
+    let r = app
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/payments/confirm", app.base),
+        )
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    // A simple request from the listed origin exposes the headers clients read.
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .header("origin", allowed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], allowed);
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id") && exposed.contains("idempotent-replayed"));
 }
