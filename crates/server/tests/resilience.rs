@@ -455,6 +455,42 @@ async fn status_and_metrics_show_alerts_refunds_and_circuit(app: TestApp) {
     );
 }
 
+/// While payments are paused (or the circuit is open), new confirms are refused, but a confirm
+/// that already succeeded is still answered as the replay it is — from the database, without
+/// Toss — so a buyer retrying never sees "unavailable" for a course they paid for.
+async fn replays_are_answered_while_paused(app: TestApp) {
+    let p = app.paid_in_window(10_000).await;
+    let first = app
+        .confirm(&p.token, &p.payment_key, &p.order_id, 10_000)
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let fresh = app.paid_in_window(10_000).await;
+    let r = app
+        .post(
+            "/v1/admin/payments/pause",
+            Some(&app.admin_token()),
+            &json!({"reason": "test"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    app.app
+        .replays
+        .forget(&OrderId::parse(&p.order_id).unwrap());
+    let again = app
+        .confirm(&p.token, &p.payment_key, &p.order_id, 10_000)
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(again.body["replayed"], true);
+    assert_eq!(again.body["enrollmentId"], first.body["enrollmentId"]);
+    let tampered = app.confirm(&p.token, &p.payment_key, &p.order_id, 1).await;
+    assert_eq!(tampered.code(), "E_PAYMENTS_PAUSED");
+    let blocked = app
+        .confirm(&fresh.token, &fresh.payment_key, &fresh.order_id, 10_000)
+        .await;
+    assert_eq!(blocked.code(), "E_PAYMENTS_PAUSED");
+    assert_eq!(app.confirm_calls().await, 1);
+}
+
 macro_rules! resilience_tests {
     ($($name:ident: $limits:expr),+ $(,)?) => {
         mod sqlite {
@@ -484,4 +520,5 @@ resilience_tests!(
     rate_limit_answers_429_then_recovers: true,
     reconcile_settles_lost_answers_once_with_two_instances: false,
     status_and_metrics_show_alerts_refunds_and_circuit: false,
+    replays_are_answered_while_paused: false,
 );

@@ -69,11 +69,33 @@ pub async fn confirm(app: &App, user: UserId, input: ConfirmInput) -> Result<Con
 
     // Before the claim: a refused confirm leaves the order exactly as it was (PENDING, payable
     // once payments resume or Toss recovers).
-    crate::ops::pause::ensure_not_paused(app).await?;
-    if let crate::ops::breaker::Admission::Refused(wait) = app.breaker.admit() {
-        return Err(Error::new(ErrorCode::PgUnavailable)
-            .with_detail("the payment provider is failing; try again shortly")
-            .with_retry_after(wait.as_secs().max(1)));
+    let refused = match crate::ops::pause::ensure_not_paused(app).await {
+        Err(e) => Some(e),
+        Ok(()) => match app.breaker.admit() {
+            crate::ops::breaker::Admission::Refused(wait) => Some(
+                Error::new(ErrorCode::PgUnavailable)
+                    .with_detail("the payment provider is failing; try again shortly")
+                    .with_retry_after(wait.as_secs().max(1)),
+            ),
+            _ => None,
+        },
+    };
+    if let Some(err) = refused {
+        // A paid order's replay needs neither new charges nor Toss: answer it even now, so a
+        // buyer retrying a confirm that succeeded never sees "unavailable" for a paid course.
+        return match app.store.get_order(&input.order_id).await? {
+            Some(order)
+                if order.status == OrderStatus::Paid
+                    && order.user_id == user
+                    && order.amount == input.amount
+                    && order.payment_key.as_ref() == Some(&input.payment_key) =>
+            {
+                let out = ConfirmOutput::from_paid(&order, true)?;
+                record_output(&out);
+                Ok(out)
+            }
+            _ => Err(err),
+        };
     }
     let ev = event_ctx(format!("user:{user}"));
     let outcome = app
