@@ -7,8 +7,8 @@
 //! then fires confirms while injecting faults: Toss 5xx bursts, timeouts, approvals whose answer
 //! is lost (`afterProcessing`), slow answers, client disconnects (short client timeouts),
 //! SIGKILL of the server at a random moment followed by a restart, `pg_terminate_backend` of
-//! the server's database connections, 50 concurrent duplicate confirms, and a confirm racing a
-//! settle-on-read. Then faults are cleared, some buyers retry or read their order, and the suite
+//! the server's database connections, 50 concurrent duplicate confirms, a confirm racing a
+//! settle-on-read, and every confirm racing the sandbox's signed webhook for the same payment. Then faults are cleared, some buyers retry or read their order, and the suite
 //! waits (polling, with a deadline) for the reconciler to settle everything Toss approved, and
 //! checks the invariants against the database and the sandbox's own records:
 //!
@@ -197,6 +197,14 @@ impl World {
             ("RUST_LOG", "info".to_owned()),
         ];
         self.server = Some(start(&["serve"], &envs, &self.log).await);
+        // Every status change at the sandbox is also delivered as a signed webhook to the
+        // (re)started server, so each schedule's confirms race Toss's webhooks as in production.
+        let url = format!("{}/v1/webhooks/toss", self.base());
+        self.sandbox_post(
+            "/sandbox/webhooks",
+            json!({"url": url, "secret": server::config::DEV_WEBHOOK_SECRET}),
+        )
+        .await;
     }
 
     fn base(&self) -> String {
