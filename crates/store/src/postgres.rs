@@ -1033,6 +1033,7 @@ impl Store for PgStore {
     }
 
     async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin> {
+        let _timed = roundtrips::timer("begin_refund");
         let now = new.ctx.at();
         for attempt in 1..=LMS_ATTEMPTS {
             roundtrips::add(1);
@@ -1077,6 +1078,7 @@ impl Store for PgStore {
     }
 
     async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
+        let _timed = roundtrips::timer("record_cancellation");
         let now = c.ctx.at();
         let txs: Vec<String> = c
             .cancels
@@ -1132,6 +1134,7 @@ impl Store for PgStore {
     }
 
     async fn fail_refund(&self, id: RefundId, code: &str, ctx: &EventContext) -> Result<bool> {
+        let _timed = roundtrips::timer("fail_refund");
         roundtrips::add(1);
         let moved: i64 = sqlx::query_scalar(FAIL_REFUND)
             .bind(id.0)
@@ -1146,6 +1149,7 @@ impl Store for PgStore {
     }
 
     async fn get_refund(&self, id: RefundId) -> Result<Option<Refund>> {
+        let _timed = roundtrips::timer("get_refund");
         roundtrips::add(1);
         let row = sqlx::query(GET_REFUND)
             .bind(id.0)
@@ -1156,6 +1160,7 @@ impl Store for PgStore {
     }
 
     async fn payment_refunds(&self, payment_id: PaymentId) -> Result<Vec<Refund>> {
+        let _timed = roundtrips::timer("payment_refunds");
         roundtrips::add(1);
         let rows = sqlx::query(PAYMENT_REFUNDS)
             .bind(payment_id.0)
@@ -1166,6 +1171,7 @@ impl Store for PgStore {
     }
 
     async fn stuck_refunds(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Refund>> {
+        let _timed = roundtrips::timer("stuck_refunds");
         roundtrips::add(1);
         let rows = sqlx::query(STUCK_REFUNDS)
             .bind(older_than)
@@ -1183,6 +1189,7 @@ impl Store for PgStore {
         max_attempts: u32,
         now: OffsetDateTime,
     ) -> Result<AttemptStart> {
+        let _timed = roundtrips::timer("start_attempt");
         let max = i64::from(max_attempts);
         for attempt in 1..=LMS_ATTEMPTS {
             roundtrips::add(1);
@@ -1218,6 +1225,7 @@ impl Store for PgStore {
     }
 
     async fn get_attempt(&self, id: AttemptId) -> Result<Option<ExamAttempt>> {
+        let _timed = roundtrips::timer("get_attempt");
         roundtrips::add(1);
         let row = sqlx::query(GET_ATTEMPT)
             .bind(id.0)
@@ -1233,6 +1241,7 @@ impl Store for PgStore {
         score: i32,
         now: OffsetDateTime,
     ) -> Result<AttemptSubmit> {
+        let _timed = roundtrips::timer("submit_attempt");
         roundtrips::add(1);
         let row = sqlx::query(SUBMIT_ATTEMPT)
             .bind(id.0)
@@ -1371,6 +1380,7 @@ impl Store for PgStore {
     }
 
     async fn forget_once(&self, kind: &str, token: &str) -> Result<()> {
+        let _timed = roundtrips::timer("forget_once");
         roundtrips::add(1);
         sqlx::query(FORGET_ONCE)
             .bind(kind)
@@ -1382,6 +1392,7 @@ impl Store for PgStore {
     }
 
     async fn record_deposit_secret(&self, order_id: &OrderId, secret: &str) -> Result<bool> {
+        let _timed = roundtrips::timer("record_deposit_secret");
         roundtrips::add(1);
         let row = sqlx::query(RECORD_DEPOSIT_SECRET)
             .bind(order_id.as_str())
@@ -1393,6 +1404,7 @@ impl Store for PgStore {
     }
 
     async fn deposit_secret(&self, order_id: &OrderId) -> Result<Option<String>> {
+        let _timed = roundtrips::timer("deposit_secret");
         roundtrips::add(1);
         let secret: Option<Option<String>> = sqlx::query_scalar(DEPOSIT_SECRET)
             .bind(order_id.as_str())

@@ -925,6 +925,7 @@ impl Store for SqliteStore {
     }
 
     async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin> {
+        let _timed = roundtrips::timer("begin_refund");
         let now = new.ctx.at();
         let mut tx = self.begin().await?;
         roundtrips::add(1);
@@ -1001,6 +1002,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
+        let _timed = roundtrips::timer("record_cancellation");
         let now = c.ctx.at();
         let mut tx = self.begin().await?;
         roundtrips::add(1);
@@ -1218,6 +1220,7 @@ impl Store for SqliteStore {
     }
 
     async fn fail_refund(&self, id: RefundId, code: &str, ctx: &EventContext) -> Result<bool> {
+        let _timed = roundtrips::timer("fail_refund");
         let now = ctx.at();
         let mut tx = self.begin().await?;
         roundtrips::add(1);
@@ -1256,6 +1259,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_refund(&self, id: RefundId) -> Result<Option<Refund>> {
+        let _timed = roundtrips::timer("get_refund");
         roundtrips::add(1);
         let row = sqlx::query(GET_REFUND)
             .bind(id.0)
@@ -1266,6 +1270,7 @@ impl Store for SqliteStore {
     }
 
     async fn payment_refunds(&self, payment_id: PaymentId) -> Result<Vec<Refund>> {
+        let _timed = roundtrips::timer("payment_refunds");
         roundtrips::add(1);
         let rows = sqlx::query(PAYMENT_REFUNDS)
             .bind(payment_id.0)
@@ -1276,6 +1281,7 @@ impl Store for SqliteStore {
     }
 
     async fn stuck_refunds(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Refund>> {
+        let _timed = roundtrips::timer("stuck_refunds");
         roundtrips::add(1);
         let rows = sqlx::query(STUCK_REFUNDS)
             .bind(ts(older_than))
@@ -1293,6 +1299,7 @@ impl Store for SqliteStore {
         max_attempts: u32,
         now: OffsetDateTime,
     ) -> Result<AttemptStart> {
+        let _timed = roundtrips::timer("start_attempt");
         let mut tx = self.begin().await?;
         roundtrips::add(1);
         let found: Option<(Uuid, String, i64)> = sqlx::query_as(ENROLLMENT_FOR_ATTEMPT)
@@ -1338,6 +1345,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_attempt(&self, id: AttemptId) -> Result<Option<ExamAttempt>> {
+        let _timed = roundtrips::timer("get_attempt");
         roundtrips::add(1);
         let row = sqlx::query(GET_ATTEMPT)
             .bind(id.0)
@@ -1353,6 +1361,7 @@ impl Store for SqliteStore {
         score: i32,
         now: OffsetDateTime,
     ) -> Result<AttemptSubmit> {
+        let _timed = roundtrips::timer("submit_attempt");
         let mut tx = self.begin().await?;
         roundtrips::add(1);
         let moved = sqlx::query(SUBMIT_ATTEMPT)
@@ -1538,6 +1547,7 @@ impl Store for SqliteStore {
     }
 
     async fn forget_once(&self, kind: &str, token: &str) -> Result<()> {
+        let _timed = roundtrips::timer("forget_once");
         roundtrips::add(1);
         sqlx::query(FORGET_ONCE)
             .bind(kind)
@@ -1549,6 +1559,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_deposit_secret(&self, order_id: &OrderId, secret: &str) -> Result<bool> {
+        let _timed = roundtrips::timer("record_deposit_secret");
         roundtrips::add(1);
         let row = sqlx::query(RECORD_DEPOSIT_SECRET)
             .bind(order_id.as_str())
@@ -1560,6 +1571,7 @@ impl Store for SqliteStore {
     }
 
     async fn deposit_secret(&self, order_id: &OrderId) -> Result<Option<String>> {
+        let _timed = roundtrips::timer("deposit_secret");
         roundtrips::add(1);
         let secret: Option<Option<String>> = sqlx::query_scalar(DEPOSIT_SECRET)
             .bind(order_id.as_str())
