@@ -397,11 +397,7 @@ async fn log_line_is_complete_on_every_error_class(app: TestApp) {
         );
         let line = assert_error_line(&r, &id, Some("confirm-payment"));
         assert_eq!(line["level"], "ERROR");
-        app.http
-            .delete(format!("{}/toss-sandbox/sandbox/faults", app.base))
-            .send()
-            .await
-            .unwrap();
+        app.clear_faults().await;
     }
 
     // No credential anywhere in the log: tokens, keys, the Basic auth header sent to Toss.

@@ -336,12 +336,7 @@ async fn provider_timeout_is_504_and_settled_later_on_read(app: TestApp) {
     assert_eq!(r.code(), "E_PG_TIMEOUT");
     assert_eq!(r.body["retryable"], true);
     assert_eq!(app.order(&p.order_id).await.status, OrderStatus::Confirming);
-    app.get("/toss-sandbox/sandbox/stats", None).await;
-    app.http
-        .delete(format!("{}/toss-sandbox/sandbox/faults", app.base))
-        .send()
-        .await
-        .unwrap();
+    app.clear_faults().await;
     // Never guessed: the next read asks Toss and settles.
     let r = app
         .get(&format!("/v1/orders/{}", p.order_id), Some(&p.token))
@@ -387,11 +382,7 @@ async fn provider_5xx_without_approval_is_retryable_and_changes_nothing(app: Tes
     );
     assert_eq!(r.body["retryable"], true);
     assert!(app.store.list_enrollments(p.user).await.unwrap().is_empty());
-    app.http
-        .delete(format!("{}/toss-sandbox/sandbox/faults", app.base))
-        .send()
-        .await
-        .unwrap();
+    app.clear_faults().await;
     // Toss is back: the retry (or the order read) completes it exactly once.
     let r = app
         .get(&format!("/v1/orders/{}", p.order_id), Some(&p.token))

@@ -21,14 +21,6 @@ async fn status(app: &TestApp) -> Value {
     r.body
 }
 
-async fn clear_faults(app: &TestApp) {
-    app.http
-        .delete(format!("{}/toss-sandbox/sandbox/faults", app.base))
-        .send()
-        .await
-        .unwrap();
-}
-
 /// Toss approves the payment, but our server never hears of it (as if its confirm's answer
 /// was lost and it crashed): the order stays PENDING here, DONE at Toss.
 async fn approve_behind_our_back(app: &TestApp, order_id: &str, payment_key: &str, amount: i64) {
@@ -310,7 +302,7 @@ async fn reconcile_settles_lost_answers_once_with_two_instances(app: TestApp) {
         .confirm(&a.token, &a.payment_key, &a.order_id, 10_000)
         .await;
     assert!(r.status.is_server_error(), "{:?}", r.body);
-    clear_faults(&app).await;
+    app.clear_faults().await;
     assert_eq!(app.order(&a.order_id).await.status, OrderStatus::Confirming);
     // B: the confirm never reached Toss (5xx before processing), lookup failed too:
     // CONFIRMING here, IN_PROGRESS there.
@@ -323,7 +315,7 @@ async fn reconcile_settles_lost_answers_once_with_two_instances(app: TestApp) {
         .confirm(&b.token, &b.payment_key, &b.order_id, 10_000)
         .await;
     assert!(r.status.is_server_error(), "{:?}", r.body);
-    clear_faults(&app).await;
+    app.clear_faults().await;
     assert_eq!(app.order(&b.order_id).await.status, OrderStatus::Confirming);
     assert_eq!(app.stats().await["confirmsExecuted"], 1);
     let backlog = status(&app).await["reconciler"]["backlog"]
@@ -412,7 +404,7 @@ async fn status_and_metrics_show_alerts_refunds_and_circuit(app: TestApp) {
         )
         .await;
     assert!(r.body["retryable"] == true, "{:?}", r.body);
-    clear_faults(&app).await;
+    app.clear_faults().await;
     // ...until the reconciler pass settles it with Toss (which did cancel).
     // The failed lookups opened the circuit; the pass waits out the (test) cooldown of 0.5 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -497,13 +497,7 @@ async fn lookup_failure_is_503_and_a_retry_processes(backend: Backend) {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert!(r.headers.get("retry-after").is_some());
     assert_eq!(status_of(&t, &p.order_id).await, "PENDING");
-    let cleared = t
-        .http
-        .delete(format!("{}/toss-sandbox/sandbox/faults", t.base))
-        .send()
-        .await
-        .unwrap();
-    assert!(cleared.status().is_success());
+    t.clear_faults().await;
     // Toss's retry: same transmission id, re-signed by the relay.
     let mut retry = signed(DEV_WEBHOOK_SECRET, now() - 1, &body);
     retry.push((

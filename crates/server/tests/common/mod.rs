@@ -216,6 +216,17 @@ impl TestApp {
         self.stats().await["confirmCalls"].as_u64().unwrap()
     }
 
+    /// `DELETE /sandbox/faults`: Toss is healthy again.
+    pub async fn clear_faults(&self) {
+        let r = self
+            .http
+            .delete(format!("{}/toss-sandbox/sandbox/faults", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
     pub async fn fault(&self, fault: Value) {
         let r = self
             .post("/toss-sandbox/sandbox/faults", None, &fault)
