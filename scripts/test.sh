@@ -55,8 +55,22 @@ ensure_redis() {
   redis_up || { log "Redis did not come up"; exit 1; }
 }
 
+# The doc-snippet test (crates/cli/tests/doc_snippets.rs) runs the docs' shell blocks, which use
+# curl, jq and openssl.
+ensure_doc_tools() {
+  local missing=()
+  for tool in curl jq openssl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} for the doc snippets (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 ensure_postgres
 ensure_redis
+ensure_doc_tools
 export TEST_REDIS_URL="redis://127.0.0.1:6379"
 # COURSEPAY_TEST_DB lets concurrent runs on one machine use separate databases.
 DB="${COURSEPAY_TEST_DB:-coursepay_test}"

@@ -3,7 +3,8 @@
 //! - `serve`: the service (zero configuration: SQLite file + built-in Toss sandbox).
 //! - `migrate`: apply database migrations.
 //! - `sandbox`: the Toss sandbox alone.
-//! - `token`: mint a development JWT.
+//! - `token`: mint an admin or user JWT signed with the JWT secret (for development, and for an
+//!   operator holding the production secret).
 //! - `webhook sign|send`: sign a webhook body with WEBHOOK_SECRET, print or post it.
 
 mod webhook;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::DynStore;
 
+/// The service's whole variable table, for `serve --help`.
 fn env_help() -> String {
     let mut s = String::from("Environment variables (all optional in development):\n");
     for (name, what) in VARIABLES {
@@ -23,8 +25,49 @@ fn env_help() -> String {
     s
 }
 
+/// The lines of [`VARIABLES`] for `names`: what another subcommand's `--help` lists.
+fn env_subset(names: &[&str]) -> String {
+    let mut s = String::from("Environment variables it reads:\n");
+    for name in names {
+        let what = VARIABLES
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, w)| *w);
+        s.push_str(&format!("  {name:<28} {what}\n"));
+    }
+    s
+}
+
+fn migrate_help() -> String {
+    env_subset(&["DATABASE_URL"])
+}
+
+fn token_help() -> String {
+    format!(
+        "{}\nThe token is an HS256 JWT signed with JWT_SECRET (or SUPABASE_JWT_SECRET), the secret \
+         the server verifies tokens with; in development both default to the same public \
+         development secret. With COURSEPAY_ENV=production the secret must be set (the \
+         development one is refused). Another way to get an admin token in production: \
+         Supabase's service-role key (SUPABASE_SERVICE_ROLE_KEY) is such a token.",
+        env_subset(&["COURSEPAY_ENV", "JWT_SECRET"])
+    )
+}
+
+fn webhook_help() -> String {
+    "Environment variables it reads:\n  WEBHOOK_SECRET               the signing key (default; \
+     --secret-env names another variable). At least 32 bytes, as the server requires; in \
+     development it defaults to the server's development secret.\n"
+        .to_owned()
+}
+
 #[derive(Parser)]
-#[command(name = "coursepay", version, about = "Payment confirmation and enrollment for course platforms selling through Toss Payments", after_help = env_help())]
+#[command(
+    name = "coursepay",
+    version,
+    about = "Payment confirmation and enrollment for course platforms selling through Toss Payments",
+    after_help = "Each subcommand's --help lists the environment variables it reads; \
+                  `coursepay serve --help` has the service's whole configuration."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,10 +80,15 @@ enum Command {
     #[command(after_help = env_help())]
     Serve,
     /// Apply database migrations to DATABASE_URL (or the default SQLite file) and exit.
-    #[command(after_help = env_help())]
+    #[command(after_help = migrate_help())]
     Migrate,
     /// Run the Toss sandbox alone (a faithful fake of the Toss Payments API).
+    #[command(
+        after_help = "Environment variables it reads: the three above, and WEBHOOK_SECRET (signs \
+                      the webhooks it delivers; unset: delivered unsigned)."
+    )]
     Sandbox {
+        /// Address to listen on (port 0: any free port; the address is printed).
         #[arg(long, default_value = "127.0.0.1:8090", env = "SANDBOX_LISTEN_ADDR")]
         listen: String,
         /// Deliver webhooks to this URL.
@@ -51,7 +99,9 @@ enum Command {
         #[arg(long, default_value_t = 30_000, env = "SANDBOX_TIMEOUT_HANG_MS")]
         timeout_hang_ms: u64,
     },
-    /// Mint a development token (refused when COURSEPAY_ENV=production).
+    /// Print a bearer token for the API: an admin (service_role) or a user token, signed with
+    /// JWT_SECRET.
+    #[command(after_help = token_help())]
     Token {
         /// User id (UUID) for an end-user token; omit with --role service_role.
         #[arg(long)]
@@ -65,6 +115,7 @@ enum Command {
     },
     /// Sign a webhook body with WEBHOOK_SECRET (X-Timestamp + X-Signature) and print or post
     /// it: for testing a deployment and key rotations.
+    #[command(after_help = webhook_help())]
     Webhook {
         #[command(subcommand)]
         action: WebhookAction,
@@ -74,25 +125,35 @@ enum Command {
 #[derive(Subcommand)]
 enum WebhookAction {
     /// Print the X-Timestamp and X-Signature headers for the file's exact bytes.
+    #[command(after_help = webhook_help())]
     Sign {
+        /// The body to sign, byte for byte (a JSON file).
         #[arg(long)]
         file: String,
-        /// Unix seconds (default: now).
+        /// X-Timestamp in Unix seconds (default: now).
         #[arg(long)]
         timestamp: Option<i64>,
         /// Environment variable holding the secret.
         #[arg(long, default_value = "WEBHOOK_SECRET")]
         secret_env: String,
     },
-    /// Sign the file and POST it; prints the HTTP status and the answer.
+    /// Sign a body and POST it; prints the HTTP status and the answer, fails unless 2xx.
+    #[command(after_help = webhook_help())]
     Send {
+        /// The body to send, byte for byte (a JSON file).
+        #[arg(long, required_unless_present = "probe", conflicts_with = "probe")]
+        file: Option<String>,
+        /// Send a probe event instead of a file: an event type the server accepts and ignores,
+        /// with a fresh id, so repeated checks are never refused as replays.
         #[arg(long)]
-        file: String,
-        /// e.g. https://pay.example.com/v1/webhooks/toss
+        probe: bool,
+        /// The receiver, e.g. https://pay.example.com/v1/webhooks/toss.
         #[arg(long)]
         url: String,
+        /// X-Timestamp in Unix seconds (default: now).
         #[arg(long)]
         timestamp: Option<i64>,
+        /// Environment variable holding the secret.
         #[arg(long, default_value = "WEBHOOK_SECRET")]
         secret_env: String,
         /// Sent as tosspayments-webhook-transmission-id.
@@ -125,11 +186,19 @@ async fn main() -> ExitCode {
             } => webhook::sign(&file, timestamp, &secret_env),
             WebhookAction::Send {
                 file,
+                probe: _,
                 url,
                 timestamp,
                 secret_env,
                 transmission_id,
-            } => webhook::send(&file, &url, timestamp, &secret_env, transmission_id).await,
+            } => {
+                // clap requires exactly one of --file and --probe.
+                let body = match file {
+                    Some(f) => webhook::Body::File(f),
+                    None => webhook::Body::Probe,
+                };
+                webhook::send(&body, &url, timestamp, &secret_env, transmission_id).await
+            }
         },
     };
     match result {
@@ -145,16 +214,14 @@ fn config() -> Result<Config, String> {
     Config::from_env().map_err(|e| e.to_string())
 }
 
-async fn open_store(config: &Config) -> Result<DynStore, String> {
-    let url = config
-        .database_url
-        .clone()
-        .unwrap_or_else(|| "sqlite://coursepay.db".to_owned());
+async fn open_store(database_url: Option<String>) -> Result<DynStore, String> {
+    let url = database_url.unwrap_or_else(|| "sqlite://coursepay.db".to_owned());
     let store: DynStore = if url.starts_with("postgres") {
+        // The store's error names host, port and database and what to check.
         Arc::new(
             store::postgres::PgStore::connect(&url)
                 .await
-                .map_err(|e| format!("connecting to PostgreSQL: {e}"))?,
+                .map_err(|e| e.to_string())?,
         )
     } else if url.starts_with("sqlite") {
         Arc::new(
@@ -173,8 +240,12 @@ async fn open_store(config: &Config) -> Result<DynStore, String> {
 }
 
 async fn migrate() -> Result<(), String> {
-    let config = config()?;
-    open_store(&config).await?;
+    // DATABASE_URL is all it needs: the rest of the service's configuration is not checked.
+    let database_url = std::env::var("DATABASE_URL")
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    open_store(database_url).await?;
     eprintln!("coursepay: migrations applied");
     Ok(())
 }
@@ -182,7 +253,7 @@ async fn migrate() -> Result<(), String> {
 async fn serve() -> Result<(), String> {
     let config = config()?;
     server::logging::init();
-    let store = open_store(&config).await?;
+    let store = open_store(config.database_url.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .map_err(|e| format!("binding {}: {e}", config.listen_addr))?;
@@ -312,12 +383,41 @@ async fn sandbox(
         .map_err(|e| e.to_string())
 }
 
+/// Reads only COURSEPAY_ENV and the JWT secret: minting a token needs nothing else, so an
+/// incomplete production configuration is not this command's business.
 fn token(user: Option<String>, role: String, ttl: i64) -> Result<(), String> {
-    let config = config()?;
-    if config.env == Environment::Production {
-        return Err("token minting is for development only".into());
+    let var = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let production = matches!(
+        var("COURSEPAY_ENV").as_deref(),
+        Some("production") | Some("prod")
+    );
+    let secret = var("JWT_SECRET").or_else(|| var("SUPABASE_JWT_SECRET"));
+    let secret = match secret {
+        Some(s) if production && s == server::config::DEV_JWT_SECRET => {
+            return Err(
+                "JWT_SECRET is the public development secret, refused with COURSEPAY_ENV=production"
+                    .into(),
+            );
+        }
+        Some(s) => s,
+        None if production => {
+            return Err("coursepay token signs an admin or user token with the JWT secret the \
+                 server verifies tokens with. With COURSEPAY_ENV=production set JWT_SECRET (or \
+                 SUPABASE_JWT_SECRET) to the deployment's secret, or use Supabase's service-role \
+                 key (SUPABASE_SERVICE_ROLE_KEY) as the admin token"
+                .into());
+        }
+        None => server::config::DEV_JWT_SECRET.to_owned(),
+    };
+    if ttl <= 0 {
+        return Err("--ttl must be a positive number of seconds".into());
     }
-    let keys = server::auth::JwtKeys::new(&config.jwt_secret);
+    let keys = server::auth::JwtKeys::new(&secrecy::SecretString::from(secret));
     let user = match (role.as_str(), user) {
         ("service_role", _) => None,
         ("authenticated", Some(u)) => {
@@ -330,4 +430,32 @@ fn token(user: Option<String>, role: String, ttl: i64) -> Result<(), String> {
     };
     println!("{}", keys.mint(user, ttl));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks, and a description on every flag of every subcommand.
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+        fn walk(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "{path} --{id} has no description"
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&Cli::command(), "coursepay");
+    }
 }

@@ -7,44 +7,83 @@
 use secrecy::ExposeSecret;
 use server::webhook::signature::sign_x_signature;
 
-/// The secret named by `--secret-env` (default WEBHOOK_SECRET). For WEBHOOK_SECRET itself the
-/// service's own configuration rules apply, so in development the development secret is used.
-fn secret(env_name: &str) -> Result<String, String> {
-    match std::env::var(env_name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-        _ if env_name == "WEBHOOK_SECRET" => server::config::Config::from_env()
-            .map(|c| c.webhook_secret.expose_secret().to_owned())
-            .map_err(|e| e.to_string()),
-        _ => Err(format!("{env_name} is not set")),
+/// The shortest secret the server accepts (its configuration refuses shorter ones), so a key
+/// this command signs with would also work there.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The event type of `send --probe`: authentic probes are answered 200 and otherwise ignored.
+pub const PROBE_EVENT: &str = "coursepay.rotation-probe";
+
+/// What `send` posts.
+pub enum Body {
+    /// A file's exact bytes.
+    File(String),
+    /// A probe event with a fresh id: two probes never share a signature, so checking several
+    /// instances (which share the replay guard) within one second is never answered 409.
+    Probe,
+}
+
+impl Body {
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Body::File(file) => std::fs::read(file).map_err(|e| format!("reading {file}: {e}")),
+            Body::Probe => Ok(serde_json::json!({
+                "eventType": PROBE_EVENT,
+                "probeId": uuid::Uuid::new_v4().to_string(),
+            })
+            .to_string()
+            .into_bytes()),
+        }
     }
 }
 
+/// The secret named by `--secret-env` (default WEBHOOK_SECRET). For WEBHOOK_SECRET itself the
+/// service's own configuration rules apply, so in development the development secret is used.
+fn secret(env_name: &str) -> Result<String, String> {
+    let secret = match std::env::var(env_name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
+        _ if env_name == "WEBHOOK_SECRET" => server::config::Config::from_env()
+            .map(|c| c.webhook_secret.expose_secret().to_owned())
+            .map_err(|e| e.to_string())?,
+        _ => return Err(format!("{env_name} is not set")),
+    };
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "{env_name} is {} bytes; the server refuses webhook secrets shorter than \
+             {MIN_SECRET_BYTES} bytes (make one with: openssl rand -hex 32)",
+            secret.len()
+        ));
+    }
+    Ok(secret)
+}
+
 fn signed(
-    file: &str,
+    body: &Body,
     timestamp: Option<i64>,
     secret_env: &str,
 ) -> Result<(Vec<u8>, String, String), String> {
-    let body = std::fs::read(file).map_err(|e| format!("reading {file}: {e}"))?;
+    let secret = secret(secret_env)?;
+    let body = body.bytes()?;
     let ts = timestamp.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
-    let (ts, sig) = sign_x_signature(secret(secret_env)?.as_bytes(), ts, &body);
+    let (ts, sig) = sign_x_signature(secret.as_bytes(), ts, &body);
     Ok((body, ts, sig))
 }
 
 pub fn sign(file: &str, timestamp: Option<i64>, secret_env: &str) -> Result<(), String> {
-    let (_, ts, sig) = signed(file, timestamp, secret_env)?;
+    let (_, ts, sig) = signed(&Body::File(file.to_owned()), timestamp, secret_env)?;
     println!("X-Timestamp: {ts}");
     println!("X-Signature: {sig}");
     Ok(())
 }
 
 pub async fn send(
-    file: &str,
+    body: &Body,
     url: &str,
     timestamp: Option<i64>,
     secret_env: &str,
     transmission_id: Option<String>,
 ) -> Result<(), String> {
-    let (body, ts, sig) = signed(file, timestamp, secret_env)?;
+    let (body, ts, sig) = signed(body, timestamp, secret_env)?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(15))
         .build()
@@ -85,7 +124,8 @@ mod tests {
         std::fs::write(&path, b"{ \"eventType\" : \"x\" }\n").unwrap();
         // Setting a variable is `unsafe` in edition 2024 and the workspace forbids unsafe code,
         // so the test signs with a variable every environment has.
-        let (body, ts, sig) = signed(path.to_str().unwrap(), Some(1_700_000_000), "PATH").unwrap();
+        let file = Body::File(path.to_str().unwrap().to_owned());
+        let (body, ts, sig) = signed(&file, Some(1_700_000_000), "PATH").unwrap();
         let path_secret = std::env::var("PATH").unwrap();
         assert_eq!(body, b"{ \"eventType\" : \"x\" }\n");
         assert_eq!(ts, "1700000000");
@@ -99,7 +139,12 @@ mod tests {
             )
             .is_ok()
         );
-        assert!(signed(path.to_str().unwrap(), None, "COURSEPAY_SURELY_UNSET_VAR").is_err());
+        assert!(signed(&file, None, "COURSEPAY_SURELY_UNSET_VAR").is_err());
+        // Two probes never share a body, so never a signature.
+        let (a, ..) = signed(&Body::Probe, Some(1_700_000_000), "PATH").unwrap();
+        let (b, ..) = signed(&Body::Probe, Some(1_700_000_000), "PATH").unwrap();
+        assert_ne!(a, b);
+        assert!(String::from_utf8(a).unwrap().contains(PROBE_EVENT));
         std::fs::remove_file(path).unwrap();
     }
 }

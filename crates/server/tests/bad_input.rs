@@ -14,6 +14,7 @@ both_backends!(
     routing_errors_are_problems,
     no_secret_reaches_the_logs,
     cors_preflight_allows_listed_origins_only,
+    problem_titles_follow_accept_language,
 );
 
 async fn confirm_bad_bodies_are_400_and_change_nothing(app: TestApp) {
@@ -334,4 +335,60 @@ async fn cors_preflight_allows_listed_origins_only(app: TestApp) {
         .unwrap()
         .to_ascii_lowercase();
     assert!(exposed.contains("x-request-id") && exposed.contains("idempotent-replayed"));
+}
+
+/// `title` (and `detail` when it is the code's fixed text) in the request's language, Korean by
+/// default; `code` and a field-naming `detail` never change.
+async fn problem_titles_follow_accept_language(app: TestApp) {
+    use domain::{ErrorCode, Locale};
+    let (_, token) = app.new_user();
+    let get = |lang: Option<&'static str>, path: &'static str, token: Option<String>| {
+        let mut req = app.http.get(format!("{}{}", app.base, path));
+        if let Some(l) = lang {
+            req = req.header("accept-language", l);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+            assert!(ct.starts_with("application/problem+json"), "{ct}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let unknown_order = "/v1/orders/ord_doesnotexist";
+    let cases = [
+        (None, Locale::Ko),
+        (Some("en"), Locale::En),
+        (Some("en-US,en;q=0.9,ko;q=0.8"), Locale::En),
+        (Some("ko-KR,ko;q=0.9,en;q=0.8"), Locale::Ko),
+        (Some("fr-FR"), Locale::Ko),
+        (Some("fr, en;q=0.5"), Locale::En),
+    ];
+    for (lang, want) in cases {
+        let b = get(lang, unknown_order, Some(token.clone())).await;
+        assert_eq!(b["code"], "E_ORDER_NOT_FOUND", "{lang:?}");
+        let text = ErrorCode::OrderNotFound.message(want);
+        assert_eq!(b["title"], text, "{lang:?}: {b}");
+        assert_eq!(b["detail"], text, "{lang:?}: {b}");
+    }
+    // Refusals by an extractor (no token) and by the router follow it too.
+    let b = get(Some("en"), unknown_order, None).await;
+    assert_eq!(b["code"], "E_UNAUTHORIZED");
+    assert_eq!(b["title"], ErrorCode::Unauthorized.message(Locale::En));
+    let b = get(None, "/v1/no-such-route", None).await;
+    assert_eq!(b["title"], ErrorCode::NotFound.message(Locale::Ko));
+    // A detail that names the field stays as it is; only the title is translated.
+    let r = app
+        .post_raw(
+            "/v1/checkout",
+            Some(&token),
+            br#"{"courseId": 7}"#.to_vec(),
+            &[("accept-language", "ko")],
+        )
+        .await;
+    assert_eq!(r.code(), "E_INVALID_REQUEST");
+    assert_eq!(r.body["title"], ErrorCode::InvalidRequest.message(Locale::Ko));
+    assert!(r.body["detail"].as_str().unwrap().contains("courseId"), "{}", r.body);
 }

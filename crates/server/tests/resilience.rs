@@ -380,6 +380,17 @@ async fn status_and_metrics_show_alerts_refunds_and_circuit(app: TestApp) {
         .map(|a| a["rule"].as_str().unwrap())
         .collect();
     assert_eq!(rules.len(), 3, "{s}");
+    // Each rule shows its value against its threshold and its volume against its gate.
+    for a in s["alerts"].as_array().unwrap() {
+        assert!(a["value"].is_number() && a["threshold"].is_number(), "{a}");
+        let (samples, min) = (a["samples"].as_u64().unwrap(), a["minSamples"].as_u64().unwrap());
+        assert!(min > 0, "{a}");
+        match a["state"].as_str().unwrap() {
+            "not enough data" => assert!(samples < min, "{a}"),
+            "ok" | "firing" => assert!(samples >= min, "{a}"),
+            other => panic!("unexpected state {other}: {a}"),
+        }
+    }
     assert_eq!(s["refunds"]["slaSeconds"], 600);
     assert_eq!(s["refunds"]["stuck"], 0);
 

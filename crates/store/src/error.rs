@@ -38,7 +38,9 @@ pub(crate) fn from_pg(err: sqlx::Error) -> StoreError {
             };
             return StoreError::Constraint(name);
         }
-        return StoreError::Other(err.to_string());
+        // The server's message and SQLSTATE only: the driver's Display appends the position in
+        // PostgreSQL's own C source ("at line 948"), which means nothing to an operator.
+        return StoreError::Other(format!("{} (SQLSTATE {code})", db.message()));
     }
     common(err)
 }

@@ -48,10 +48,29 @@ pub struct PgStore {
 impl PgStore {
     /// Connect with a `postgres://` URL. Fails with [`StoreError::Unavailable`] when the
     /// server cannot be reached.
+    /// Errors name the host, port and database (never the user or password) and say what to
+    /// check.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("bad database URL: {e}")))?;
-        Self::connect_with(options).await
+        // The parse error may quote the URL, password included: not repeated.
+        let options = PgConnectOptions::from_str(url).map_err(|_| {
+            StoreError::Other(
+                "the database URL is not a valid postgres://user:password@host:port/database URL"
+                    .into(),
+            )
+        })?;
+        let target = format!("{}:{}", options.get_host(), options.get_port());
+        let database = options.get_database().unwrap_or("(the user's default)").to_owned();
+        Self::connect_with(options).await.map_err(|e| match e {
+            StoreError::Unavailable(cause) => StoreError::Unavailable(format!(
+                "cannot reach PostgreSQL at {target}: {cause}. Check that the server is running \
+                 and reachable from here, and the host and port in the database URL"
+            )),
+            StoreError::Other(cause) | StoreError::Constraint(cause) => StoreError::Other(format!(
+                "PostgreSQL at {target} refused the connection to database {database}: {cause}. \
+                 Check the user, password and database name in the database URL"
+            )),
+            other => other,
+        })
     }
 
     /// Connect with prepared options (e.g. a `search_path` for a test schema).

@@ -355,7 +355,23 @@ fn classify_send_error(e: reqwest::Error) -> TossError {
     if e.is_timeout() {
         TossError::Timeout
     } else if e.is_connect() {
-        TossError::Connect(e.without_url().to_string())
+        // Host and port (never the path or the Authorization header) and what to check.
+        let target = e
+            .url()
+            .map(|u| {
+                format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or("?"),
+                    u.port_or_known_default().unwrap_or(0)
+                )
+            })
+            .unwrap_or_else(|| "the provider".to_owned());
+        let cause = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.without_url().to_string());
+        TossError::Connect(format!(
+            "{target}: {cause} (check TOSS_API_BASE and that this host can reach it)"
+        ))
     } else {
         TossError::Network(e.without_url().to_string())
     }

@@ -7,6 +7,7 @@
 pub mod client_ip;
 pub mod extract;
 pub mod lms;
+pub mod locale;
 pub mod ops_routes;
 pub mod problem;
 pub mod routes;
@@ -84,6 +85,7 @@ pub fn layers(router: Router) -> Router {
     crate::ops::metrics::install();
     router
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(locale::scope))
         .layer(middleware::from_fn(observe))
 }
 

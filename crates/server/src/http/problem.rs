@@ -1,5 +1,6 @@
 //! The one place an [`Error`] becomes an HTTP answer: RFC 9457 problem+json with the catalog's
 //! code, status and retryable flag, and the request id. Internal causes go to the log only.
+//! `title` follows the request's language ([`crate::http::locale`]).
 
 use crate::error::Error;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -17,11 +18,13 @@ impl IntoResponse for Error {
         }
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // In the request's language (Accept-Language; Korean by default). `code` never changes.
+        let title = code.message(crate::http::locale::current());
         let mut body = json!({
             "type": format!("urn:coursepay:error:{}", code.as_str()),
-            "title": code.title(),
+            "title": title,
             "status": code.http_status(),
-            "detail": self.detail.clone().unwrap_or_else(|| code.title().to_owned()),
+            "detail": self.detail.clone().unwrap_or_else(|| title.to_owned()),
             "code": code.as_str(),
             "requestId": crate::context::request_id(),
             "retryable": code.retryable(),

@@ -95,18 +95,58 @@ struct RuleState {
     firing: bool,
     since: Option<OffsetDateTime>,
     value: f64,
+    /// The volume the gate counts (see [`Reading::samples`]).
+    samples: usize,
+    /// Whether the minimum volume was met at the last evaluation.
+    enough: bool,
 }
+
+/// What the status report says when a rule's minimum volume is not met: its value is then
+/// not evidence of anything, whatever it is ("ok" would claim health nobody measured).
+pub const NOT_ENOUGH_DATA: &str = "not enough data";
 
 /// One rule's state, as `GET /v1/admin/status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AlertState {
     pub rule: &'static str,
-    /// "firing" or "ok".
+    /// "firing", "ok", or [`NOT_ENOUGH_DATA`] when `samples` < `min_samples`.
     pub state: &'static str,
     pub value: f64,
     pub threshold: f64,
+    /// The volume the rule needs before it can fire (the gate).
+    pub min_samples: usize,
+    /// The volume it has now: confirms in the hour, approval attempts in 5 minutes, or, for
+    /// latency, the fewest confirms in one of the last 15 complete minutes.
+    pub samples: usize,
+    /// What `samples` counts, in words.
+    pub gate: &'static str,
     /// When the rule last changed state (RFC 3339), null if it never did.
     pub since: Option<String>,
+}
+
+/// The gate of each rule: (minimum volume, what is counted).
+pub fn gate(rule: &str) -> (usize, &'static str) {
+    match rule {
+        AMOUNT_MISMATCH => (MISMATCH_MIN_CONFIRMS, "confirms in the last hour"),
+        APPROVAL_FAILURE => (
+            APPROVAL_MIN_ATTEMPTS,
+            "approval attempts in the last 5 minutes",
+        ),
+        _ => (
+            LATENCY_MIN_PER_MINUTE,
+            "confirms in each of the last 15 complete minutes (the fewest is shown)",
+        ),
+    }
+}
+
+/// One evaluation of one rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reading {
+    firing: bool,
+    value: f64,
+    samples: usize,
+    enough: bool,
 }
 
 /// A rule changing state.
@@ -192,8 +232,8 @@ impl Evaluator {
             .filter(move |s| s.at > from && s.at <= now)
     }
 
-    /// (firing?, value) of each rule at `now`, in [`RULES`] order.
-    fn compute(&self, now: i64) -> [(bool, f64); 3] {
+    /// Each rule at `now`, in [`RULES`] order.
+    fn compute(&self, now: i64) -> [Reading; 3] {
         let (mut confirms, mut mismatches) = (0usize, 0usize);
         for s in self.window(now, MISMATCH_WINDOW) {
             confirms += 1;
@@ -206,10 +246,12 @@ impl Evaluator {
         } else {
             mismatches as f64 * 1000.0 / confirms as f64
         };
-        let mismatch = (
-            confirms >= MISMATCH_MIN_CONFIRMS && per_1000 >= MISMATCH_PER_1000,
-            per_1000,
-        );
+        let mismatch = Reading {
+            firing: confirms >= MISMATCH_MIN_CONFIRMS && per_1000 >= MISMATCH_PER_1000,
+            value: per_1000,
+            samples: confirms,
+            enough: confirms >= MISMATCH_MIN_CONFIRMS,
+        };
 
         let (mut attempts, mut failures) = (0usize, 0usize);
         for s in self.window(now, APPROVAL_WINDOW) {
@@ -227,15 +269,19 @@ impl Evaluator {
         } else {
             failures as f64 / attempts as f64
         };
-        let approval = (
-            attempts >= APPROVAL_MIN_ATTEMPTS && ratio > APPROVAL_MAX_FAILURE,
-            ratio,
-        );
+        let approval = Reading {
+            firing: attempts >= APPROVAL_MIN_ATTEMPTS && ratio > APPROVAL_MAX_FAILURE,
+            value: ratio,
+            samples: attempts,
+            enough: attempts >= APPROVAL_MIN_ATTEMPTS,
+        };
 
-        // Complete minutes only: the current one is still filling.
+        // Complete minutes only: the current one is still filling. Value: the lowest p95 of
+        // the minutes that had any confirm (0 when none had).
         let this_minute = now.div_euclid(60);
         let mut sustained = true;
         let mut lowest_p95 = f64::INFINITY;
+        let mut fewest = usize::MAX;
         for m in (this_minute - LATENCY_SUSTAIN_MINUTES)..this_minute {
             let mut lat: Vec<f64> = self
                 .samples
@@ -243,10 +289,12 @@ impl Evaluator {
                 .filter(|s| s.at.div_euclid(60) == m)
                 .map(|s| s.latency_ms)
                 .collect();
+            fewest = fewest.min(lat.len());
             if lat.len() < LATENCY_MIN_PER_MINUTE {
                 sustained = false;
-                lowest_p95 = 0.0;
-                break;
+            }
+            if lat.is_empty() {
+                continue;
             }
             let p95 = p95(&mut lat);
             lowest_p95 = lowest_p95.min(p95);
@@ -254,7 +302,16 @@ impl Evaluator {
                 sustained = false;
             }
         }
-        let latency = (sustained, lowest_p95);
+        let latency = Reading {
+            firing: sustained,
+            value: if lowest_p95.is_finite() {
+                lowest_p95
+            } else {
+                0.0
+            },
+            samples: fewest,
+            enough: fewest >= LATENCY_MIN_PER_MINUTE,
+        };
         [mismatch, approval, latency]
     }
 
@@ -264,9 +321,17 @@ impl Evaluator {
         self.prune(t);
         let results = self.compute(t);
         let mut changes = Vec::new();
-        for (i, (firing, value)) in results.into_iter().enumerate() {
+        for (i, reading) in results.into_iter().enumerate() {
+            let Reading {
+                firing,
+                value,
+                samples,
+                enough,
+            } = reading;
             let st = &mut self.states[i];
             st.value = value;
+            st.samples = samples;
+            st.enough = enough;
             if st.firing != firing {
                 st.firing = firing;
                 st.since = Some(now);
@@ -288,9 +353,18 @@ impl Evaluator {
             .zip(self.states.iter())
             .map(|(rule, st)| AlertState {
                 rule,
-                state: if st.firing { "firing" } else { "ok" },
+                state: if st.firing {
+                    "firing"
+                } else if !st.enough {
+                    NOT_ENOUGH_DATA
+                } else {
+                    "ok"
+                },
                 value: round(st.value),
                 threshold: threshold(rule),
+                min_samples: gate(rule).0,
+                samples: st.samples,
+                gate: gate(rule).1,
                 since: st.since.and_then(|t| {
                     t.format(&time::format_description::well_known::Rfc3339)
                         .ok()
@@ -622,6 +696,45 @@ mod tests {
             feed(&mut ev, minute(m), "enrolled", 10, ms(3000));
         }
         assert!(ev.evaluate(minute(16)).is_empty());
+    }
+
+    /// A value far above its threshold under the minimum volume is "not enough data", never
+    /// "ok", and the report says how much data there is and how much is needed.
+    #[test]
+    fn status_says_not_enough_data_below_the_gate() {
+        let mut ev = Evaluator::new();
+        // Before any evaluation nothing was measured.
+        assert_eq!(state(&ev, APPROVAL_FAILURE).state, NOT_ENOUGH_DATA);
+        feed(&mut ev, T0, "E_PG_UNAVAILABLE", 5, ms(10));
+        feed(&mut ev, T0, "E_AMOUNT_MISMATCH", 3, ms(10));
+        assert!(ev.evaluate(T0).is_empty());
+        let s = state(&ev, APPROVAL_FAILURE);
+        assert_eq!(s.state, NOT_ENOUGH_DATA);
+        assert_eq!((s.value, s.threshold), (1.0, APPROVAL_MAX_FAILURE));
+        assert_eq!((s.samples, s.min_samples), (5, APPROVAL_MIN_ATTEMPTS));
+        let s = state(&ev, AMOUNT_MISMATCH);
+        assert_eq!(s.state, NOT_ENOUGH_DATA);
+        assert_eq!((s.samples, s.min_samples), (8, MISMATCH_MIN_CONFIRMS));
+        assert!(s.value > 100.0, "{s:?}");
+        let json = serde_json::to_value(&s).unwrap();
+        for field in ["rule", "state", "value", "threshold", "minSamples", "samples", "gate"] {
+            assert!(json.get(field).is_some(), "{field} in {json}");
+        }
+        // Slow confirms in only some minutes: the fewest per minute is shown.
+        let minute = |m: i64| T0 + time::Duration::minutes(m);
+        for m in 0..15 {
+            feed(&mut ev, minute(m), "enrolled", if m == 3 { 1 } else { 5 }, ms(4000));
+        }
+        ev.evaluate(minute(15));
+        let s = state(&ev, CONFIRM_LATENCY);
+        assert_eq!(s.state, NOT_ENOUGH_DATA);
+        assert_eq!((s.samples, s.min_samples, s.value), (1, 3, 4000.0));
+        // Enough healthy volume: "ok".
+        feed(&mut ev, minute(15), "enrolled", APPROVAL_MIN_ATTEMPTS, ms(10));
+        ev.evaluate(minute(15) + time::Duration::seconds(1));
+        let s = state(&ev, APPROVAL_FAILURE);
+        assert_eq!(s.state, "ok", "{s:?}");
+        assert!(s.samples >= APPROVAL_MIN_ATTEMPTS);
     }
 
     #[test]
