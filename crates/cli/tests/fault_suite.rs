@@ -1,4 +1,4 @@
-//! The fault suite (issue 4, "the proof"): seeded, replayable schedules of failures against the
+//! The fault suite ("the proof" that recovery works): seeded, replayable schedules of failures against the
 //! REAL binary — `coursepay serve` on a fresh PostgreSQL database, talking over HTTP to a
 //! `coursepay sandbox` child process (a separate process, so Toss's records survive when the
 //! server is SIGKILLed).

@@ -1,4 +1,4 @@
-//! Resilience on both stores (issue 4): the circuit breaker opens after exactly five provider
+//! Resilience on both stores: the circuit breaker opens after exactly five provider
 //! failures and recovers through a half-open probe; the pause switch blocks new charges but not
 //! the settling of money Toss already took; rate limits answer 429 with Retry-After and
 //! recover; the reconciler settles orders whose answer was lost, once, even when two instances

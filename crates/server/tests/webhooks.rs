@@ -1,4 +1,4 @@
-//! `POST /v1/webhooks/toss` end to end on both stores: QA 5, every way a signature can be
+//! `POST /v1/webhooks/toss` end to end on both stores: the seed's QA scenario 5 (docs/seed.md), every way a signature can be
 //! wrong, rotation, replay, Toss retries, out-of-order deliveries, forged bodies, provider
 //! outages, virtual-account deposits, the IP throttle and the sandbox delivering to us.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -97,7 +97,7 @@ fn secrets(current: &str, previous: Option<&str>) -> impl FnOnce(&mut Config) {
     }
 }
 
-// --- QA 5 and every way to be wrong ---------------------------------------------------------
+// --- seed QA 5 and every way to be wrong -------------------------------------------------
 
 async fn qa5_tampered_signature_is_401(backend: Backend) {
     let t = spawn_with(backend, |_| {}).await;

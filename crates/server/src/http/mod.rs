@@ -1,4 +1,4 @@
-//! The HTTP surface (API.md). Middleware, outermost first: request context (request id, trace
+//! The HTTP surface (docs/api.md). Middleware, outermost first: request context (request id, trace
 //! context, round-trip counter, the summary log line) → catch panic → CORS → rate limit →
 //! body limit → routes. Auth is an extractor; errors are rendered in [`problem`] only. The
 //! `observe` middleware also records the request's metrics and feeds confirms to the alert
