@@ -406,11 +406,13 @@ fn token(user: Option<String>, role: String, ttl: i64) -> Result<(), String> {
         }
         Some(s) => s,
         None if production => {
-            return Err("coursepay token signs an admin or user token with the JWT secret the \
+            return Err(
+                "coursepay token signs an admin or user token with the JWT secret the \
                  server verifies tokens with. With COURSEPAY_ENV=production set JWT_SECRET (or \
                  SUPABASE_JWT_SECRET) to the deployment's secret, or use Supabase's service-role \
                  key (SUPABASE_SERVICE_ROLE_KEY) as the admin token"
-                .into());
+                    .into(),
+            );
         }
         None => server::config::DEV_JWT_SECRET.to_owned(),
     };
@@ -447,10 +449,7 @@ mod tests {
                 if id == "help" || id == "version" {
                     continue;
                 }
-                assert!(
-                    arg.get_help().is_some(),
-                    "{path} --{id} has no description"
-                );
+                assert!(arg.get_help().is_some(), "{path} --{id} has no description");
             }
             for sub in cmd.get_subcommands() {
                 walk(sub, &format!("{path} {}", sub.get_name()));

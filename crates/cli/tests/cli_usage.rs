@@ -36,16 +36,33 @@ fn each_subcommand_lists_the_variables_it_reads() {
     }
     let migrate = help(&["migrate", "--help"]);
     assert!(migrate.contains("DATABASE_URL"), "{migrate}");
-    for unused in ["TOSS_SECRET_KEY", "WEBHOOK_SECRET", "JWT_SECRET", "CORS_ALLOWED_ORIGINS"] {
-        assert!(!migrate.contains(unused), "migrate --help lists {unused}:\n{migrate}");
+    for unused in [
+        "TOSS_SECRET_KEY",
+        "WEBHOOK_SECRET",
+        "JWT_SECRET",
+        "CORS_ALLOWED_ORIGINS",
+    ] {
+        assert!(
+            !migrate.contains(unused),
+            "migrate --help lists {unused}:\n{migrate}"
+        );
     }
     let token = help(&["token", "--help"]);
-    assert!(token.contains("JWT_SECRET") && token.contains("signed"), "{token}");
+    assert!(
+        token.contains("JWT_SECRET") && token.contains("signed"),
+        "{token}"
+    );
     assert!(!token.contains("TOSS_SECRET_KEY"), "{token}");
     let top = help(&["--help"]);
-    assert!(!top.contains("TOSS_SECRET_KEY"), "the top-level help repeats the table:\n{top}");
+    assert!(
+        !top.contains("TOSS_SECRET_KEY"),
+        "the top-level help repeats the table:\n{top}"
+    );
     let sign = help(&["webhook", "sign", "--help"]);
-    assert!(sign.contains("WEBHOOK_SECRET") && sign.contains("32 bytes"), "{sign}");
+    assert!(
+        sign.contains("WEBHOOK_SECRET") && sign.contains("32 bytes"),
+        "{sign}"
+    );
 }
 
 fn server_variables() -> Vec<String> {
@@ -77,7 +94,10 @@ fn database_connection_errors_name_host_and_port_not_credentials() {
     // Port 9 (discard) on loopback: nothing listens there.
     let out = coursepay(
         &["migrate"],
-        &[("DATABASE_URL", "postgres://app:hunter2-secret@127.0.0.1:9/coursepay")],
+        &[(
+            "DATABASE_URL",
+            "postgres://app:hunter2-secret@127.0.0.1:9/coursepay",
+        )],
     );
     assert!(!out.status.success());
     let msg = text(&out);
@@ -91,13 +111,22 @@ fn database_connection_errors_name_host_and_port_not_credentials() {
 fn token_says_what_it_is_for_in_production() {
     let out = coursepay(
         &["token", "--role", "service_role"],
-        &[("COURSEPAY_ENV", "production"), ("TOSS_SECRET_KEY", "test_sk_x")],
+        &[
+            ("COURSEPAY_ENV", "production"),
+            ("TOSS_SECRET_KEY", "test_sk_x"),
+        ],
     );
     assert!(!out.status.success());
     let msg = text(&out);
     // One explanation, not the service's list of configuration errors.
-    assert!(msg.contains("JWT_SECRET") && msg.contains("service-role key"), "{msg}");
-    assert!(!msg.contains("DATABASE_URL") && !msg.contains("TOSS_API_BASE"), "{msg}");
+    assert!(
+        msg.contains("JWT_SECRET") && msg.contains("service-role key"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("DATABASE_URL") && !msg.contains("TOSS_API_BASE"),
+        "{msg}"
+    );
     let out = coursepay(
         &["token", "--role", "service_role"],
         &[

@@ -117,10 +117,7 @@ fn scratch(name: &str) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "coursepay-{name}-{}-{nanos}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("coursepay-{name}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -134,7 +131,10 @@ fn base_env(cmd: &mut Command, bin_dir: &Path, jwt_secret: &str) {
     );
     cmd.env_clear()
         .env("PATH", path)
-        .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+        .env(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+        )
         .env("LANG", "C.UTF-8")
         .env("TERM", "dumb")
         .env("JWT_SECRET", jwt_secret);
@@ -271,14 +271,13 @@ impl Session {
                 Ok(_) => continue,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     kill_group(&mut self.child);
-                    return Err((format!("timed out after {} s", timeout.as_secs()), read_out()));
+                    return Err((
+                        format!("timed out after {} s", timeout.as_secs()),
+                        read_out(),
+                    ));
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self
-                        .child
-                        .wait()
-                        .map(|s| s.to_string())
-                        .unwrap_or_default();
+                    let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
                     return Err((format!("failed ({status})"), read_out()));
                 }
             }
@@ -391,8 +390,16 @@ fn the_block_parser() {
     assert_eq!(blocks[0].text, "echo 1\n");
     assert_eq!(blocks[2].text, "A=1\n  echo $A\n");
     assert_eq!(blocks[3].text, "```sh\n");
-    assert!(fenced_blocks("```\nls\n```\n").unwrap_err().contains("line 1"));
-    assert!(fenced_blocks("```sh\nls\n").unwrap_err().contains("never closed"));
+    assert!(
+        fenced_blocks("```\nls\n```\n")
+            .unwrap_err()
+            .contains("line 1")
+    );
+    assert!(
+        fenced_blocks("```sh\nls\n")
+            .unwrap_err()
+            .contains("never closed")
+    );
 }
 
 /// A failing block is reported, and a variable set by one block reaches the next.
@@ -403,7 +410,8 @@ fn a_session_carries_variables_and_reports_failures() {
     let mut s = Session::start(&bin, &dir, "x");
     assert_eq!(s.run(0, "A=41\n", Duration::from_secs(10)).unwrap(), "");
     assert_eq!(
-        s.run(1, "echo $((A + 1))\n", Duration::from_secs(10)).unwrap(),
+        s.run(1, "echo $((A + 1))\n", Duration::from_secs(10))
+            .unwrap(),
         "42\n"
     );
     // Unset variables and failures inside pipelines fail the block.
@@ -413,7 +421,11 @@ fn a_session_carries_variables_and_reports_failures() {
     assert!(why.contains("failed"), "{why}");
     let mut s = Session::start(&bin, &dir, "x");
     let (_, out) = s
-        .run(0, "echo before\nfalse | cat\necho after\n", Duration::from_secs(10))
+        .run(
+            0,
+            "echo before\nfalse | cat\necho after\n",
+            Duration::from_secs(10),
+        )
         .unwrap_err();
     assert_eq!(out, "before\n");
     let mut s = Session::start(&bin, &dir, "x");

@@ -389,6 +389,13 @@ async fn problem_titles_follow_accept_language(app: TestApp) {
         )
         .await;
     assert_eq!(r.code(), "E_INVALID_REQUEST");
-    assert_eq!(r.body["title"], ErrorCode::InvalidRequest.message(Locale::Ko));
-    assert!(r.body["detail"].as_str().unwrap().contains("courseId"), "{}", r.body);
+    assert_eq!(
+        r.body["title"],
+        ErrorCode::InvalidRequest.message(Locale::Ko)
+    );
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("courseId"),
+        "{}",
+        r.body
+    );
 }

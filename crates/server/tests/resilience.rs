@@ -383,7 +383,10 @@ async fn status_and_metrics_show_alerts_refunds_and_circuit(app: TestApp) {
     // Each rule shows its value against its threshold and its volume against its gate.
     for a in s["alerts"].as_array().unwrap() {
         assert!(a["value"].is_number() && a["threshold"].is_number(), "{a}");
-        let (samples, min) = (a["samples"].as_u64().unwrap(), a["minSamples"].as_u64().unwrap());
+        let (samples, min) = (
+            a["samples"].as_u64().unwrap(),
+            a["minSamples"].as_u64().unwrap(),
+        );
         assert!(min > 0, "{a}");
         match a["state"].as_str().unwrap() {
             "not enough data" => assert!(samples < min, "{a}"),

@@ -59,7 +59,10 @@ impl PgStore {
             )
         })?;
         let target = format!("{}:{}", options.get_host(), options.get_port());
-        let database = options.get_database().unwrap_or("(the user's default)").to_owned();
+        let database = options
+            .get_database()
+            .unwrap_or("(the user's default)")
+            .to_owned();
         Self::connect_with(options).await.map_err(|e| match e {
             StoreError::Unavailable(cause) => StoreError::Unavailable(format!(
                 "cannot reach PostgreSQL at {target}: {cause}. Check that the server is running \

@@ -84,6 +84,9 @@ mod tests {
     #[tokio::test]
     async fn default_outside_a_request_and_scoped_inside() {
         assert_eq!(current(), Locale::Ko);
-        assert_eq!(LOCALE.scope(Locale::En, async { current() }).await, Locale::En);
+        assert_eq!(
+            LOCALE.scope(Locale::En, async { current() }).await,
+            Locale::En
+        );
     }
 }

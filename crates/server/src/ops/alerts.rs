@@ -717,20 +717,40 @@ mod tests {
         assert_eq!((s.samples, s.min_samples), (8, MISMATCH_MIN_CONFIRMS));
         assert!(s.value > 100.0, "{s:?}");
         let json = serde_json::to_value(&s).unwrap();
-        for field in ["rule", "state", "value", "threshold", "minSamples", "samples", "gate"] {
+        for field in [
+            "rule",
+            "state",
+            "value",
+            "threshold",
+            "minSamples",
+            "samples",
+            "gate",
+        ] {
             assert!(json.get(field).is_some(), "{field} in {json}");
         }
         // Slow confirms in only some minutes: the fewest per minute is shown.
         let minute = |m: i64| T0 + time::Duration::minutes(m);
         for m in 0..15 {
-            feed(&mut ev, minute(m), "enrolled", if m == 3 { 1 } else { 5 }, ms(4000));
+            feed(
+                &mut ev,
+                minute(m),
+                "enrolled",
+                if m == 3 { 1 } else { 5 },
+                ms(4000),
+            );
         }
         ev.evaluate(minute(15));
         let s = state(&ev, CONFIRM_LATENCY);
         assert_eq!(s.state, NOT_ENOUGH_DATA);
         assert_eq!((s.samples, s.min_samples, s.value), (1, 3, 4000.0));
         // Enough healthy volume: "ok".
-        feed(&mut ev, minute(15), "enrolled", APPROVAL_MIN_ATTEMPTS, ms(10));
+        feed(
+            &mut ev,
+            minute(15),
+            "enrolled",
+            APPROVAL_MIN_ATTEMPTS,
+            ms(10),
+        );
         ev.evaluate(minute(15) + time::Duration::seconds(1));
         let s = state(&ev, APPROVAL_FAILURE);
         assert_eq!(s.state, "ok", "{s:?}");
