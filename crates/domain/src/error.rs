@@ -197,7 +197,8 @@ impl ErrorCode {
         }
     }
 
-    /// Short English title for problem+json's `title`.
+    /// The English message. (problem+json's `title` is in the request's language: Korean by
+    /// default, English on `Accept-Language: en`.)
     pub fn title(self) -> &'static str {
         self.message(Locale::En)
     }

@@ -1,8 +1,8 @@
-//! The HTTP surface (docs/api.md). Middleware, outermost first: request context (request id, trace
-//! context, round-trip counter, the summary log line) → catch panic → CORS → rate limit →
-//! body limit → routes. Auth is an extractor; errors are rendered in [`problem`] only. The
-//! `observe` middleware also records the request's metrics and feeds confirms to the alert
-//! evaluator.
+//! The HTTP surface (docs/api.md). Middleware, outermost first: request context (request id,
+//! trace context, round-trip counter, the summary log line) → locale (Accept-Language,
+//! [`locale`]) → catch panic → CORS → rate limit → body limit → routes. Auth is an extractor;
+//! errors are rendered in [`problem`] only. The `observe` middleware also records the request's
+//! metrics and feeds confirms to the alert evaluator.
 
 pub mod client_ip;
 pub mod extract;
