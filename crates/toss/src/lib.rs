@@ -411,6 +411,30 @@ mod tests {
         assert!(api(500, "FAILED_INTERNAL_SYSTEM_PROCESSING").is_provider_failure());
     }
 
+    /// A provider that cannot be reached is named by host and port, with what to check; the
+    /// key never appears.
+    #[tokio::test]
+    async fn connect_errors_name_host_and_port() {
+        let c = TossClient::new(TossConfig {
+            api_base: "http://127.0.0.1:9".into(),
+            secret_key: "test_sk_supersecret".into(),
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let order = OrderId::parse("order-123456").unwrap();
+        let err = c
+            .get_payment_by_order(&order, &CallContext::default())
+            .await
+            .unwrap_err();
+        let TossError::Connect(msg) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(msg.contains("127.0.0.1:9"), "{msg}");
+        assert!(msg.contains("TOSS_API_BASE"), "{msg}");
+        assert!(!err.to_string().contains("supersecret"));
+    }
+
     #[test]
     fn debug_hides_the_key() {
         let c = TossClient::new(TossConfig {
