@@ -499,7 +499,7 @@ async fn lookup_failure_is_503_and_a_retry_processes(backend: Backend) {
     assert_eq!(status_of(&t, &p.order_id).await, "PENDING");
     t.clear_faults().await;
     // Toss's retry: same transmission id, re-signed by the relay.
-    let mut retry = signed(DEV_WEBHOOK_SECRET, now() - 1, &body);
+    let mut retry = signed(DEV_WEBHOOK_SECRET, now() + 1, &body);
     retry.push((
         "tosspayments-webhook-transmission-id".into(),
         "tx-retry-1".into(),
