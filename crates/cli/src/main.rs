@@ -5,7 +5,9 @@
 //! - `sandbox`: the Toss sandbox alone.
 //! - `token`: mint a development JWT.
 //! - `webhook sign|send`: sign a webhook body with WEBHOOK_SECRET, print or post it.
+//! - `preflight`: check a running deployment against the production checklist.
 
+mod preflight;
 mod webhook;
 
 use clap::{Parser, Subcommand};
@@ -69,6 +71,10 @@ enum Command {
         #[command(subcommand)]
         action: WebhookAction,
     },
+    /// Check a running deployment against the production checklist and print its tables with
+    /// each row's status and evidence. Exit 0: every required row passes; 1: some do not;
+    /// 2: could not run.
+    Preflight(preflight::Args),
 }
 
 #[derive(Subcommand)]
@@ -109,6 +115,7 @@ const DEMO_COURSE_ID: &str = "00000000-0000-4000-8000-00000000c0a1";
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Preflight(args) => return ExitCode::from(preflight::run(args).await),
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
         Command::Sandbox {
