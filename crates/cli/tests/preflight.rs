@@ -91,7 +91,10 @@ async fn preflight(args: &[&str], envs: &[(&str, &str)]) -> (i32, Value) {
     let text = std::fs::read_to_string(&out)
         .unwrap_or_else(|e| panic!("no report ({e}); exit {code}; stderr:\n{stderr}"));
     let report: Value = serde_json::from_str(&text).unwrap();
-    assert!(stderr.contains("preflight [9/9]"), "progress on stderr:\n{stderr}");
+    assert!(
+        stderr.contains("preflight [9/9]"),
+        "progress on stderr:\n{stderr}"
+    );
     assert!(stderr.contains("PASS"), "summary on stderr:\n{stderr}");
     (code, report)
 }
@@ -193,7 +196,9 @@ async fn pg_schema() -> (String, sqlx::PgPool, String) {
 
 async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
     let _ = pool
-        .execute(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+        .execute(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+        )))
         .await;
 }
 
@@ -217,7 +222,17 @@ async fn healthy_serve_on_sqlite_passes_with_qa() {
     );
     // Markdown in Korean, to stdout.
     let out = Command::new(BIN)
-        .args(["preflight", "--url", &s.base, "--database-url", &db, "--lang", "ko", "--confirms", "2"])
+        .args([
+            "preflight",
+            "--url",
+            &s.base,
+            "--database-url",
+            &db,
+            "--lang",
+            "ko",
+            "--confirms",
+            "2",
+        ])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .output()
@@ -225,7 +240,10 @@ async fn healthy_serve_on_sqlite_passes_with_qa() {
         .unwrap();
     let md = String::from_utf8_lossy(&out.stdout);
     assert!(md.contains("## 1. 스키마 & 제약 조건"), "{md}");
-    assert!(md.contains("| payments.provider + payments.provider_tx_id UNIQUE | 필수 | **PASS** |"), "{md}");
+    assert!(
+        md.contains("| payments.provider + payments.provider_tx_id UNIQUE | 필수 | **PASS** |"),
+        "{md}"
+    );
     assert!(md.contains("## 9. QA 시나리오 (최소)"), "{md}");
     assert_eq!(out.status.code(), Some(0));
 }
@@ -260,7 +278,10 @@ async fn healthy_serve_on_postgres_passes() {
     )
     .await;
     assert_eq!(status(&report, "schema.payments_provider_unique"), "FAIL");
-    assert_eq!(status(&report, "schema.enrollments_user_course_unique"), "PASS");
+    assert_eq!(
+        status(&report, "schema.enrollments_user_course_unique"),
+        "PASS"
+    );
     assert_eq!(code, 1);
     drop(s);
     drop_schema(&pool, &schema).await;
@@ -339,7 +360,10 @@ async fn webhook_secret_that_does_not_verify_fails() {
     .await;
     let (code, report) = preflight(
         &["--url", &s.base, "--database-url", &db, "--confirms", "2"],
-        &[("WEBHOOK_SECRET", "another-webhook-secret-that-is-32-bytes-long")],
+        &[(
+            "WEBHOOK_SECRET",
+            "another-webhook-secret-that-is-32-bytes-long",
+        )],
     )
     .await;
     assert_eq!(status(&report, "hmac.algorithm"), "FAIL");

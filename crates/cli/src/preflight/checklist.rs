@@ -59,27 +59,48 @@ pub const SECTIONS: &[Section] = &[
             seed(
                 "schema.payments_provider_unique",
                 &["payments.provider + payments.provider_tx_id UNIQUE", "필수"],
-                &["payments.provider + payments.provider_tx_id UNIQUE", "required"],
+                &[
+                    "payments.provider + payments.provider_tx_id UNIQUE",
+                    "required",
+                ],
             ),
             seed(
                 "schema.enrollments_user_course_unique",
                 &["enrollments.user_id + enrollments.course_id UNIQUE", "필수"],
-                &["enrollments.user_id + enrollments.course_id UNIQUE", "required"],
+                &[
+                    "enrollments.user_id + enrollments.course_id UNIQUE",
+                    "required",
+                ],
             ),
             seed(
                 "schema.payments_enrollment_fk",
-                &["payments.enrollment_id FK(enrollments.id) ON UPDATE CASCADE", "권장"],
-                &["payments.enrollment_id FK(enrollments.id) ON UPDATE CASCADE", "recommended"],
+                &[
+                    "payments.enrollment_id FK(enrollments.id) ON UPDATE CASCADE",
+                    "권장",
+                ],
+                &[
+                    "payments.enrollment_id FK(enrollments.id) ON UPDATE CASCADE",
+                    "recommended",
+                ],
             ),
             seed(
                 "schema.exam_attempts_fk",
                 &["exam_attempts(enrollment_id) FK", "존재 시 무결성 확인"],
-                &["exam_attempts(enrollment_id) FK", "if present, verify integrity"],
+                &[
+                    "exam_attempts(enrollment_id) FK",
+                    "if present, verify integrity",
+                ],
             ),
             extra(
                 "schema.indexes",
-                &["조회·정산이 쓰는 인덱스 (주문 상태, 시험 응시, 환불)", "필수"],
-                &["indexes the queries rely on (order status, exam attempts, refunds)", "required"],
+                &[
+                    "조회·정산이 쓰는 인덱스 (주문 상태, 시험 응시, 환불)",
+                    "필수",
+                ],
+                &[
+                    "indexes the queries rely on (order status, exam attempts, refunds)",
+                    "required",
+                ],
             ),
         ],
     },
@@ -95,12 +116,24 @@ pub const SECTIONS: &[Section] = &[
             seed(
                 "secrets.toss_secret_key",
                 &["TOSS_SECRET_KEY", "서버 시크릿", "Toss Server Key"],
-                &["TOSS_SECRET_KEY", "server secret", "Toss server (secret) key"],
+                &[
+                    "TOSS_SECRET_KEY",
+                    "server secret",
+                    "Toss server (secret) key",
+                ],
             ),
             seed(
                 "secrets.service_role",
-                &["SUPABASE_SERVICE_ROLE_KEY", "서버 시크릿", "DB server-side 권한"],
-                &["SUPABASE_SERVICE_ROLE_KEY", "server secret", "server-side privilege"],
+                &[
+                    "SUPABASE_SERVICE_ROLE_KEY",
+                    "서버 시크릿",
+                    "DB server-side 권한",
+                ],
+                &[
+                    "SUPABASE_SERVICE_ROLE_KEY",
+                    "server secret",
+                    "server-side privilege",
+                ],
             ),
             seed(
                 "secrets.webhook_secret",
@@ -124,18 +157,42 @@ pub const SECTIONS: &[Section] = &[
             ),
             extra(
                 "secrets.webhook_rotation",
-                &["WEBHOOK_SECRET 회전 시점", "WEBHOOK_SECRET_ROTATED_AT", "분기 1회 회전"],
-                &["WEBHOOK_SECRET age", "WEBHOOK_SECRET_ROTATED_AT", "rotated once a quarter"],
+                &[
+                    "WEBHOOK_SECRET 회전 시점",
+                    "WEBHOOK_SECRET_ROTATED_AT",
+                    "분기 1회 회전",
+                ],
+                &[
+                    "WEBHOOK_SECRET age",
+                    "WEBHOOK_SECRET_ROTATED_AT",
+                    "rotated once a quarter",
+                ],
             ),
             extra(
                 "secrets.never_echoed",
-                &["시크릿 비노출", "모든 응답·로그", "알려진 시크릿 값이 어디에도 나오지 않음"],
-                &["secrets never echoed", "every answer and log line", "no known secret value appears"],
+                &[
+                    "시크릿 비노출",
+                    "모든 응답·로그",
+                    "알려진 시크릿 값이 어디에도 나오지 않음",
+                ],
+                &[
+                    "secrets never echoed",
+                    "every answer and log line",
+                    "no known secret value appears",
+                ],
             ),
             extra(
                 "secrets.production_mode",
-                &["COURSEPAY_ENV=production", "서버 환경", "운영 기동 검사 통과"],
-                &["COURSEPAY_ENV=production", "server environment", "passes the production start-up checks"],
+                &[
+                    "COURSEPAY_ENV=production",
+                    "서버 환경",
+                    "운영 기동 검사 통과",
+                ],
+                &[
+                    "COURSEPAY_ENV=production",
+                    "server environment",
+                    "passes the production start-up checks",
+                ],
             ),
         ],
     },
@@ -171,7 +228,11 @@ pub const SECTIONS: &[Section] = &[
             seed(
                 "hmac.paymentkey_cache",
                 &["paymentKey 기반 캐시", "성공 confirm 재호출 200", "중"],
-                &["paymentKey-based cache", "a repeated successful confirm returns 200", "medium"],
+                &[
+                    "paymentKey-based cache",
+                    "a repeated successful confirm returns 200",
+                    "medium",
+                ],
             ),
         ],
     },
@@ -192,7 +253,10 @@ pub const SECTIONS: &[Section] = &[
             seed(
                 "logs.request_id",
                 &["request_id 전파", "프런트 → 서버 헤더(X-Request-Id)"],
-                &["request_id propagation", "front end → service via header X-Request-Id"],
+                &[
+                    "request_id propagation",
+                    "front end → service via header X-Request-Id",
+                ],
             ),
             seed(
                 "logs.latency",
@@ -207,12 +271,18 @@ pub const SECTIONS: &[Section] = &[
             extra(
                 "logs.metrics",
                 &["/metrics 알람 규칙 시계열", "Prometheus 텍스트"],
-                &["/metrics exposes the alert rules' series", "Prometheus text"],
+                &[
+                    "/metrics exposes the alert rules' series",
+                    "Prometheus text",
+                ],
             ),
             extra(
                 "logs.alert_rules",
                 &["알람 규칙 3개 적재", "초기 알람 기준 3개"],
-                &["the three alert rules are loaded", "the three initial thresholds"],
+                &[
+                    "the three alert rules are loaded",
+                    "the three initial thresholds",
+                ],
             ),
         ],
     },
@@ -227,18 +297,38 @@ pub const SECTIONS: &[Section] = &[
         rows: &[
             seed(
                 "perf.p95",
-                &["p95 confirm", "< 1500ms", "초과 시: 네트워크 vs Toss API 분리 측정"],
-                &["p95 confirm", "< 1500 ms", "measure network vs Toss API separately"],
+                &[
+                    "p95 confirm",
+                    "< 1500ms",
+                    "초과 시: 네트워크 vs Toss API 분리 측정",
+                ],
+                &[
+                    "p95 confirm",
+                    "< 1500 ms",
+                    "measure network vs Toss API separately",
+                ],
             ),
             seed(
                 "perf.round_trips",
-                &["평균 DB round trips", "<= 3", "초과 시: upsert + select 묶기"],
+                &[
+                    "평균 DB round trips",
+                    "<= 3",
+                    "초과 시: upsert + select 묶기",
+                ],
                 &["average DB round trips", "<= 3", "combine upsert + select"],
             ),
             seed(
                 "perf.bundle",
-                &["JS 번들 사이즈 (app)", "< 250KB gz", "초과 시: dynamic import 분리"],
-                &["JS bundle size (app)", "< 250 KB gz", "split with dynamic import"],
+                &[
+                    "JS 번들 사이즈 (app)",
+                    "< 250KB gz",
+                    "초과 시: dynamic import 분리",
+                ],
+                &[
+                    "JS bundle size (app)",
+                    "< 250 KB gz",
+                    "split with dynamic import",
+                ],
             ),
         ],
     },
@@ -254,7 +344,11 @@ pub const SECTIONS: &[Section] = &[
             seed(
                 "fail.toss_outage",
                 &["Toss API 장애", "연속 5회 5xx", "사용자 안내 + 재시도 버튼"],
-                &["Toss API outage", "5 consecutive 5xx", "tell the user + retry button"],
+                &[
+                    "Toss API outage",
+                    "5 consecutive 5xx",
+                    "tell the user + retry button",
+                ],
             ),
             seed(
                 "fail.db_lock",
@@ -263,13 +357,29 @@ pub const SECTIONS: &[Section] = &[
             ),
             seed(
                 "fail.amount_mismatch",
-                &["금액 불일치 다발", "E_AMOUNT_MISMATCH 증가", "일시 결제 중단 toggling"],
-                &["many amount mismatches", "E_AMOUNT_MISMATCH rising", "temporarily pause payments (toggle)"],
+                &[
+                    "금액 불일치 다발",
+                    "E_AMOUNT_MISMATCH 증가",
+                    "일시 결제 중단 toggling",
+                ],
+                &[
+                    "many amount mismatches",
+                    "E_AMOUNT_MISMATCH rising",
+                    "temporarily pause payments (toggle)",
+                ],
             ),
             seed(
                 "fail.sig_forgery",
-                &["서명 위조 시도", "E_WEBHOOK_INVALID_SIG 증가", "IP 레이트리밋"],
-                &["signature forgery attempts", "E_WEBHOOK_INVALID_SIG rising", "IP rate limit"],
+                &[
+                    "서명 위조 시도",
+                    "E_WEBHOOK_INVALID_SIG 증가",
+                    "IP 레이트리밋",
+                ],
+                &[
+                    "signature forgery attempts",
+                    "E_WEBHOOK_INVALID_SIG rising",
+                    "IP rate limit",
+                ],
             ),
         ],
     },
@@ -285,17 +395,33 @@ pub const SECTIONS: &[Section] = &[
             seed(
                 "rollback.approval_failure",
                 &["승인 실패율 급증", "이전 버전 재배포", "없음"],
-                &["approval failure rate spikes", "redeploy the previous version", "none"],
+                &[
+                    "approval failure rate spikes",
+                    "redeploy the previous version",
+                    "none",
+                ],
             ),
             seed(
                 "rollback.amount_mismatch",
-                &["금액 불일치 폭증", "confirm 함수 disable (임시)", "신규 결제 불가"],
-                &["amount mismatches explode", "disable the confirm function (temporarily)", "no new payments"],
+                &[
+                    "금액 불일치 폭증",
+                    "confirm 함수 disable (임시)",
+                    "신규 결제 불가",
+                ],
+                &[
+                    "amount mismatches explode",
+                    "disable the confirm function (temporarily)",
+                    "no new payments",
+                ],
             ),
             seed(
                 "rollback.performance",
                 &["성능 열화(p95>3s)", "CDN/Edge 지역 재평가", "없음"],
-                &["performance degrades (p95 > 3 s)", "re-evaluate CDN/edge region", "none"],
+                &[
+                    "performance degrades (p95 > 3 s)",
+                    "re-evaluate CDN/edge region",
+                    "none",
+                ],
             ),
             extra(
                 "rollback.readiness",
@@ -315,13 +441,25 @@ pub const SECTIONS: &[Section] = &[
         rows: &[
             seed(
                 "fe.invalidate",
-                &["결제 성공 후 쿼리 invalidate", "['enrollment',id], ['course',courseId]"],
-                &["invalidate queries after successful payment", "['enrollment', id], ['course', courseId]"],
+                &[
+                    "결제 성공 후 쿼리 invalidate",
+                    "['enrollment',id], ['course',courseId]",
+                ],
+                &[
+                    "invalidate queries after successful payment",
+                    "['enrollment', id], ['course', courseId]",
+                ],
             ),
             seed(
                 "fe.clear_state",
-                &["로컬 payment flow state 정리", "success/fail 페이지에서 clear"],
-                &["clear local payment-flow state", "cleared on the success/fail pages"],
+                &[
+                    "로컬 payment flow state 정리",
+                    "success/fail 페이지에서 clear",
+                ],
+                &[
+                    "clear local payment-flow state",
+                    "cleared on the success/fail pages",
+                ],
             ),
             seed(
                 "fe.i18n",
@@ -346,28 +484,68 @@ pub const SECTIONS: &[Section] = &[
         rows: &[
             seed(
                 "qa.normal",
-                &["정상 결제", "코스 A 10,000원 → Toss 테스트카드 승인", "enrollment ENROLLED, payment 저장"],
-                &["normal payment", "course A 10,000 KRW → Toss test card approves", "enrollment ENROLLED, payment stored"],
+                &[
+                    "정상 결제",
+                    "코스 A 10,000원 → Toss 테스트카드 승인",
+                    "enrollment ENROLLED, payment 저장",
+                ],
+                &[
+                    "normal payment",
+                    "course A 10,000 KRW → Toss test card approves",
+                    "enrollment ENROLLED, payment stored",
+                ],
             ),
             seed(
                 "qa.tamper",
-                &["금액 변조", "FE devtools amount 변경 후 confirm", "400 + E_AMOUNT_MISMATCH"],
-                &["amount tampering", "change amount in the browser devtools, then confirm", "400 + E_AMOUNT_MISMATCH"],
+                &[
+                    "금액 변조",
+                    "FE devtools amount 변경 후 confirm",
+                    "400 + E_AMOUNT_MISMATCH",
+                ],
+                &[
+                    "amount tampering",
+                    "change amount in the browser devtools, then confirm",
+                    "400 + E_AMOUNT_MISMATCH",
+                ],
             ),
             seed(
                 "qa.duplicate",
-                &["중복 confirm", "성공 후 동일 payload 재POST", "200 + 동일 enrollment_id 반환 (no dup)"],
-                &["duplicate confirm", "after success, POST the same payload again", "200 + the same enrollment_id (no duplicate)"],
+                &[
+                    "중복 confirm",
+                    "성공 후 동일 payload 재POST",
+                    "200 + 동일 enrollment_id 반환 (no dup)",
+                ],
+                &[
+                    "duplicate confirm",
+                    "after success, POST the same payload again",
+                    "200 + the same enrollment_id (no duplicate)",
+                ],
             ),
             seed(
                 "qa.network",
-                &["네트워크 중단", "승인 직후 탭 강제종료 → 재진입", "강제 refresh 시 enrollment 존재"],
-                &["network interruption", "force-close the tab right after approval → come back", "on refresh the enrollment exists"],
+                &[
+                    "네트워크 중단",
+                    "승인 직후 탭 강제종료 → 재진입",
+                    "강제 refresh 시 enrollment 존재",
+                ],
+                &[
+                    "network interruption",
+                    "force-close the tab right after approval → come back",
+                    "on refresh the enrollment exists",
+                ],
             ),
             seed(
                 "qa.bad_signature",
-                &["잘못된 서명", "X-Signature 변조", "401 E_WEBHOOK_INVALID_SIG"],
-                &["bad signature", "tamper with X-Signature", "401 E_WEBHOOK_INVALID_SIG"],
+                &[
+                    "잘못된 서명",
+                    "X-Signature 변조",
+                    "401 E_WEBHOOK_INVALID_SIG",
+                ],
+                &[
+                    "bad signature",
+                    "tamper with X-Signature",
+                    "401 E_WEBHOOK_INVALID_SIG",
+                ],
             ),
         ],
     },

@@ -49,8 +49,6 @@ pub struct Target {
     pub client_key: String,
     /// The configuration report, when the admin token was accepted.
     pub config: Option<Value>,
-    /// The pause round trip's outcome, reused in §7.
-    pub pause: Option<Outcome>,
     /// p95 of the synthetic run, reused in §7.
     pub p95_ms: Option<f64>,
 }
@@ -152,7 +150,8 @@ pub async fn secrets(p: &Probe, r: &mut Report, t: &mut Target) -> Result<(), St
         ),
     );
     let jwt = &c["jwtSecret"];
-    let ok = anon.status == 401 && yes(&jwt["longEnough"]) && !(prod && yes(&jwt["developmentDefault"]));
+    let ok =
+        anon.status == 401 && yes(&jwt["longEnough"]) && !(prod && yes(&jwt["developmentDefault"]));
     r.set(
         "secrets.service_role",
         Outcome::check(
@@ -220,7 +219,11 @@ pub async fn secrets(p: &Probe, r: &mut Report, t: &mut Target) -> Result<(), St
     );
     let problems: Vec<String> = c["productionValidation"]["problems"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     r.set(
         "secrets.production_mode",
@@ -266,7 +269,11 @@ async fn post_webhook(p: &Probe, body: Vec<u8>, ts: &str, sig: &str) -> Result<R
 }
 
 fn sign(p: &Probe, ts: i64, body: &[u8]) -> (String, String) {
-    server::webhook::signature::sign_x_signature(p.webhook_secret.expose_secret().as_bytes(), ts, body)
+    server::webhook::signature::sign_x_signature(
+        p.webhook_secret.expose_secret().as_bytes(),
+        ts,
+        body,
+    )
 }
 
 /// A tampered signature: the last hex digit changed.
@@ -289,7 +296,9 @@ pub async fn webhooks(p: &Probe, r: &mut Report) -> Result<(), String> {
         *b = if *b == b'0' { b'1' } else { b'0' };
     }
     let tampered = post_webhook(p, changed, &ts, &sig).await?;
-    let ok = signed.status == 200 && tampered.status == 401 && tampered.code() == "E_WEBHOOK_INVALID_SIG";
+    let ok = signed.status == 200
+        && tampered.status == 401
+        && tampered.code() == "E_WEBHOOK_INVALID_SIG";
     r.set(
         "hmac.algorithm",
         Outcome::check(
@@ -313,7 +322,10 @@ pub async fn webhooks(p: &Probe, r: &mut Report) -> Result<(), String> {
         "hmac.timestamp",
         Outcome::check(
             stale.status == 401 && stale.code() == "E_WEBHOOK_INVALID_SIG",
-            format!("correctly signed, X-Timestamp 600 s old → {}", stale.brief()),
+            format!(
+                "correctly signed, X-Timestamp 600 s old → {}",
+                stale.brief()
+            ),
         ),
     );
     let replay = post_webhook(p, body, &ts, &sig).await?;
@@ -332,7 +344,8 @@ pub async fn webhooks(p: &Probe, r: &mut Report) -> Result<(), String> {
     let (_, token) = p.new_user();
     let key = format!("preflight-{}", rid());
     let order = format!("preflight-{}", rid());
-    let first = json!({"paymentKey": format!("preflight_{}", rid()), "orderId": order, "amount": 1000});
+    let first =
+        json!({"paymentKey": format!("preflight_{}", rid()), "orderId": order, "amount": 1000});
     let mut second = first.clone();
     second["amount"] = json!(2000);
     let a = p
@@ -378,7 +391,11 @@ struct Paid {
 async fn checkout_and_pay(p: &Probe, course_id: &str, pay: bool) -> Result<Paid, String> {
     let (_, token) = p.new_user();
     let co = p
-        .post("/v1/checkout", Some(&token), &json!({"courseId": course_id}))
+        .post(
+            "/v1/checkout",
+            Some(&token),
+            &json!({"courseId": course_id}),
+        )
         .await?;
     if co.status != 201 {
         return Err(format!("POST /v1/checkout → {}", co.brief()));
@@ -449,7 +466,12 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// §5 p95 and round trips (a short synthetic run, sandbox-mode targets only) and §3's
 /// paymentKey cache (a successful confirm repeated).
-pub async fn performance(p: &Probe, r: &mut Report, t: &mut Target, n: usize) -> Result<(), String> {
+pub async fn performance(
+    p: &Probe,
+    r: &mut Report,
+    t: &mut Target,
+    n: usize,
+) -> Result<(), String> {
     if !t.sandbox {
         let why = "needs a sandbox-mode target (the synthetic run makes payments); run the preflight against a staging deployment with the sandbox";
         r.set("perf.p95", Outcome::na(why));
@@ -554,7 +576,10 @@ pub async fn bundle(p: &Probe, r: &mut Report) -> Result<(), String> {
     if page.status != 200 || !html {
         r.set(
             "perf.bundle",
-            Outcome::na(format!("no storefront served at / (GET / → {})", page.brief())),
+            Outcome::na(format!(
+                "no storefront served at / (GET / → {})",
+                page.brief()
+            )),
         );
         return Ok(());
     }
@@ -577,7 +602,13 @@ pub async fn bundle(p: &Probe, r: &mut Report) -> Result<(), String> {
     for s in &scripts {
         let url = base.join(s).map_err(|e| format!("{s}: {e}"))?;
         let a = p
-            .send(Method::GET, url.as_str(), None, None, &[("accept-encoding", "gzip")])
+            .send(
+                Method::GET,
+                url.as_str(),
+                None,
+                None,
+                &[("accept-encoding", "gzip")],
+            )
             .await?;
         if a.status != 200 {
             r.set(
@@ -596,10 +627,17 @@ pub async fn bundle(p: &Probe, r: &mut Report) -> Result<(), String> {
         Outcome::pass(format!(
             "{} script(s) referenced by /: {kb:.1} KB {}",
             scripts.len(),
-            if all_gzip { "gzip" } else { "as served (uncompressed: gzip is smaller)" }
+            if all_gzip {
+                "gzip"
+            } else {
+                "as served (uncompressed: gzip is smaller)"
+            }
         ))
     } else if all_gzip {
-        Outcome::fail(format!("{} script(s): {kb:.1} KB gzip ≥ 250 KB", scripts.len()))
+        Outcome::fail(format!(
+            "{} script(s): {kb:.1} KB gzip ≥ 250 KB",
+            scripts.len()
+        ))
     } else {
         Outcome::warn(format!(
             "{} script(s): {kb:.1} KB served uncompressed; the gzip size is unknown (serve with gzip)",
@@ -618,7 +656,13 @@ pub async fn observability(
 ) -> Result<(), String> {
     let id = format!("preflight-{}", rid());
     let sample = p
-        .send(Method::GET, "/v1/courses", None, None, &[("x-request-id", &id)])
+        .send(
+            Method::GET,
+            "/v1/courses",
+            None,
+            None,
+            &[("x-request-id", &id)],
+        )
         .await?;
     let logs = p
         .get("/v1/admin/logs/recent?limit=200", Some(p.admin()))
@@ -728,7 +772,10 @@ pub async fn observability(
     let o = match prometheus_url {
         Some(prom) => {
             let rules = p
-                .get(&format!("{}/api/v1/rules", prom.trim_end_matches('/')), None)
+                .get(
+                    &format!("{}/api/v1/rules", prom.trim_end_matches('/')),
+                    None,
+                )
                 .await?;
             let loaded: HashSet<String> = rules.body["data"]["groups"]
                 .as_array()
@@ -769,7 +816,11 @@ pub async fn observability(
                 format!(
                     "GET /v1/admin/status → {}: the service evaluates {} (pass --prometheus-url to check a Prometheus server too)",
                     status.brief(),
-                    if loaded.is_empty() { "no rules".to_owned() } else { loaded.join(", ") }
+                    if loaded.is_empty() {
+                        "no rules".to_owned()
+                    } else {
+                        loaded.join(", ")
+                    }
                 ),
             )
         }
@@ -803,7 +854,10 @@ pub async fn resilience(p: &Probe, r: &mut Report, t: &mut Target) -> Result<(),
         .as_ref()
         .map(|c| c["circuitBreaker"]["failureThreshold"].clone())
         .unwrap_or(Value::Null);
-    let state = status.body["circuit"]["state"].as_str().unwrap_or("?").to_owned();
+    let state = status.body["circuit"]["state"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
     r.set(
         "fail.toss_outage",
         Outcome::check(
@@ -821,7 +875,9 @@ pub async fn resilience(p: &Probe, r: &mut Report, t: &mut Target) -> Result<(),
     let pause = if yes(&status.body["paymentsPaused"]) {
         Outcome::warn("payments are paused right now: the round trip was not tried")
     } else if !t.sandbox {
-        Outcome::na("the pause round trip runs only against sandbox-mode targets (it would stop real payments)")
+        Outcome::na(
+            "the pause round trip runs only against sandbox-mode targets (it would stop real payments)",
+        )
     } else {
         pause_round_trip(p).await?
     };
@@ -832,7 +888,9 @@ pub async fn resilience(p: &Probe, r: &mut Report, t: &mut Target) -> Result<(),
     r.set(
         "rollback.performance",
         Outcome::na(match t.p95_ms {
-            Some(p95) => format!("an operator decision; p95 of this run {p95:.0} ms (threshold 3 s)"),
+            Some(p95) => {
+                format!("an operator decision; p95 of this run {p95:.0} ms (threshold 3 s)")
+            }
             None => "an operator decision (threshold: p95 > 3 s)".to_owned(),
         }),
     );
@@ -924,10 +982,14 @@ pub async fn frontend(p: &Probe, r: &mut Report, t: &Target) -> Result<(), Strin
         _ if origins.iter().any(|o| o == "*") => Outcome::fail(format!(
             "allowed origins include *: an unlisted origin is answered Access-Control-Allow-Origin {refused:?}"
         )),
-        None if t.config.is_none() => Outcome::fail("allowed origins unknown (the configuration report was refused)"),
+        None if t.config.is_none() => {
+            Outcome::fail("allowed origins unknown (the configuration report was refused)")
+        }
         None => Outcome::check(
             other_ok,
-            format!("no browser origin allowed (same-origin storefront only); unlisted origin → Access-Control-Allow-Origin {refused:?}"),
+            format!(
+                "no browser origin allowed (same-origin storefront only); unlisted origin → Access-Control-Allow-Origin {refused:?}"
+            ),
         ),
         Some(origin) => {
             let allowed = cors(p, origin).await?;
@@ -954,7 +1016,10 @@ async fn cors(p: &Probe, origin: &str) -> Result<Option<String>, String> {
             &[
                 ("origin", origin),
                 ("access-control-request-method", "POST"),
-                ("access-control-request-headers", "authorization,content-type"),
+                (
+                    "access-control-request-headers",
+                    "authorization,content-type",
+                ),
             ],
         )
         .await?;
@@ -963,16 +1028,30 @@ async fn cors(p: &Probe, origin: &str) -> Result<Option<String>, String> {
 
 /// §9: the five QA scenarios end to end (only with `--qa`, only against a sandbox target).
 pub async fn qa(p: &Probe, r: &mut Report, t: &Target, enabled: bool) -> Result<(), String> {
-    let ids = ["qa.normal", "qa.tamper", "qa.duplicate", "qa.network", "qa.bad_signature"];
+    let ids = [
+        "qa.normal",
+        "qa.tamper",
+        "qa.duplicate",
+        "qa.network",
+        "qa.bad_signature",
+    ];
     if !enabled {
         for id in ids {
-            r.set(id, Outcome::na("run with --qa against a sandbox-mode target"));
+            r.set(
+                id,
+                Outcome::na("run with --qa against a sandbox-mode target"),
+            );
         }
         return Ok(());
     }
     if !t.sandbox {
         for id in ids {
-            r.set(id, Outcome::unverified("--qa needs a sandbox-mode target (these scenarios make payments)"));
+            r.set(
+                id,
+                Outcome::unverified(
+                    "--qa needs a sandbox-mode target (these scenarios make payments)",
+                ),
+            );
         }
         return Ok(());
     }
@@ -987,10 +1066,16 @@ pub async fn qa(p: &Probe, r: &mut Report, t: &Target, enabled: bool) -> Result<
     let first = confirm(p, &buyer, buyer.amount).await?;
     let enrollment_id = first.body["enrollmentId"].as_str().unwrap_or("").to_owned();
     let enrollment = p
-        .get(&format!("/v1/enrollments/{enrollment_id}"), Some(&buyer.token))
+        .get(
+            &format!("/v1/enrollments/{enrollment_id}"),
+            Some(&buyer.token),
+        )
         .await?;
     let order = p
-        .get(&format!("/v1/orders/{}", buyer.order_id), Some(&buyer.token))
+        .get(
+            &format!("/v1/orders/{}", buyer.order_id),
+            Some(&buyer.token),
+        )
         .await?;
     r.set(
         "qa.normal",
@@ -1030,7 +1115,9 @@ pub async fn qa(p: &Probe, r: &mut Report, t: &Target, enabled: bool) -> Result<
     let again = confirm(p, &buyer, buyer.amount).await?;
     let mine = p.get("/v1/me/enrollments", Some(&buyer.token)).await?;
     let count = mine.body["items"].as_array().map_or(0, |i| {
-        i.iter().filter(|e| e["courseId"] == course_id.as_str()).count()
+        i.iter()
+            .filter(|e| e["courseId"] == course_id.as_str())
+            .count()
     });
     r.set(
         "qa.duplicate",

@@ -134,7 +134,12 @@ impl Probe {
         self.send(Method::GET, path, token, None, &[]).await
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Resp, String> {
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<Resp, String> {
         self.send(
             Method::POST,
             path,

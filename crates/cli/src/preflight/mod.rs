@@ -198,14 +198,16 @@ async fn run_inner(args: Args) -> Result<u8, String> {
     let text = match args.format {
         Format::Md => r.to_markdown(lang),
         Format::Json => {
-            let mut s = serde_json::to_string_pretty(&r.to_json(lang)).map_err(|e| e.to_string())?;
+            let mut s =
+                serde_json::to_string_pretty(&r.to_json(lang)).map_err(|e| e.to_string())?;
             s.push('\n');
             s
         }
     };
     match &args.output {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| format!("writing {}: {e}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?
+        }
         None => print!("{text}"),
     }
     for id in r.blocking() {

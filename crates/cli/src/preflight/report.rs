@@ -156,7 +156,11 @@ impl Report {
         let blocking = self.blocking();
         format!(
             "preflight {}: {} PASS, {} FAIL, {} WARN, {} N/A in {} ms{}",
-            if blocking.is_empty() { "passed" } else { "FAILED" },
+            if blocking.is_empty() {
+                "passed"
+            } else {
+                "FAILED"
+            },
             c[0].1,
             c[1].1,
             c[2].1,
@@ -209,7 +213,12 @@ impl Report {
     pub fn to_markdown(&self, lang: Lang) -> String {
         let mut out = String::new();
         let (heading, status_h, evidence_h, extra_mark) = match lang {
-            Lang::Ko => ("# 프로덕션 체크리스트 preflight", "상태", "근거", " (추가 점검)"),
+            Lang::Ko => (
+                "# 프로덕션 체크리스트 preflight",
+                "상태",
+                "근거",
+                " (추가 점검)",
+            ),
             Lang::En => (
                 "# Production checklist preflight",
                 "status",
@@ -281,7 +290,9 @@ mod tests {
         assert_eq!(r.blocking(), vec!["schema.indexes"]);
         let md = r.to_markdown(Lang::Ko);
         assert!(md.contains("## 1. 스키마 & 제약 조건"));
-        assert!(md.contains("| payments.provider + payments.provider_tx_id UNIQUE | 필수 | **PASS** | ok |"));
+        assert!(md.contains(
+            "| payments.provider + payments.provider_tx_id UNIQUE | 필수 | **PASS** | ok |"
+        ));
         let j = r.to_json(Lang::En);
         assert_eq!(j["exitCode"], 1);
         assert_eq!(j["sections"][0]["rows"][4]["status"], "N/A");

@@ -43,7 +43,11 @@ pub struct ForeignKey {
 pub const NEEDED_INDEXES: &[(&str, &[&str], &str)] = &[
     ("orders", &["status", "updated_at"], "reconciler backlog"),
     ("orders", &["created_at"], "open orders by age"),
-    ("exam_attempts", &["enrollment_id"], "attempts per enrollment"),
+    (
+        "exam_attempts",
+        &["enrollment_id"],
+        "attempts per enrollment",
+    ),
     ("refunds", &["payment_id"], "refunds per payment"),
 ];
 
@@ -135,7 +139,14 @@ async fn read_postgres(dsn: &str) -> Result<Catalog, String> {
         foreign_keys,
         exam_attempt_orphans: None,
     };
-    catalog.exam_attempt_orphans = orphans(&catalog, &mut conn).await?;
+    if catalog.has_table("exam_attempts") && catalog.has_table("enrollments") {
+        catalog.exam_attempt_orphans = Some(
+            sqlx::query_scalar::<_, i64>(ORPHANS_SQL)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(orphan_error)?,
+        );
+    }
     let _ = conn.close().await;
     Ok(catalog)
 }
@@ -229,27 +240,24 @@ async fn read_sqlite(dsn: &str) -> Result<Catalog, String> {
         }
     }
     catalog.tables = tables;
-    catalog.exam_attempt_orphans = orphans(&catalog, &mut conn).await?;
+    if catalog.has_table("exam_attempts") && catalog.has_table("enrollments") {
+        catalog.exam_attempt_orphans = Some(
+            sqlx::query_scalar::<_, i64>(ORPHANS_SQL)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(orphan_error)?,
+        );
+    }
     let _ = conn.close().await;
     Ok(catalog)
 }
 
 /// exam_attempts rows pointing at no enrollment (the same SQL on both databases).
-async fn orphans<'c, C>(catalog: &Catalog, conn: C) -> Result<Option<i64>, String>
-where
-    C: sqlx::Executor<'c>,
-{
-    if !catalog.has_table("exam_attempts") || !catalog.has_table("enrollments") {
-        return Ok(None);
-    }
-    sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM exam_attempts e LEFT JOIN enrollments n ON n.id = e.enrollment_id
-         WHERE n.id IS NULL",
-    )
-    .fetch_one(conn)
-    .await
-    .map(Some)
-    .map_err(|e| format!("counting orphaned exam attempts: {e}"))
+const ORPHANS_SQL: &str = "SELECT COUNT(*) FROM exam_attempts e \
+     LEFT JOIN enrollments n ON n.id = e.enrollment_id WHERE n.id IS NULL";
+
+fn orphan_error(e: sqlx::Error) -> String {
+    format!("counting orphaned exam attempts: {e}")
 }
 
 impl Catalog {
@@ -270,7 +278,10 @@ impl Catalog {
 
     fn fk(&self, table: &str, col: &str, ref_table: &str) -> Option<&ForeignKey> {
         self.foreign_keys.iter().find(|f| {
-            f.table == table && f.columns == [col] && f.ref_table == ref_table && f.ref_columns == ["id"]
+            f.table == table
+                && f.columns == [col]
+                && f.ref_table == ref_table
+                && f.ref_columns == ["id"]
         })
     }
 
@@ -357,7 +368,10 @@ impl Catalog {
         let o = if missing.is_empty() {
             Outcome::pass(format!("{b} catalog: {}", found.join("; ")))
         } else {
-            Outcome::fail(format!("{b} catalog: missing index on {}", missing.join("; ")))
+            Outcome::fail(format!(
+                "{b} catalog: missing index on {}",
+                missing.join("; ")
+            ))
         };
         report.set("schema.indexes", o);
     }

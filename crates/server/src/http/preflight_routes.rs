@@ -28,10 +28,7 @@ pub async fn config_report(State(app): State<App>, _: ServiceRole) -> Json<Value
 }
 
 /// `GET /v1/admin/logs/recent?limit=N`.
-pub async fn recent_logs(
-    _: ServiceRole,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>> {
+pub async fn recent_logs(_: ServiceRole, RawQuery(query): RawQuery) -> Result<Json<Value>> {
     name("recent-logs");
     let cap = crate::ops::recent::CAPACITY;
     let given = query

@@ -52,7 +52,10 @@ pub fn production_problems(c: &Config) -> Vec<String> {
         c.toss_secret_key.expose_secret().to_owned(),
     );
     vars.insert("TOSS_CLIENT_KEY", c.toss_client_key.clone());
-    vars.insert("WEBHOOK_SECRET", c.webhook_secret.expose_secret().to_owned());
+    vars.insert(
+        "WEBHOOK_SECRET",
+        c.webhook_secret.expose_secret().to_owned(),
+    );
     if let Some(p) = &c.webhook_secret_previous {
         vars.insert("WEBHOOK_SECRET_PREVIOUS", p.expose_secret().to_owned());
     }
@@ -88,9 +91,7 @@ pub fn report(c: &Config, now: OffsetDateTime) -> Value {
         "test"
     };
     let webhook = c.webhook_secret.expose_secret();
-    let age_days = c
-        .webhook_secret_rotated_at
-        .map(|t| (now - t).whole_days());
+    let age_days = c.webhook_secret_rotated_at.map(|t| (now - t).whole_days());
     let previous = c.webhook_secret_previous.as_ref().map(|p| {
         let p = p.expose_secret();
         json!({
@@ -145,7 +146,8 @@ mod tests {
     #[test]
     fn development_report_holds_no_secret() {
         let mut c = Config::development();
-        c.webhook_secret_previous = Some(SecretString::from("previous-secret-value-0123456789abcdef"));
+        c.webhook_secret_previous =
+            Some(SecretString::from("previous-secret-value-0123456789abcdef"));
         let r = report(&c, OffsetDateTime::now_utc());
         let text = r.to_string();
         for s in c.secrets() {

@@ -64,12 +64,17 @@ mod tests {
     #[test]
     fn bounded_and_redacted() {
         for i in 0..(CAPACITY + 5) {
-            push(&json!({"request_id": format!("recent-test-{i}"), "user_id": "u-1", "auth_hash": null}));
+            push(
+                &json!({"request_id": format!("recent-test-{i}"), "user_id": "u-1", "auth_hash": null}),
+            );
         }
         let lines = last(CAPACITY + 50);
         assert!(lines.len() <= CAPACITY);
         let newest = lines.last().unwrap();
-        assert_eq!(newest["request_id"], format!("recent-test-{}", CAPACITY + 4));
+        assert_eq!(
+            newest["request_id"],
+            format!("recent-test-{}", CAPACITY + 4)
+        );
         assert_eq!(newest["user_id"], "[redacted]");
         assert!(newest["auth_hash"].is_null());
         assert_eq!(last(1).len(), 1);
