@@ -145,7 +145,6 @@ const MUST_PASS: &[&str] = &[
     "logs.metrics",
     "logs.alert_rules",
     "perf.p95",
-    "perf.round_trips",
     "fail.toss_outage",
     "fail.amount_mismatch",
     "fail.sig_forgery",
@@ -220,6 +219,8 @@ async fn healthy_serve_on_sqlite_passes_with_qa() {
             .starts_with("sqlite catalog")),
         "the SQLite catalog was read"
     );
+    // SQLite counts every statement of its two transactions: measured, reported, not gated.
+    assert_eq!(status(&report, "perf.round_trips"), "WARN");
     // Markdown in Korean, to stdout.
     let out = Command::new(BIN)
         .args([
@@ -258,6 +259,7 @@ async fn healthy_serve_on_postgres_passes() {
     .await;
     let (code, report) = preflight(&["--url", &s.base, "--database-url", &url, "--qa"], &[]).await;
     assert_healthy(code, &report);
+    assert_eq!(status(&report, "perf.round_trips"), "PASS");
     assert!(
         rows(&report).iter().any(|r| r["evidence"]
             .as_str()
@@ -288,7 +290,7 @@ async fn healthy_serve_on_postgres_passes() {
 }
 
 #[tokio::test]
-async fn sqlite_missing_index_and_cascade_are_found() {
+async fn sqlite_missing_index_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/coursepay.db", dir.path().display());
     let s = serve(&[("DATABASE_URL", db.clone())]).await;

@@ -103,6 +103,12 @@ pub fn report(c: &Config, now: OffsetDateTime) -> Value {
     json!({
         "environment": if production { "production" } else { "development" },
         "sandbox": c.uses_sandbox(),
+        // The kind of store, never its URL (which may carry a password).
+        "database": if c.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+            "postgres"
+        } else {
+            "sqlite"
+        },
         "tossSecretKey": {
             "present": !secret_key.is_empty(),
             "developmentDefault": secret_key == DEV_TOSS_SECRET_KEY,
