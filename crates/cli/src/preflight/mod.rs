@@ -188,6 +188,7 @@ async fn run_inner(args: Args) -> Result<u8, String> {
     if !toss_secret.is_empty() {
         secrets.push(("TOSS_SECRET_KEY", toss_secret));
     }
+    secrets.push(("the admin token", probe.admin().to_owned()));
     checks::never_echoed(&probe, &mut r, &secrets);
 
     r.elapsed_ms = started.elapsed().as_millis();
