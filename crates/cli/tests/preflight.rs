@@ -221,6 +221,54 @@ async fn healthy_serve_on_sqlite_passes_with_qa() {
     );
     // SQLite counts every statement of its two transactions: measured, reported, not gated.
     assert_eq!(status(&report, "perf.round_trips"), "WARN");
+
+    // The two admin endpoints the preflight reads: service role only, bad input is a problem.
+    let admin =
+        server::auth::JwtKeys::new(&secrecy::SecretString::from(server::config::DEV_JWT_SECRET))
+            .mint(None, 60);
+    let http = reqwest::Client::new();
+    for path in ["/v1/admin/config-report", "/v1/admin/logs/recent"] {
+        let anon = http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert_eq!(anon.status(), 401, "{path}");
+    }
+    for bad in ["0", "201", "many"] {
+        let r = http
+            .get(format!("{}/v1/admin/logs/recent?limit={bad}", s.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "limit={bad}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/problem+json")
+        );
+    }
+    let logs: Value = http
+        .get(format!("{}/v1/admin/logs/recent?limit=200", s.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = logs["items"].as_array().unwrap();
+    assert!(
+        (50..=200).contains(&items.len()),
+        "at most the last 200 summary lines: {}",
+        items.len()
+    );
+    assert!(items.iter().any(|l| {
+        l["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("preflight-"))
+    }));
+    assert!(items.iter().any(|l| l["user_id"] == "[redacted]"));
+    let text = logs.to_string();
+    assert!(!text.contains(&admin) && !text.contains(server::config::DEV_JWT_SECRET));
     // Markdown in Korean, to stdout.
     let out = Command::new(BIN)
         .args([
@@ -246,7 +294,12 @@ async fn healthy_serve_on_sqlite_passes_with_qa() {
         "{md}"
     );
     assert!(md.contains("## 9. QA 시나리오 (최소)"), "{md}");
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -382,6 +435,8 @@ async fn webhook_secret_that_does_not_verify_fails() {
 #[tokio::test]
 async fn test_key_in_production_mode_fails() {
     use server::config::{Config, DEV_TOSS_SECRET_KEY, Environment};
+    // The in-process server's log lines go to a buffer, not the test's output.
+    server::logging::capture();
     let store = store::testing::sqlite().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

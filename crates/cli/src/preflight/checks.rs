@@ -971,7 +971,12 @@ pub async fn frontend(p: &Probe, r: &mut Report, t: &Target) -> Result<(), Strin
                     domain::ErrorCode::ALL.len()
                 )
             } else {
-                format!("missing messages: {}", missing.join(", "))
+                format!(
+                    "GET /v1/i18n/ko → {}, /v1/i18n/en → {}; missing messages: {}",
+                    ko.brief(),
+                    en.brief(),
+                    missing.join(", ")
+                )
             },
         ),
     );

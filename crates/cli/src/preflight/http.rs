@@ -91,21 +91,41 @@ impl Probe {
         } else {
             format!("{}{path}", self.base)
         };
-        let mut req = self.http.request(method.clone(), &url);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let started = Instant::now();
-        let r = req
-            .send()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let mut started = Instant::now();
+        // The target's rate limit counts the preflight like any client: a 429 is waited out
+        // (its Retry-After, at most 2 s, a few times) rather than reported as the row's answer.
+        let mut attempt = 0;
+        let r = loop {
+            attempt += 1;
+            started = Instant::now();
+            let mut req = self.http.request(method.clone(), &url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = &body {
+                req = req
+                    .header("content-type", "application/json")
+                    .body(b.clone());
+            }
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let r = req
+                .send()
+                .await
+                .map_err(|e| format!("{method} {path}: {e}"))?;
+            if r.status().as_u16() != 429 || attempt > 4 {
+                break r;
+            }
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 2);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        };
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let bytes = r
