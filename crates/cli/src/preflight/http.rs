@@ -91,13 +91,12 @@ impl Probe {
         } else {
             format!("{}{path}", self.base)
         };
-        let mut started = Instant::now();
         // The target's rate limit counts the preflight like any client: a 429 is waited out
         // (its Retry-After, at most 2 s, a few times) rather than reported as the row's answer.
         let mut attempt = 0;
-        let r = loop {
+        let (r, started) = loop {
             attempt += 1;
-            started = Instant::now();
+            let started = Instant::now();
             let mut req = self.http.request(method.clone(), &url);
             if let Some(t) = token {
                 req = req.bearer_auth(t);
@@ -115,7 +114,7 @@ impl Probe {
                 .await
                 .map_err(|e| format!("{method} {path}: {e}"))?;
             if r.status().as_u16() != 429 || attempt > 4 {
-                break r;
+                break (r, started);
             }
             let wait = r
                 .headers()
