@@ -6,7 +6,9 @@
 //! - `token`: mint an admin or user JWT signed with the JWT secret (for development, and for an
 //!   operator holding the production secret).
 //! - `webhook sign|send`: sign a webhook body with WEBHOOK_SECRET, print or post it.
+//! - `preflight`: check a running deployment against the production checklist.
 
+mod preflight;
 mod webhook;
 
 use clap::{Parser, Subcommand};
@@ -120,6 +122,10 @@ enum Command {
         #[command(subcommand)]
         action: WebhookAction,
     },
+    /// Check a running deployment against the production checklist and print its tables with
+    /// each row's status and evidence. Exit 0: every required row passes; 1: some do not;
+    /// 2: could not run.
+    Preflight(preflight::Args),
 }
 
 #[derive(Subcommand)]
@@ -170,6 +176,7 @@ const DEMO_COURSE_ID: &str = "00000000-0000-4000-8000-00000000c0a1";
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Preflight(args) => return ExitCode::from(preflight::run(args).await),
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
         Command::Sandbox {

@@ -42,6 +42,9 @@ pub struct Config {
     pub toss_client_key: String,
     pub webhook_secret: SecretString,
     pub webhook_secret_previous: Option<SecretString>,
+    /// When WEBHOOK_SECRET was last rotated, if the operator records it
+    /// (WEBHOOK_SECRET_ROTATED_AT): the preflight warns when it is over a quarter old.
+    pub webhook_secret_rotated_at: Option<time::OffsetDateTime>,
     pub webhook_verify: WebhookVerify,
     pub jwt_secret: SecretString,
     pub cors_allowed_origins: Vec<String>,
@@ -133,6 +136,17 @@ fn env_secs(
     }
 }
 
+/// `2026-01-31` (midnight UTC) or an RFC 3339 time.
+fn parse_date(v: &str) -> Option<time::OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(v, &Rfc3339).ok().or_else(|| {
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        time::Date::parse(v, &fmt)
+            .ok()
+            .map(|d| d.midnight().assume_utc())
+    })
+}
+
 impl Config {
     /// Read from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -193,6 +207,15 @@ impl Config {
             problems.push("WEBHOOK_SECRET must be set in production".to_owned());
         }
         let webhook_secret_previous = env_opt(get, "WEBHOOK_SECRET_PREVIOUS");
+        let webhook_secret_rotated_at = env_opt(get, "WEBHOOK_SECRET_ROTATED_AT").and_then(|v| {
+            parse_date(&v).or_else(|| {
+                problems.push(
+                    "WEBHOOK_SECRET_ROTATED_AT must be a date (2026-01-31) or an RFC 3339 time"
+                        .to_owned(),
+                );
+                None
+            })
+        });
         let webhook_verify = match env_opt(get, "WEBHOOK_VERIFY").as_deref() {
             None | Some("signature") => WebhookVerify::Signature,
             Some("lookup") => WebhookVerify::Lookup,
@@ -292,6 +315,7 @@ impl Config {
                 webhook_secret.unwrap_or_else(|| DEV_WEBHOOK_SECRET.into()),
             ),
             webhook_secret_previous: webhook_secret_previous.map(SecretString::from),
+            webhook_secret_rotated_at,
             webhook_verify,
             jwt_secret: SecretString::from(jwt_secret.unwrap_or_else(|| DEV_JWT_SECRET.into())),
             cors_allowed_origins,
@@ -386,6 +410,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "WEBHOOK_SECRET_PREVIOUS",
         "the previous webhook key, accepted during a rotation",
+    ),
+    (
+        "WEBHOOK_SECRET_ROTATED_AT",
+        "when WEBHOOK_SECRET was last rotated (2026-01-31); preflight warns after a quarter",
     ),
     (
         "WEBHOOK_VERIFY",

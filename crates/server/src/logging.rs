@@ -152,7 +152,9 @@ pub fn request_line(s: RequestSummary<'_>) {
     ] {
         line.insert(k.to_owned(), v);
     }
-    let mut text = Value::Object(line).to_string();
+    let line = Value::Object(line);
+    crate::ops::recent::push(&line);
+    let mut text = line.to_string();
     text.push('\n');
     let _ = SinkWriter(sink()).write_all(text.as_bytes());
 }

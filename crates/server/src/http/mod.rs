@@ -9,6 +9,7 @@ pub mod extract;
 pub mod lms;
 pub mod locale;
 pub mod ops_routes;
+pub mod preflight_routes;
 pub mod problem;
 pub mod routes;
 pub mod webhook;
@@ -43,6 +44,11 @@ pub fn router(app: App) -> Router {
         .route("/v1/admin/payments/pause", post(ops_routes::pause))
         .route("/v1/admin/payments/resume", post(ops_routes::resume))
         .route("/v1/admin/status", get(ops_routes::status))
+        .route(
+            "/v1/admin/config-report",
+            get(preflight_routes::config_report),
+        )
+        .route("/v1/admin/logs/recent", get(preflight_routes::recent_logs))
         .route("/v1/courses", get(routes::list_courses))
         .route("/v1/courses/{courseId}", get(routes::get_course))
         .route("/v1/checkout", post(routes::checkout))

@@ -6,6 +6,8 @@
 
 pub mod alerts;
 pub mod breaker;
+pub mod config_report;
 pub mod metrics;
 pub mod pause;
 pub mod ratelimit;
+pub mod recent;
