@@ -28,13 +28,10 @@ pub async fn pause(
     body: JsonObject,
 ) -> Result<Json<Value>> {
     name("pause-payments");
-    let reason = body.str("reason")?.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(Error::invalid("reason: 1 to 500 characters"));
-    }
+    let reason = body.text(domain::TextField::PauseReason)?;
     let c = app
         .pause
-        .set(&app, true, Some(reason), "service_role")
+        .set(&app, true, Some(&reason), "service_role")
         .await?;
     Ok(Json(controls_json(&c)))
 }
