@@ -98,6 +98,17 @@ fn durations_are_compressed() {
     );
 }
 
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A child process killed when dropped.
 struct Proc {
     child: Child,
@@ -179,8 +190,14 @@ async fn start_prometheus(dir: &std::path::Path, target: &str) -> (Proc, String)
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new("prometheus")
         .current_dir(dir)
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -305,15 +322,21 @@ impl World {
     async fn query(&self, promql: &str) -> Vec<Value> {
         let body: Value = self
             .http
-            .get(format!("{}/api/v1/query", self.prom))
-            .query(&[("query", promql)])
+            .get(format!(
+                "{}/api/v1/query?query={}",
+                self.prom,
+                percent_encode(promql)
+            ))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        body["data"]["result"].as_array().cloned().unwrap_or_default()
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -350,7 +373,12 @@ fn fired_and_resolved(timeline: &Timeline, side: &'static str, rule: &str) -> bo
 }
 
 /// Wait until `cond` holds on both sides, or panic after `limit`.
-async fn both(timeline: &Timeline, what: &str, limit: Duration, cond: impl Fn(&'static str) -> bool) {
+async fn both(
+    timeline: &Timeline,
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&'static str) -> bool,
+) {
     let deadline = Instant::now() + limit;
     while !(cond("prometheus") && cond("in-process")) {
         assert!(
@@ -403,14 +431,19 @@ async fn alert_rules_fire_and_resolve_in_prometheus_and_in_process() {
     for o in ["enrolled", "replayed", "client_closed"] {
         assert!(labels.contains(o), "{o} missing at startup");
     }
-    assert!(outcomes.iter().all(|s| s["value"][1] == "0"), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|s| s["value"][1] == "0"),
+        "{outcomes:?}"
+    );
     assert_eq!(
         w.query("coursepay_toss_calls_total").await.len(),
         3 * 4,
         "every Toss operation × outcome at startup"
     );
     assert_eq!(
-        w.query("coursepay_confirm_duration_seconds_count").await.len(),
+        w.query("coursepay_confirm_duration_seconds_count")
+            .await
+            .len(),
         1
     );
 
@@ -462,9 +495,12 @@ async fn alert_rules_fire_and_resolve_in_prometheus_and_in_process() {
         assert_eq!((s, b["code"].as_str()), (400, Some("E_AMOUNT_MISMATCH")));
     }
     let mismatch_at = Instant::now();
-    both(&timeline, "amount_mismatch_rate firing", Duration::from_secs(10), |side| {
-        firing_now(&timeline, side, "amount_mismatch_rate")
-    })
+    both(
+        &timeline,
+        "amount_mismatch_rate firing",
+        Duration::from_secs(10),
+        |side| firing_now(&timeline, side, "amount_mismatch_rate"),
+    )
     .await;
 
     // 2. Approval failures: card declines and a Toss outage (5xx, then the open circuit) among
@@ -487,14 +523,20 @@ async fn alert_rules_fire_and_resolve_in_prometheus_and_in_process() {
         let (s, b) = w.purchase(&course, "approve", PRICE).await;
         assert_eq!(s, 200, "{b}");
     }
-    both(&timeline, "approval_failure_rate firing", Duration::from_secs(10), |side| {
-        firing_now(&timeline, side, "approval_failure_rate")
-    })
+    both(
+        &timeline,
+        "approval_failure_rate firing",
+        Duration::from_secs(10),
+        |side| firing_now(&timeline, side, "approval_failure_rate"),
+    )
     .await;
     // Without more failures it resolves once they leave the window.
-    both(&timeline, "approval_failure_rate resolved", Duration::from_secs(15), |side| {
-        fired_and_resolved(&timeline, side, "approval_failure_rate")
-    })
+    both(
+        &timeline,
+        "approval_failure_rate resolved",
+        Duration::from_secs(15),
+        |side| fired_and_resolved(&timeline, side, "approval_failure_rate"),
+    )
     .await;
 
     // 3. Slow confirms: Toss answers every confirm after 1.7 s. 16 buyers, started apart so
@@ -514,18 +556,24 @@ async fn alert_rules_fire_and_resolve_in_prometheus_and_in_process() {
             }
         }));
     }
-    both(&timeline, "confirm_latency_p95 firing", Duration::from_secs(45), |side| {
-        firing_now(&timeline, side, "confirm_latency_p95")
-    })
+    both(
+        &timeline,
+        "confirm_latency_p95 firing",
+        Duration::from_secs(45),
+        |side| firing_now(&timeline, side, "confirm_latency_p95"),
+    )
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for b in buyers {
         b.await.unwrap();
     }
     w.clear_faults().await;
-    both(&timeline, "confirm_latency_p95 resolved", Duration::from_secs(10), |side| {
-        fired_and_resolved(&timeline, side, "confirm_latency_p95")
-    })
+    both(
+        &timeline,
+        "confirm_latency_p95 resolved",
+        Duration::from_secs(10),
+        |side| fired_and_resolved(&timeline, side, "confirm_latency_p95"),
+    )
     .await;
 
     // 1'. The mismatches leave the (60 s) window: resolved on both sides.

@@ -281,7 +281,10 @@ impl Config {
 
         let alert_time_scale = env_u32(get, "ALERT_TIME_SCALE", 1)?;
         if !crate::ops::alerts::valid_time_scale(alert_time_scale) {
-            problems.push("ALERT_TIME_SCALE must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)".to_owned());
+            problems.push(
+                "ALERT_TIME_SCALE must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)"
+                    .to_owned(),
+            );
         }
         if prod && alert_time_scale != 1 {
             problems.push("ALERT_TIME_SCALE must be 1 in production".to_owned());

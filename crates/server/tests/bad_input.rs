@@ -344,7 +344,9 @@ async fn cors_preflight_allows_listed_origins_only(app: TestApp) {
 async fn free_text_refuses_control_characters_alike_on_every_store(app: TestApp) {
     let admin = app.admin_token();
     let p = app.paid_in_window(10_000).await;
-    let paid = app.confirm(&p.token, &p.payment_key, &p.order_id, 10_000).await;
+    let paid = app
+        .confirm(&p.token, &p.payment_key, &p.order_id, 10_000)
+        .await;
     assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.body);
     let payment_id = paid.body["paymentId"].as_str().unwrap().to_owned();
     let refund_path = format!("/v1/payments/{payment_id}/refund");
@@ -375,12 +377,21 @@ async fn free_text_refuses_control_characters_alike_on_every_store(app: TestApp)
             "reason",
             Box::new(|v| json!({"reason": v})),
         ),
-        (refund_path.as_str(), "reason", Box::new(|v| json!({"reason": v}))),
+        (
+            refund_path.as_str(),
+            "reason",
+            Box::new(|v| json!({"reason": v})),
+        ),
     ];
     for (path, field, body) in &fields {
         for value in bad {
             let r = app.post(path, Some(&admin), &body(value)).await;
-            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path} {value:?}: {:?}", r.body);
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{path} {value:?}: {:?}",
+                r.body
+            );
             assert_eq!(r.code(), "E_INVALID_REQUEST", "{path} {value:?}");
             assert!(r.is_problem());
             let detail = r.body["detail"].as_str().unwrap_or("");
@@ -425,7 +436,11 @@ async fn free_text_refuses_control_characters_alike_on_every_store(app: TestApp)
     let got = app.get(&format!("/v1/courses/{id}"), None).await;
     assert_eq!(got.body["title"], title);
     let r = app
-        .post("/v1/admin/payments/pause", Some(&admin), &json!({"reason": "점검 중 ✋"}))
+        .post(
+            "/v1/admin/payments/pause",
+            Some(&admin),
+            &json!({"reason": "점검 중 ✋"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["pauseReason"], "점검 중 ✋");

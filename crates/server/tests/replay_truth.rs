@@ -52,7 +52,10 @@ async fn first_confirms_are_never_replays(backend: Backend) {
         Some(format!("{}/v1/webhooks/toss", t.base)),
         Some(DEV_WEBHOOK_SECRET.to_owned()),
     );
-    let (enrolled0, replayed0) = (confirms(&t, "enrolled").await, confirms(&t, "replayed").await);
+    let (enrolled0, replayed0) = (
+        confirms(&t, "enrolled").await,
+        confirms(&t, "replayed").await,
+    );
     let mut webhook_first = 0;
     for i in 0..PURCHASES {
         let p = t.paid_in_window(10_000).await;
@@ -60,16 +63,36 @@ async fn first_confirms_are_never_replays(backend: Backend) {
             t.fault(json!({"mode": "delay", "delayMs": HOLD_BACK_MS, "afterProcessing": true, "operations": ["confirm"]}))
                 .await;
         }
-        let first = t.confirm(&p.token, &p.payment_key, &p.order_id, 10_000).await;
-        assert_eq!(first.status, StatusCode::OK, "purchase {i}: {:?}", first.body);
-        assert_eq!(first.body["replayed"], false, "purchase {i}: the charging confirm is no replay");
+        let first = t
+            .confirm(&p.token, &p.payment_key, &p.order_id, 10_000)
+            .await;
+        assert_eq!(
+            first.status,
+            StatusCode::OK,
+            "purchase {i}: {:?}",
+            first.body
+        );
+        assert_eq!(
+            first.body["replayed"], false,
+            "purchase {i}: the charging confirm is no replay"
+        );
         assert!(
             first.headers.get("idempotent-replayed").is_none(),
             "purchase {i}: no Idempotent-Replayed on the charging confirm"
         );
-        let again = t.confirm(&p.token, &p.payment_key, &p.order_id, 10_000).await;
-        assert_eq!(again.status, StatusCode::OK, "purchase {i}: {:?}", again.body);
-        assert_eq!(again.body["replayed"], true, "purchase {i}: a repeat is a replay");
+        let again = t
+            .confirm(&p.token, &p.payment_key, &p.order_id, 10_000)
+            .await;
+        assert_eq!(
+            again.status,
+            StatusCode::OK,
+            "purchase {i}: {:?}",
+            again.body
+        );
+        assert_eq!(
+            again.body["replayed"], true,
+            "purchase {i}: a repeat is a replay"
+        );
         assert_eq!(
             again.headers.get("idempotent-replayed").unwrap(),
             "true",

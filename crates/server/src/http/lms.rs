@@ -41,7 +41,14 @@ pub async fn refund_payment(
     };
     let task_app = app.clone();
     let out = crate::context::spawn(async move {
-        flows::refunds::refund(&task_app, payment_id, reason.as_str(), amount, "service_role").await
+        flows::refunds::refund(
+            &task_app,
+            payment_id,
+            reason.as_str(),
+            amount,
+            "service_role",
+        )
+        .await
     })
     .await
     .map_err(|e| Error::internal(format!("refund task: {e}")))??;

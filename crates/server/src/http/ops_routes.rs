@@ -1,7 +1,7 @@
 //! Operator endpoints (API.md "Operations"): the payments pause switch and the status page.
 
 use crate::App;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::extract::{JsonObject, ServiceRole};
 use axum::Json;
 use axum::extract::State;

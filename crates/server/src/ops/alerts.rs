@@ -494,7 +494,13 @@ mod tests {
 
         let mut ev = Evaluator::with_time_scale(60);
         for s in 0..16 {
-            feed(&mut ev, T0 + time::Duration::seconds(s), "enrolled", 3, ms(1600));
+            feed(
+                &mut ev,
+                T0 + time::Duration::seconds(s),
+                "enrolled",
+                3,
+                ms(1600),
+            );
         }
         ev.evaluate(T0 + time::Duration::seconds(14));
         assert_eq!(state(&ev, CONFIRM_LATENCY).state, "ok");

@@ -235,7 +235,11 @@ impl ConfirmOutcome {
             ConfirmOutcome::ClientClosed,
         ]
         .into_iter()
-        .chain(domain::ErrorCode::ALL.iter().map(|c| ConfirmOutcome::Error(*c)))
+        .chain(
+            domain::ErrorCode::ALL
+                .iter()
+                .map(|c| ConfirmOutcome::Error(*c)),
+        )
     }
 }
 
