@@ -108,12 +108,6 @@ impl FreeText {
     pub fn into_string(self) -> String {
         self.0
     }
-
-    /// The first `max` characters (e.g. a course title as Toss's 100-character `orderName`).
-    /// A prefix of clean text is clean.
-    pub fn truncated(&self, max: usize) -> FreeText {
-        FreeText(self.0.chars().take(max).collect())
-    }
 }
 
 impl fmt::Display for FreeText {
@@ -169,11 +163,5 @@ mod tests {
             );
             assert!(FreeText::parse(*field, " \t ").is_err());
         }
-    }
-
-    #[test]
-    fn truncation_counts_characters() {
-        let t = FreeText::parse(TextField::CourseTitle, &"가".repeat(150)).unwrap();
-        assert_eq!(t.truncated(100).as_str().chars().count(), 100);
     }
 }
