@@ -68,9 +68,20 @@ ensure_doc_tools() {
   fi
 }
 
+# Prometheus: crates/cli/tests/prometheus_alerts.rs runs Debian's prometheus against a live
+# server to prove the alert rules fire and resolve (it fails, never skips, without it).
+ensure_prometheus() {
+  if command -v prometheus >/dev/null 2>&1; then return; fi
+  log "Prometheus is not installed: installing it (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq prometheus >/dev/null
+}
+
 ensure_postgres
 ensure_redis
 ensure_doc_tools
+ensure_prometheus
 export TEST_REDIS_URL="redis://127.0.0.1:6379"
 # COURSEPAY_TEST_DB lets concurrent runs on one machine use separate databases.
 DB="${COURSEPAY_TEST_DB:-coursepay_test}"

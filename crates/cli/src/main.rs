@@ -306,9 +306,10 @@ async fn serve() -> Result<(), String> {
             .as_ref()
             .map(|u| u.expose_secret().to_owned())
     };
+    server::ops::alerts::set_time_scale(config.alert_time_scale);
     server::ops::alerts::spawn_ticker(
         alert_webhook.as_deref(),
-        server::ops::alerts::EVALUATE_EVERY,
+        server::ops::alerts::EVALUATE_EVERY / config.alert_time_scale,
     );
     let mut router = server::http::router(app.clone());
     if let Some(sb) = &sandbox {

@@ -7,9 +7,25 @@
 use serde::Serialize;
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(into = "&'static str")]
-pub enum ErrorCode {
+/// Declares [`ErrorCode`] and [`ErrorCode::ALL`] from one list, so `ALL` holds every variant
+/// by construction: code that iterates the catalog (the i18n table, the metrics created at
+/// startup) cannot miss a code added later.
+macro_rules! error_codes {
+    ($($variant:ident),+ $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(into = "&'static str")]
+        pub enum ErrorCode {
+            $($variant),+
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
+        }
+    };
+}
+
+error_codes! {
     InvalidRequest,
     PayloadTooLarge,
     Unauthorized,
@@ -65,38 +81,6 @@ impl Locale {
 }
 
 impl ErrorCode {
-    pub const ALL: &'static [ErrorCode] = &[
-        ErrorCode::InvalidRequest,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::CourseNotFound,
-        ErrorCode::OrderNotFound,
-        ErrorCode::OrderExpired,
-        ErrorCode::AlreadyEnrolled,
-        ErrorCode::AmountMismatch,
-        ErrorCode::ConfirmInProgress,
-        ErrorCode::PaymentRejected,
-        ErrorCode::PgUnavailable,
-        ErrorCode::PgTimeout,
-        ErrorCode::PaymentsPaused,
-        ErrorCode::IdempotencyKeyReused,
-        ErrorCode::PaymentNotFound,
-        ErrorCode::RefundNotAllowed,
-        ErrorCode::EnrollmentNotFound,
-        ErrorCode::NotEnrolled,
-        ErrorCode::AttemptNotFound,
-        ErrorCode::AttemptAlreadySubmitted,
-        ErrorCode::AttemptLimitReached,
-        ErrorCode::WebhookInvalidSig,
-        ErrorCode::WebhookReplayed,
-        ErrorCode::RateLimited,
-        ErrorCode::ServiceUnavailable,
-        ErrorCode::Internal,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidRequest => "E_INVALID_REQUEST",

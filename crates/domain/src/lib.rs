@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod money;
 pub mod status;
+pub mod text;
 
 pub use error::{ErrorCode, Locale};
 pub use ids::{
@@ -19,6 +20,7 @@ pub use ids::{
 };
 pub use money::Money;
 pub use status::{EnrollmentStatus, OrderStatus, PaymentStatus, RefundStatus};
+pub use text::{FreeText, TextError, TextField};
 
 /// The only payment provider coursepay speaks to today; stored in `payments.provider` so the
 /// UNIQUE(provider, provider_tx_id) constraint stays meaningful if a second one is added.

@@ -75,6 +75,10 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// The stricter limit of checkout and confirm; None = no limit.
     pub rate_limit_confirm: Option<RateLimit>,
+    /// `ALERT_TIME_SCALE`: divides the in-process alert rules' windows and evaluation interval
+    /// (1 = the real rules; a divisor of 60; development only), so a test or a demo can watch
+    /// an alert fire and resolve in seconds.
+    pub alert_time_scale: u32,
 }
 
 /// A GCRA limit: `per_second` sustained, `burst` at once.
@@ -298,6 +302,17 @@ impl Config {
             (5, 10),
         )?;
 
+        let alert_time_scale = env_u32(get, "ALERT_TIME_SCALE", 1)?;
+        if !crate::ops::alerts::valid_time_scale(alert_time_scale) {
+            problems.push(
+                "ALERT_TIME_SCALE must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)"
+                    .to_owned(),
+            );
+        }
+        if prod && alert_time_scale != 1 {
+            problems.push("ALERT_TIME_SCALE must be 1 in production".to_owned());
+        }
+
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
         }
@@ -334,6 +349,7 @@ impl Config {
             circuit_cooldown,
             rate_limit,
             rate_limit_confirm,
+            alert_time_scale,
         })
     }
 

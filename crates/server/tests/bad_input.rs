@@ -15,6 +15,7 @@ both_backends!(
     no_secret_reaches_the_logs,
     cors_preflight_allows_listed_origins_only,
     problem_titles_follow_accept_language,
+    free_text_refuses_control_characters_alike_on_every_store,
 );
 
 async fn confirm_bad_bodies_are_400_and_change_nothing(app: TestApp) {
@@ -398,4 +399,111 @@ async fn problem_titles_follow_accept_language(app: TestApp) {
         "{}",
         r.body
     );
+}
+
+/// Every free-text field (course title, refund reason, pause reason) refuses NUL and the other
+/// control characters with 400 E_INVALID_REQUEST naming the field, and changes nothing — the
+/// same answer on SQLite (which would store a NUL) and PostgreSQL (which refuses one in
+/// `text`). Valid Unicode is stored and read back unchanged on both.
+async fn free_text_refuses_control_characters_alike_on_every_store(app: TestApp) {
+    let admin = app.admin_token();
+    let p = app.paid_in_window(10_000).await;
+    let paid = app
+        .confirm(&p.token, &p.payment_key, &p.order_id, 10_000)
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.body);
+    let payment_id = paid.body["paymentId"].as_str().unwrap().to_owned();
+    let refund_path = format!("/v1/payments/{payment_id}/refund");
+    let courses_before = app.get("/v1/courses", None).await.body["items"]
+        .as_array()
+        .map(Vec::len);
+
+    let bad = [
+        "a\u{0}b",
+        "\u{0}",
+        "trailing NUL\u{0}",
+        "line\nbreak",
+        "tab\tinside",
+        "\u{1b}[31mred",
+        "del\u{7f}",
+        "c1\u{85}next",
+        "bell\u{7}",
+    ];
+    // (path, field); the course also needs a price.
+    let fields = [
+        ("/v1/admin/courses", "title"),
+        ("/v1/admin/payments/pause", "reason"),
+        (refund_path.as_str(), "reason"),
+    ];
+    let body = |field: &str, v: &str| match field {
+        "title" => json!({"title": v, "price": 10_000}),
+        _ => json!({ field: v }),
+    };
+    for (path, field) in fields {
+        for value in bad {
+            let r = app.post(path, Some(&admin), &body(field, value)).await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{path} {value:?}: {:?}",
+                r.body
+            );
+            assert_eq!(r.code(), "E_INVALID_REQUEST", "{path} {value:?}");
+            assert!(r.is_problem());
+            let detail = r.body["detail"].as_str().unwrap_or("");
+            assert!(
+                detail.starts_with(&format!("{field}: ")) && detail.contains("control"),
+                "{path} {value:?}: {detail}"
+            );
+        }
+        let r = app
+            .post(path, Some(&admin), &body(field, &"가".repeat(501)))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {:?}", r.body);
+        assert!(r.body["detail"].as_str().unwrap().starts_with(field));
+        let r = app.post(path, Some(&admin), &body(field, "   ")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {:?}", r.body);
+    }
+    // Nothing changed: no course, not paused, not refunded, Toss never asked to cancel.
+    let courses_after = app.get("/v1/courses", None).await.body["items"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(courses_before, courses_after);
+    let status = app.get("/v1/admin/status", Some(&admin)).await;
+    assert_eq!(status.body["paymentsPaused"], false, "{:?}", status.body);
+    assert_eq!(app.order(&p.order_id).await.status, OrderStatus::Paid);
+    assert!(
+        app.sandbox
+            .requests()
+            .iter()
+            .all(|r| !r.path.ends_with("/cancel")),
+        "no cancel reached Toss"
+    );
+
+    // Clean Unicode round-trips unchanged (trimmed) on both stores.
+    let title = "러스트 입문 — Rust 101 🦀";
+    let r = app
+        .post(
+            "/v1/admin/courses",
+            Some(&admin),
+            &json!({"title": format!("  {title} "), "price": 10_000}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap();
+    let got = app.get(&format!("/v1/courses/{id}"), None).await;
+    assert_eq!(got.body["title"], title);
+    let r = app
+        .post(
+            "/v1/admin/payments/pause",
+            Some(&admin),
+            &json!({"reason": "점검 중 ✋"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["pauseReason"], "점검 중 ✋");
+    let r = app
+        .post("/v1/admin/payments/resume", Some(&admin), &json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
 }

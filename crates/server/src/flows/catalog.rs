@@ -2,7 +2,7 @@
 
 use crate::App;
 use crate::error::{Error, Result};
-use domain::{CourseId, ErrorCode, Money};
+use domain::{CourseId, ErrorCode, FreeText, Money};
 use store::{Course, NewCourse};
 use time::OffsetDateTime;
 
@@ -16,23 +16,12 @@ pub fn parse_price(won: i64) -> Result<Money> {
     Money::new(won).map_err(|e| Error::invalid(format!("price: {e}")))
 }
 
-pub fn parse_title(title: &str) -> Result<String> {
-    let t = title.trim();
-    if t.is_empty() || t.chars().count() > 200 {
-        return Err(Error::invalid("title: must be 1 to 200 characters"));
-    }
-    if t.chars().any(char::is_control) {
-        return Err(Error::invalid("title: must not contain control characters"));
-    }
-    Ok(t.to_owned())
-}
-
-pub async fn create_course(app: &App, title: String, price: Money) -> Result<Course> {
+pub async fn create_course(app: &App, title: FreeText, price: Money) -> Result<Course> {
     let course = app
         .store
         .create_course(NewCourse {
             id: CourseId::new(),
-            title,
+            title: title.into_string(),
             price,
             now: OffsetDateTime::now_utc(),
         })

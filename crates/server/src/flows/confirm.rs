@@ -118,16 +118,12 @@ pub async fn confirm(app: &App, user: UserId, input: ConfirmInput) -> Result<Con
     };
     crate::context::record(|f| f.course_id = Some(order.course_id.to_string()));
 
+    // This request claimed the order and called Toss: it performed the charge, so it is never a
+    // replay, even when a webhook, the reconciler or settle-on-read wrote the settlement while
+    // Toss's answer was on its way (`newly_settled` says who wrote the rows, not who charged).
     let settled = confirm_with_provider(app, &order, &input.payment_key, "confirm", &ev).await?;
-    let output = ConfirmOutput::from_paid(&settled.order, !settled.newly_settled)?;
-    app.replays.put(
-        user,
-        input.payment_key,
-        ConfirmOutput {
-            replayed: false,
-            ..output.clone()
-        },
-    );
+    let output = ConfirmOutput::from_paid(&settled.order, false)?;
+    app.replays.put(user, input.payment_key, output.clone());
     record_output(&output);
     Ok(output)
 }

@@ -7,7 +7,7 @@ use crate::error::Error;
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use domain::{ErrorCode, Money, UserId};
+use domain::{ErrorCode, FreeText, Money, TextField, UserId};
 use serde_json::{Map, Value};
 
 fn bearer(parts: &Parts) -> Result<&str, Error> {
@@ -115,6 +115,12 @@ impl JsonObject {
             None | Some(Value::Null) => Err(Error::invalid(format!("{field}: is required"))),
             Some(_) => Err(Error::invalid(format!("{field}: must be a string"))),
         }
+    }
+
+    /// A free-text field (see [`domain::text`]): required, trimmed, within the field's limit,
+    /// no control characters; any other value is a 400 naming the field.
+    pub fn text(&self, field: TextField) -> Result<FreeText, Error> {
+        FreeText::parse(field, self.str(field.name())?).map_err(|e| Error::invalid(e.to_string()))
     }
 
     pub fn opt_str(&self, field: &str) -> Result<Option<&str>, Error> {

@@ -10,14 +10,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::{AttemptId, EnrollmentId, ErrorCode, PaymentId};
+use domain::{AttemptId, EnrollmentId, ErrorCode, PaymentId, TextField};
 use serde_json::{Value, json};
 use store::ExamAttempt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-
-/// Toss's limit for cancelReason.
-const MAX_REASON_CHARS: usize = 200;
 
 fn name(n: &'static str) {
     crate::context::record(|f| f.function_name = Some(n));
@@ -37,18 +34,21 @@ pub async fn refund_payment(
     // An id that is not a UUID names no payment.
     let payment_id =
         PaymentId::parse(&payment_id).map_err(|_| Error::new(ErrorCode::PaymentNotFound))?;
-    let reason = body.str("reason")?.trim().to_owned();
-    let chars = reason.chars().count();
-    if chars == 0 || chars > MAX_REASON_CHARS {
-        return Err(Error::invalid("reason: must be 1 to 200 characters"));
-    }
+    let reason = body.text(TextField::RefundReason)?;
     let amount = match body.opt_int("amount")? {
         None => None,
         Some(_) => Some(body.amount("amount")?),
     };
     let task_app = app.clone();
     let out = crate::context::spawn(async move {
-        flows::refunds::refund(&task_app, payment_id, &reason, amount, "service_role").await
+        flows::refunds::refund(
+            &task_app,
+            payment_id,
+            reason.as_str(),
+            amount,
+            "service_role",
+        )
+        .await
     })
     .await
     .map_err(|e| Error::internal(format!("refund task: {e}")))??;

@@ -245,12 +245,9 @@ impl InFlight {
             self.ctx.roundtrips(),
         );
         if fields.function_name == Some("confirm-payment") {
-            let outcome = match fields.error_code {
-                Some(code) => code,
-                None if http_status == CLIENT_CLOSED => "client_closed",
-                None if replayed => "replayed",
-                None => "enrolled",
-            };
+            let outcome =
+                crate::ops::metrics::ConfirmOutcome::of(fields.error_code, http_status, replayed)
+                    .as_str();
             crate::ops::metrics::record_confirm(outcome, elapsed);
             crate::ops::alerts::observe_confirm(outcome, elapsed);
         }

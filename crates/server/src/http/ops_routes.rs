@@ -1,7 +1,7 @@
 //! Operator endpoints (docs/api.md, "Operations"): the payments pause switch and the status page.
 
 use crate::App;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::extract::{JsonObject, ServiceRole};
 use axum::Json;
 use axum::extract::State;
@@ -28,13 +28,10 @@ pub async fn pause(
     body: JsonObject,
 ) -> Result<Json<Value>> {
     name("pause-payments");
-    let reason = body.str("reason")?.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(Error::invalid("reason: 1 to 500 characters"));
-    }
+    let reason = body.text(domain::TextField::PauseReason)?;
     let c = app
         .pause
-        .set(&app, true, Some(reason), "service_role")
+        .set(&app, true, Some(&reason), "service_role")
         .await?;
     Ok(Json(controls_json(&c)))
 }

@@ -94,7 +94,7 @@ pub async fn create_course(
     body: JsonObject,
 ) -> Result<Response> {
     name("create-course");
-    let title = flows::catalog::parse_title(body.str("title")?)?;
+    let title = body.text(domain::TextField::CourseTitle)?;
     let price = flows::catalog::parse_price(body.int("price")?)?;
     let course = flows::catalog::create_course(&app, title, price).await?;
     Ok((StatusCode::CREATED, Json(course_json(&course))).into_response())

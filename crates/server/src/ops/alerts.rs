@@ -195,11 +195,31 @@ pub fn threshold(rule: &str) -> f64 {
 pub struct Evaluator {
     samples: VecDeque<Sample>,
     states: [RuleState; 3],
+    /// `ALERT_TIME_SCALE` (0 counts as 1): every window and the latency rule's minute are
+    /// divided by it. Counts and thresholds are not scaled.
+    time_scale: u32,
+}
+
+/// The time scales allowed: divisors of 60, so every window stays a whole number of seconds.
+pub fn valid_time_scale(k: u32) -> bool {
+    k > 0 && 60 % k == 0
 }
 
 impl Evaluator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An evaluator whose windows are `k` times shorter (a test or a demo, never production).
+    pub fn with_time_scale(k: u32) -> Self {
+        Evaluator {
+            time_scale: k,
+            ..Self::default()
+        }
+    }
+
+    fn scaled(&self, len: Duration) -> i64 {
+        (len.as_secs() / u64::from(self.time_scale.max(1))) as i64
     }
 
     /// Record one answered confirm.
@@ -219,14 +239,14 @@ impl Evaluator {
     }
 
     fn prune(&mut self, now: i64) {
-        let keep_from = now - MISMATCH_WINDOW.as_secs() as i64;
+        let keep_from = now - self.scaled(MISMATCH_WINDOW);
         while self.samples.front().is_some_and(|s| s.at <= keep_from) {
             self.samples.pop_front();
         }
     }
 
     fn window(&self, now: i64, len: Duration) -> impl Iterator<Item = &Sample> {
-        let from = now - len.as_secs() as i64;
+        let from = now - self.scaled(len);
         self.samples
             .iter()
             .filter(move |s| s.at > from && s.at <= now)
@@ -278,7 +298,8 @@ impl Evaluator {
 
         // Complete minutes only: the current one is still filling. Value: the lowest p95 of
         // the minutes that had any confirm (0 when none had).
-        let this_minute = now.div_euclid(60);
+        let minute = self.scaled(Duration::from_secs(60));
+        let this_minute = now.div_euclid(minute);
         let mut sustained = true;
         let mut lowest_p95 = f64::INFINITY;
         let mut fewest = usize::MAX;
@@ -286,7 +307,7 @@ impl Evaluator {
             let mut lat: Vec<f64> = self
                 .samples
                 .iter()
-                .filter(|s| s.at.div_euclid(60) == m)
+                .filter(|s| s.at.div_euclid(minute) == m)
                 .map(|s| s.latency_ms)
                 .collect();
             fewest = fewest.min(lat.len());
@@ -451,6 +472,13 @@ fn global() -> &'static Mutex<Evaluator> {
     GLOBAL.get_or_init(|| Mutex::new(Evaluator::new()))
 }
 
+/// Scale the process's evaluator's windows (`ALERT_TIME_SCALE`; set once by `coursepay serve`).
+pub fn set_time_scale(k: u32) {
+    if let Ok(mut ev) = global().lock() {
+        ev.time_scale = k;
+    }
+}
+
 /// Feed the process's evaluator with one answered confirm (the `observe` middleware).
 pub fn observe_confirm(outcome: &str, latency: Duration) {
     if let Ok(mut ev) = global().lock() {
@@ -516,6 +544,43 @@ mod tests {
 
     fn state(ev: &Evaluator, rule: &str) -> AlertState {
         ev.snapshot().into_iter().find(|s| s.rule == rule).unwrap()
+    }
+
+    /// With `ALERT_TIME_SCALE=60` an hour is a minute, five minutes five seconds and the latency
+    /// rule's minute one second.
+    #[test]
+    fn time_scale_shortens_every_window() {
+        let mut ev = Evaluator::with_time_scale(60);
+        feed(&mut ev, T0, "E_PG_UNAVAILABLE", 25, ms(5));
+        ev.evaluate(T0);
+        assert_eq!(state(&ev, APPROVAL_FAILURE).state, "firing");
+        ev.evaluate(T0 + time::Duration::seconds(4));
+        assert_eq!(state(&ev, APPROVAL_FAILURE).state, "firing");
+        ev.evaluate(T0 + time::Duration::seconds(5));
+        assert_eq!(state(&ev, APPROVAL_FAILURE).state, "ok");
+
+        let mut ev = Evaluator::with_time_scale(60);
+        feed(&mut ev, T0, "E_AMOUNT_MISMATCH", 100, ms(5));
+        ev.evaluate(T0 + time::Duration::seconds(59));
+        assert_eq!(state(&ev, AMOUNT_MISMATCH).state, "firing");
+        ev.evaluate(T0 + time::Duration::seconds(60));
+        assert_eq!(state(&ev, AMOUNT_MISMATCH).state, "ok");
+
+        let mut ev = Evaluator::with_time_scale(60);
+        for s in 0..16 {
+            feed(
+                &mut ev,
+                T0 + time::Duration::seconds(s),
+                "enrolled",
+                3,
+                ms(1600),
+            );
+        }
+        ev.evaluate(T0 + time::Duration::seconds(14));
+        assert_eq!(state(&ev, CONFIRM_LATENCY).state, "ok");
+        ev.evaluate(T0 + time::Duration::seconds(15));
+        assert_eq!(state(&ev, CONFIRM_LATENCY).state, "firing");
+        assert!(valid_time_scale(60) && valid_time_scale(1) && !valid_time_scale(7));
     }
 
     #[test]

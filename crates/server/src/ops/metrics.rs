@@ -91,6 +91,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 return None;
             }
             describe();
+            ensure_defaults();
             Some(handle)
         })
         .as_ref()
@@ -186,6 +187,62 @@ pub fn record_request(
     metrics::histogram!(DB_ROUND_TRIPS, "route" => route).record(f64::from(round_trips));
 }
 
+/// The `outcome` label of `coursepay_confirm_total`: what one answered confirm request was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// This request claimed the order and Toss captured the payment (answered `replayed: false`).
+    Enrolled,
+    /// A repeat of a confirm that already succeeded (`replayed: true`): no charge by this request.
+    Replayed,
+    /// The client went away before the answer (nginx's 499).
+    ClientClosed,
+    /// Answered with this error code.
+    Error(domain::ErrorCode),
+}
+
+impl ConfirmOutcome {
+    /// The outcome of a confirm request from what it answered: its error code if any, else
+    /// its status and whether it carried `Idempotent-Replayed`.
+    pub fn of(error_code: Option<&str>, http_status: u16, replayed: bool) -> Self {
+        match error_code {
+            Some(code) => domain::ErrorCode::ALL
+                .iter()
+                .find(|c| c.as_str() == code)
+                .map_or(ConfirmOutcome::Error(domain::ErrorCode::Internal), |c| {
+                    ConfirmOutcome::Error(*c)
+                }),
+            None if http_status == crate::http::CLIENT_CLOSED => ConfirmOutcome::ClientClosed,
+            None if replayed => ConfirmOutcome::Replayed,
+            None => ConfirmOutcome::Enrolled,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmOutcome::Enrolled => "enrolled",
+            ConfirmOutcome::Replayed => "replayed",
+            ConfirmOutcome::ClientClosed => "client_closed",
+            ConfirmOutcome::Error(code) => code.as_str(),
+        }
+    }
+
+    /// Every outcome label the code can produce (the error codes come from the catalog's
+    /// complete list), each created at 0 on startup.
+    pub fn all() -> impl Iterator<Item = ConfirmOutcome> {
+        [
+            ConfirmOutcome::Enrolled,
+            ConfirmOutcome::Replayed,
+            ConfirmOutcome::ClientClosed,
+        ]
+        .into_iter()
+        .chain(
+            domain::ErrorCode::ALL
+                .iter()
+                .map(|c| ConfirmOutcome::Error(*c)),
+        )
+    }
+}
+
 /// One finished confirm: `outcome` is "enrolled", "replayed" or the error code. The latency
 /// histogram leaves out requests refused before the confirm flow ran (auth, validation): they
 /// are fast and would hide a slow provider.
@@ -206,14 +263,66 @@ pub fn record_toss_call(operation: &'static str, outcome: &'static str, elapsed:
         .record(elapsed.as_secs_f64());
 }
 
+/// The `outcome` label of a Toss call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TossOutcome {
+    Ok,
+    ApiError,
+    Timeout,
+    Network,
+}
+
+impl TossOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TossOutcome::Ok => "ok",
+            TossOutcome::ApiError => "api_error",
+            TossOutcome::Timeout => "timeout",
+            TossOutcome::Network => "network",
+        }
+    }
+
+    /// Every value (a unit test checks each `TossError` maps into it).
+    pub const ALL: [TossOutcome; 4] = [
+        TossOutcome::Ok,
+        TossOutcome::ApiError,
+        TossOutcome::Timeout,
+        TossOutcome::Network,
+    ];
+}
+
+/// Every Toss operation label. The match makes a new `toss::Operation` fail to compile here
+/// until it is listed.
+pub const TOSS_OPERATIONS: [toss::Operation; 3] = {
+    const fn listed(op: toss::Operation) -> usize {
+        match op {
+            toss::Operation::Confirm => 0,
+            toss::Operation::Lookup => 1,
+            toss::Operation::Cancel => 2,
+        }
+    }
+    let ops = [
+        toss::Operation::Confirm,
+        toss::Operation::Lookup,
+        toss::Operation::Cancel,
+    ];
+    let mut i = 0;
+    while i < ops.len() {
+        assert!(listed(ops[i]) == i);
+        i += 1;
+    }
+    ops
+};
+
 /// The outcome label of a Toss call result.
 pub fn toss_outcome<T>(result: &Result<T, toss::TossError>) -> &'static str {
     match result {
-        Ok(_) => "ok",
-        Err(toss::TossError::Api { .. }) => "api_error",
-        Err(toss::TossError::Timeout) => "timeout",
-        Err(_) => "network",
+        Ok(_) => TossOutcome::Ok,
+        Err(toss::TossError::Api { .. }) => TossOutcome::ApiError,
+        Err(toss::TossError::Timeout) => TossOutcome::Timeout,
+        Err(_) => TossOutcome::Network,
     }
+    .as_str()
 }
 
 /// Circuit breaker states as the gauge encodes them.
@@ -259,7 +368,16 @@ pub fn set_alert_firing(rule: &'static str, firing: bool) {
     gauge!(ALERT_FIRING, "rule" => rule).set(if firing { 1.0 } else { 0.0 });
 }
 
-/// Gauges that exist from the first scrape, before anything sets them.
+/// The route whose HTTP series the dashboard names (the confirm time split).
+const CONFIRM_ROUTE: &str = "/v1/payments/confirm";
+
+/// Every series the alert rules and the dashboard read exists from the first scrape, at 0, for
+/// every label value the code can produce: a counter that appears only at its first
+/// increment hides that increment from `rate()`/`increase()` (there is no earlier sample to
+/// difference against). The label values come from the same enums the recording code uses.
+///
+/// `coursepay_http_requests_total` is the exception: its `status` dimension per route is not
+/// enumerated (that would invent route/status pairs that never happen); no rule reads it.
 fn ensure_defaults() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
@@ -269,6 +387,20 @@ fn ensure_defaults() {
         for rule in crate::ops::alerts::RULES {
             gauge!(ALERT_FIRING, "rule" => *rule).increment(0.0);
         }
+        for outcome in ConfirmOutcome::all() {
+            counter!(CONFIRMS, "outcome" => outcome.as_str()).increment(0);
+        }
+        // Registering a histogram makes it render with zero buckets.
+        let _ = metrics::histogram!(CONFIRM_DURATION);
+        for op in TOSS_OPERATIONS {
+            for outcome in TossOutcome::ALL {
+                let (op, outcome) = (op.as_str(), outcome.as_str());
+                counter!(TOSS_CALLS, "operation" => op, "outcome" => outcome).increment(0);
+                let _ = metrics::histogram!(TOSS_DURATION, "operation" => op, "outcome" => outcome);
+            }
+        }
+        let _ = metrics::histogram!(HTTP_DURATION, "route" => CONFIRM_ROUTE);
+        let _ = metrics::histogram!(DB_ROUND_TRIPS, "route" => CONFIRM_ROUTE);
     });
 }
 
@@ -296,7 +428,6 @@ pub async fn refresh_backlog(app: &App, now: OffsetDateTime) {
 pub fn render() -> String {
     match install() {
         Some(h) => {
-            ensure_defaults();
             h.run_upkeep();
             h.render()
         }
@@ -392,6 +523,64 @@ mod tests {
         ] {
             assert!(used.contains(m), "dashboard does not show {m}");
         }
+    }
+
+    /// Every confirm outcome and every Toss operation/outcome pair is rendered once the recorder
+    /// is installed, before any event. (The recorder is shared by this binary's tests, so this
+    /// checks presence; the real-Prometheus test checks the values from a fresh process.)
+    #[test]
+    fn labelled_series_exist_from_startup() {
+        let text = render();
+        for outcome in ConfirmOutcome::all() {
+            let series = format!("{CONFIRMS}{{outcome=\"{}\"}}", outcome.as_str());
+            assert!(text.contains(&series), "missing {series}");
+        }
+        assert!(text.contains("coursepay_confirm_total{outcome=\"E_AMOUNT_MISMATCH\"}"));
+        for op in TOSS_OPERATIONS {
+            for outcome in TossOutcome::ALL {
+                let labels = format!(
+                    "{{operation=\"{}\",outcome=\"{}\"}}",
+                    op.as_str(),
+                    outcome.as_str()
+                );
+                assert!(text.contains(&format!("{TOSS_CALLS}{labels}")), "{labels}");
+                assert!(
+                    text.contains(&format!("{TOSS_DURATION}_count{labels}")),
+                    "{labels}"
+                );
+            }
+        }
+        assert!(text.contains(&format!("{CONFIRM_DURATION}_count")));
+        assert!(text.contains(&format!(
+            "{HTTP_DURATION}_count{{route=\"{CONFIRM_ROUTE}\"}}"
+        )));
+    }
+
+    #[test]
+    fn toss_outcomes_are_listed() {
+        let errors = [
+            toss::TossError::Timeout,
+            toss::TossError::Connect("x".into()),
+        ];
+        for e in errors {
+            let label = toss_outcome::<()>(&Err(e));
+            assert!(TossOutcome::ALL.iter().any(|o| o.as_str() == label));
+        }
+        assert_eq!(toss_outcome::<()>(&Ok(())), TossOutcome::Ok.as_str());
+    }
+
+    #[test]
+    fn confirm_outcome_of_an_answer() {
+        assert_eq!(ConfirmOutcome::of(None, 200, false).as_str(), "enrolled");
+        assert_eq!(ConfirmOutcome::of(None, 200, true).as_str(), "replayed");
+        assert_eq!(
+            ConfirmOutcome::of(None, crate::http::CLIENT_CLOSED, false).as_str(),
+            "client_closed"
+        );
+        assert_eq!(
+            ConfirmOutcome::of(Some("E_PG_TIMEOUT"), 504, false).as_str(),
+            "E_PG_TIMEOUT"
+        );
     }
 
     #[test]

@@ -78,10 +78,11 @@ impl PauseSwitch {
         &self,
         app: &App,
         paused: bool,
-        reason: Option<&str>,
+        reason: Option<&domain::FreeText>,
         actor: &str,
     ) -> Result<PaymentControls> {
         let ev = crate::flows::event_ctx(actor);
+        let reason = reason.map(domain::FreeText::as_str);
         let c = app.store.set_payments_paused(paused, reason, &ev).await?;
         self.put(&c);
         if paused {
