@@ -46,9 +46,19 @@ pub async fn refund_payment(
         None => None,
         Some(_) => Some(body.amount("amount")?),
     };
+    // Only for deposited virtual-account payments; validated, never logged.
+    let account = flows::refunds::parse_refund_account(body.0.get("refundReceiveAccount"))?;
     let task_app = app.clone();
     let out = crate::context::spawn(async move {
-        flows::refunds::refund(&task_app, payment_id, &reason, amount, "service_role").await
+        flows::refunds::refund_to(
+            &task_app,
+            payment_id,
+            &reason,
+            amount,
+            account,
+            "service_role",
+        )
+        .await
     })
     .await
     .map_err(|e| Error::internal(format!("refund task: {e}")))??;
