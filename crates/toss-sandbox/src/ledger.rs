@@ -613,12 +613,14 @@ pub(crate) fn to_json_in(p: &Payment, lang: Lang) -> serde_json::Value {
         if lang == Lang::En {
             for path in [
                 &["method"][..],
-                &["card", "cardType"],
-                &["card", "ownerType"],
-                &["virtualAccount", "accountType"],
+                &["card", "cardType"][..],
+                &["card", "ownerType"][..],
+                &["virtualAccount", "accountType"][..],
             ] {
                 let mut cur = Some(&mut *obj);
-                let (last, parents) = path.split_last().unwrap_or((&"", &[]));
+                let Some((last, parents)) = path.split_last() else {
+                    continue;
+                };
                 for parent in parents {
                     cur = cur
                         .and_then(|o| o.get_mut(*parent))
