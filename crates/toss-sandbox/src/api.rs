@@ -278,6 +278,7 @@ fn begin(
         let e = SandboxError::new("FORBIDDEN_CONSECUTIVE_REQUEST");
         return Start::Answer(Answer::error(&e, lang));
     }
+    let forced = test_code(headers, &api_key);
     let mut claimed = None;
     // Toss ignores the header on GETs.
     let key = if *method == Method::POST {
@@ -305,7 +306,7 @@ fn begin(
         }
     }
     // From here on the request reached Toss's processing: its answer is the key's answer.
-    let early = if let Some(e) = test_code(headers, &api_key) {
+    let early = if let Some(e) = forced {
         Some(Answer::error(&e, lang))
     } else if before == Some(FaultMode::Status5xx) {
         Some(internal_error(lang))
