@@ -44,8 +44,11 @@ async fn stored_error_under_the_confirm_key_does_not_block_the_order(backend: Ba
     // In the request: the first key answers 500 (stored), the lookup says IN_PROGRESS, the
     // second key goes through.
     let p = t.paid_in_window(10_000).await;
-    t.fault(json!({"mode": "status5xx", "operations": ["confirm"]})).await;
-    let r = t.confirm(&p.token, &p.payment_key, &p.order_id, 10_000).await;
+    t.fault(json!({"mode": "status5xx", "operations": ["confirm"]}))
+        .await;
+    let r = t
+        .confirm(&p.token, &p.payment_key, &p.order_id, 10_000)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let keys: Vec<String> = t
         .sandbox
@@ -61,14 +64,21 @@ async fn stored_error_under_the_confirm_key_does_not_block_the_order(backend: Ba
     // Every attempt of the request fails: the order is left CONFIRMING; the reconciler's
     // first call (the order's key) is replayed the stored 500, and it still gets paid.
     let q = t.paid_in_window(10_000).await;
-    t.fault(json!({"mode": "status5xx", "count": 3, "operations": ["confirm"]})).await;
-    let r = t.confirm(&q.token, &q.payment_key, &q.order_id, 10_000).await;
+    t.fault(json!({"mode": "status5xx", "count": 3, "operations": ["confirm"]}))
+        .await;
+    let r = t
+        .confirm(&q.token, &q.payment_key, &q.order_id, 10_000)
+        .await;
     assert!(r.status.is_server_error(), "{:?}", r.body);
     assert_eq!(order_status(&t, &q.order_id).await, "CONFIRMING");
     t.clear_faults().await;
     reconcile_once(&t.app, "toss-documented").await.unwrap();
     assert_eq!(order_status(&t, &q.order_id).await, "PAID");
-    assert_eq!(t.stats().await["confirmsExecuted"], 2, "one approval per order");
+    assert_eq!(
+        t.stats().await["confirmsExecuted"],
+        2,
+        "one approval per order"
+    );
 }
 
 /// A virtual-account order: issued, deposited (the sandbox delivers both events to us), PAID.
@@ -86,7 +96,12 @@ async fn va_paid(t: &TestApp) -> (common::Purchase, String) {
         .await;
     let payment_key = r.body["paymentKey"].as_str().unwrap().to_owned();
     let confirm = t.confirm(&token, &payment_key, &order_id, 30_000).await;
-    assert_eq!(confirm.code(), "E_CONFIRM_IN_PROGRESS", "{:?}", confirm.body);
+    assert_eq!(
+        confirm.code(),
+        "E_CONFIRM_IN_PROGRESS",
+        "{:?}",
+        confirm.body
+    );
     t.sandbox.deposit(&payment_key).unwrap();
     assert!(
         t.eventually(|| async { order_status(t, &order_id).await == "PAID" })
@@ -135,22 +150,44 @@ async fn deposited_virtual_account_refund_needs_the_buyers_account(backend: Back
     let before = cancels();
     for (body, field) in [
         (json!({"reason": "r"}), "refundReceiveAccount"),
-        (json!({"reason": "r", "refundReceiveAccount": "110-234"}), "refundReceiveAccount"),
-        (json!({"reason": "r", "refundReceiveAccount": {"bank": "20", "accountNumber": "12ab", "holderName": HOLDER}}), "accountNumber"),
-        (json!({"reason": "r", "refundReceiveAccount": {"bank": "20", "accountNumber": ACCOUNT, "holderName": "a\u{0}b"}}), ""),
-        (json!({"reason": "r", "refundReceiveAccount": {"bank": "", "accountNumber": ACCOUNT, "holderName": HOLDER}}), "bank"),
-        (json!({"reason": "r", "refundReceiveAccount": {"bank": "20", "accountNumber": ACCOUNT, "holderName": HOLDER, "x": 1}}), "refundReceiveAccount"),
+        (
+            json!({"reason": "r", "refundReceiveAccount": "110-234"}),
+            "refundReceiveAccount",
+        ),
+        (
+            json!({"reason": "r", "refundReceiveAccount": {"bank": "20", "accountNumber": "12ab", "holderName": HOLDER}}),
+            "accountNumber",
+        ),
+        (
+            json!({"reason": "r", "refundReceiveAccount": {"bank": "20", "accountNumber": ACCOUNT, "holderName": "a\u{0}b"}}),
+            "",
+        ),
+        (
+            json!({"reason": "r", "refundReceiveAccount": {"bank": "", "accountNumber": ACCOUNT, "holderName": HOLDER}}),
+            "bank",
+        ),
+        (
+            json!({"reason": "r", "refundReceiveAccount": {"bank": "20", "accountNumber": ACCOUNT, "holderName": HOLDER, "x": 1}}),
+            "refundReceiveAccount",
+        ),
     ] {
         let r = refund(&t, &payment_id, body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {:?}", r.body);
         assert_eq!(r.code(), "E_INVALID_REQUEST");
         // (A NUL may be refused before the field is looked at: then any field name will do.)
-        assert!(r.body["detail"].as_str().unwrap().contains(field), "{:?}", r.body);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(field),
+            "{:?}",
+            r.body
+        );
         assert!(!r.body.to_string().contains(ACCOUNT));
     }
     assert_eq!(cancels(), before, "bad input never reaches Toss");
     let id = domain::PaymentId::parse(&payment_id).unwrap();
-    assert!(t.store.payment_refunds(id).await.unwrap().is_empty(), "nothing written");
+    assert!(
+        t.store.payment_refunds(id).await.unwrap().is_empty(),
+        "nothing written"
+    );
 
     let r = refund(
         &t,
@@ -161,15 +198,25 @@ async fn deposited_virtual_account_refund_needs_the_buyers_account(backend: Back
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "CANCELED");
     assert_eq!(r.body["enrollmentStatus"], "REFUNDED");
-    let sent = t.sandbox.payments().into_iter().find(|x| x.payment_key == p.payment_key).unwrap();
+    let sent = t
+        .sandbox
+        .payments()
+        .into_iter()
+        .find(|x| x.payment_key == p.payment_key)
+        .unwrap();
     assert_eq!(sent.status, "CANCELED");
     // The account went to Toss and nowhere else: not in any log line.
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-    assert!(!text.contains(ACCOUNT) && !text.contains(HOLDER), "refund account logged");
+    assert!(
+        !text.contains(ACCOUNT) && !text.contains(HOLDER),
+        "refund account logged"
+    );
 
     // A card payment refuses the field (nothing to send it to).
     let card = t.paid_in_window(10_000).await;
-    let c = t.confirm(&card.token, &card.payment_key, &card.order_id, 10_000).await;
+    let c = t
+        .confirm(&card.token, &card.payment_key, &card.order_id, 10_000)
+        .await;
     let card_payment = c.body["paymentId"].as_str().unwrap().to_owned();
     let r = refund(&t, &card_payment, json!({"reason": "r", "refundReceiveAccount": {"bank": "20", "accountNumber": ACCOUNT, "holderName": HOLDER}})).await;
     assert_eq!(r.code(), "E_INVALID_REQUEST", "{:?}", r.body);
@@ -208,7 +255,10 @@ async fn reversed_deposit_revokes_the_enrollment(backend: Backend) {
 // --- through a recorded Toss -------------------------------------------------------------------
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../toss/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../toss/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
@@ -242,17 +292,19 @@ impl Recorded {
         self.answers.lock().unwrap().insert(op, (status, body));
     }
     fn count(&self, op: &str) -> usize {
-        self.calls.lock().unwrap().iter().filter(|(o, _)| *o == op).count()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .count()
     }
     fn reply(&self, op: &'static str, body: Value) -> (AxStatus, axum::Json<Value>) {
         self.calls.lock().unwrap().push((op, body));
-        let (status, body) = self
-            .answers
-            .lock()
-            .unwrap()
-            .get(op)
-            .cloned()
-            .unwrap_or((500, json!({"code": "COMMON_ERROR", "message": "no recorded answer"})));
+        let (status, body) = self.answers.lock().unwrap().get(op).cloned().unwrap_or((
+            500,
+            json!({"code": "COMMON_ERROR", "message": "no recorded answer"}),
+        ));
         (AxStatus::from_u16(status).unwrap(), axum::Json(body))
     }
 }
@@ -303,7 +355,11 @@ async fn spawn_recorded(backend: Backend) -> (TestApp, Recorded) {
     let app = server::App::new(t.store.clone(), toss, t.app.config.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server::serve(listener, server::http::router(app.clone()), std::future::pending()));
+    tokio::spawn(server::serve(
+        listener,
+        server::http::router(app.clone()),
+        std::future::pending(),
+    ));
     t.base = format!("http://{addr}");
     t.app = app;
     (t, rec)
@@ -351,8 +407,20 @@ async fn recorded_card_confirm_refund_and_webhooks(backend: Backend) {
     rec.answer("cancel", 200, of("cancel_full.json"));
     let r = refund(&t, &payment_id, json!({"reason": "buyer asked"})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!((r.body["status"].as_str(), r.body["refundedAmount"].as_i64()), (Some("CANCELED"), Some(1000)));
-    let sent = rec.calls.lock().unwrap().iter().rev().find(|(o, _)| *o == "cancel").unwrap().1.clone();
+    assert_eq!(
+        (r.body["status"].as_str(), r.body["refundedAmount"].as_i64()),
+        (Some("CANCELED"), Some(1000))
+    );
+    let sent = rec
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(o, _)| *o == "cancel")
+        .unwrap()
+        .1
+        .clone();
     assert_eq!(sent["refundableAmount"], 1000);
     assert!(sent.get("refundReceiveAccount").is_none());
 
@@ -366,12 +434,21 @@ async fn recorded_card_confirm_refund_and_webhooks(backend: Backend) {
 
     // A documented refusal with Toss's 403 is a refusal, not an outage.
     let (o2, k2, tok2) = recorded_order(&t).await;
-    rec.answer("confirm", 200, for_order(fixture("confirm_card_done.json"), &o2, &k2));
+    rec.answer(
+        "confirm",
+        200,
+        for_order(fixture("confirm_card_done.json"), &o2, &k2),
+    );
     let r = t.confirm(&tok2, &k2, &o2, 1000).await;
     let pid2 = r.body["paymentId"].as_str().unwrap().to_owned();
     rec.answer("cancel", 403, fixture("error_EXCEED_MAX_REFUND_DUE.json"));
     let r = refund(&t, &pid2, json!({"reason": "too late"})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "E_REFUND_NOT_ALLOWED"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "E_REFUND_NOT_ALLOWED"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(r.body["providerCode"], "EXCEED_MAX_REFUND_DUE");
 }
 
@@ -379,31 +456,68 @@ async fn recorded_lookups_nulls_not_found_and_throttling(backend: Backend) {
     let (t, rec) = spawn_recorded(backend).await;
     // An EXPIRED lookup full of nulls settles the order instead of looping.
     let (order_id, key, token) = recorded_order(&t).await;
-    rec.answer("lookup", 200, for_order(fixture("lookup_expired.json"), &order_id, &key));
+    rec.answer(
+        "lookup",
+        200,
+        for_order(fixture("lookup_expired.json"), &order_id, &key),
+    );
     let r = t.get(&format!("/v1/orders/{order_id}"), Some(&token)).await;
     assert_eq!(r.body["status"], "EXPIRED", "{:?}", r.body);
     // The EXPIRED webhook for it: looked up, nothing more to do.
-    let r = unsigned(&t, &for_order(fixture("webhook_payment_status_changed_expired.json"), &order_id, &key)).await;
+    let r = unsigned(
+        &t,
+        &for_order(
+            fixture("webhook_payment_status_changed_expired.json"),
+            &order_id,
+            &key,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 
     // NOT_FOUND (the generic lookup code) on the webhook path: a payment Toss does not know.
     let (o2, k2, _) = recorded_order(&t).await;
     rec.answer("lookup", 404, fixture("error_NOT_FOUND.json"));
-    let r = unsigned(&t, &for_order(fixture("webhook_payment_status_changed_done.json"), &o2, &k2)).await;
-    assert_eq!(r.status, StatusCode::OK, "ignored, not retried: {:?}", r.body);
+    let r = unsigned(
+        &t,
+        &for_order(
+            fixture("webhook_payment_status_changed_done.json"),
+            &o2,
+            &k2,
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "ignored, not retried: {:?}",
+        r.body
+    );
     assert_eq!(order_status(&t, &o2).await, "PENDING");
 
     // Throttled: the first lookup of a pass is refused; the pass stops asking, the client
     // holds further lookups back, and the orders stay open for a later pass.
     let (o3, _, _) = recorded_order(&t).await;
-    rec.answer("lookup", 403, fixture("error_FORBIDDEN_CONSECUTIVE_REQUEST.json"));
+    rec.answer(
+        "lookup",
+        403,
+        fixture("error_FORBIDDEN_CONSECUTIVE_REQUEST.json"),
+    );
     let before = rec.count("lookup");
     let report = reconcile_once(&t.app, "recorded").await.unwrap();
     assert!(report.throttled, "{report:?}");
-    assert_eq!(rec.count("lookup"), before + 1, "one refused lookup, then back-off");
+    assert_eq!(
+        rec.count("lookup"),
+        before + 1,
+        "one refused lookup, then back-off"
+    );
     assert!(t.app.toss.lookup_backoff().is_some());
     reconcile_once(&t.app, "recorded-2").await.unwrap();
-    assert_eq!(rec.count("lookup"), before + 1, "still backing off: nothing sent");
+    assert_eq!(
+        rec.count("lookup"),
+        before + 1,
+        "still backing off: nothing sent"
+    );
     assert_eq!(order_status(&t, &o3).await, "PENDING");
     assert_eq!(order_status(&t, &o2).await, "PENDING");
 }
@@ -419,12 +533,28 @@ async fn recorded_virtual_account_events(backend: Backend) {
     rec.answer("lookup", 200, of("confirm_virtual_account_waiting.json"));
     // The issue callback (no eventType) is recognised and changes nothing — but its due date
     // (2024) is long gone, so the order is closed at Toss.
-    rec.answer("cancel", 200, of("cancel_virtual_account_before_deposit.json"));
+    rec.answer(
+        "cancel",
+        200,
+        of("cancel_virtual_account_before_deposit.json"),
+    );
     let r = unsigned(&t, &of("webhook_deposit_callback_issued.json")).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(order_status(&t, &order_id).await, "EXPIRED");
-    let closed = rec.calls.lock().unwrap().iter().rev().find(|(o, _)| *o == "cancel").unwrap().1.clone();
-    assert!(closed.get("cancelAmount").is_none(), "a full cancel closes the account");
+    let closed = rec
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(o, _)| *o == "cancel")
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        closed.get("cancelAmount").is_none(),
+        "a full cancel closes the account"
+    );
     assert!(closed.get("refundReceiveAccount").is_none());
 
     // Another order: deposited (callback with the documented secret) → PAID, then the deposit
@@ -449,7 +579,11 @@ async fn recorded_virtual_account_events(backend: Backend) {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(order_status(&t, &o2).await, "REFUNDED");
     let mine = t.get("/v1/me/enrollments", Some(&tok2)).await;
-    assert_eq!(mine.body["items"][0]["status"], "REFUNDED", "{:?}", mine.body);
+    assert_eq!(
+        mine.body["items"][0]["status"], "REFUNDED",
+        "{:?}",
+        mine.body
+    );
 }
 
 macro_rules! backend_tests {

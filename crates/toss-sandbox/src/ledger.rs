@@ -433,7 +433,9 @@ impl Ledger {
         if before_deposit {
             // Only the whole amount: the account is closed, nothing was paid to give back.
             if req.cancel_amount.is_some_and(|a| a != p.balance_amount) {
-                return Err(SandboxError::new("NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT"));
+                return Err(SandboxError::new(
+                    "NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT",
+                ));
             }
             if req.refund_receive_account.is_some() {
                 return Err(bad_refund_account());

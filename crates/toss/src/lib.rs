@@ -365,7 +365,10 @@ impl TossClient {
             return Err(TossError::Api {
                 http_status: 403,
                 code: THROTTLED.to_owned(),
-                message: format!("backing off for {} ms before the next lookup", wait.as_millis()),
+                message: format!(
+                    "backing off for {} ms before the next lookup",
+                    wait.as_millis()
+                ),
             });
         }
         let result = self.send(req, ctx).await;
@@ -536,7 +539,10 @@ mod tests {
             holder_name: "김토스".into(),
         };
         let dbg = format!("{a:?}");
-        assert!(!dbg.contains("1234567890") && !dbg.contains("김토스"), "{dbg}");
+        assert!(
+            !dbg.contains("1234567890") && !dbg.contains("김토스"),
+            "{dbg}"
+        );
     }
 
     #[test]

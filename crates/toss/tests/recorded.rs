@@ -59,10 +59,15 @@ fn cancels_lower_the_balance() {
 fn virtual_account_life() {
     let waiting = ok("confirm_virtual_account_waiting.json");
     assert_eq!(waiting.status, PaymentStatus::WaitingForDeposit);
-    assert!(is_virtual_account_method(waiting.method.as_deref().unwrap()));
+    assert!(is_virtual_account_method(
+        waiting.method.as_deref().unwrap()
+    ));
     assert!(waiting.secret.as_deref().unwrap().starts_with("ps_"));
     let done = ok("lookup_virtual_account_done.json");
-    assert_eq!((done.status, done.secret), (PaymentStatus::Done, waiting.secret.clone()));
+    assert_eq!(
+        (done.status, done.secret),
+        (PaymentStatus::Done, waiting.secret.clone())
+    );
     let closed = ok("cancel_virtual_account_before_deposit.json");
     assert_eq!(closed.status, PaymentStatus::Canceled);
     assert_eq!(closed.balance_amount.won(), 0);
@@ -77,7 +82,10 @@ fn webhook_bodies_decode() {
     ] {
         let ev: wire::WebhookEvent = serde_json::from_slice(&fixture(name)).unwrap();
         assert_eq!(ev.event_type, "PAYMENT_STATUS_CHANGED");
-        assert!(!ev.created_at.unwrap().contains('+'), "createdAt has no offset");
+        assert!(
+            !ev.created_at.unwrap().contains('+'),
+            "createdAt has no offset"
+        );
         let data = serde_json::to_vec(&ev.data).unwrap();
         decode_answer(200, &data).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
@@ -91,7 +99,12 @@ fn webhook_bodies_decode() {
     }
     assert_eq!(
         statuses,
-        ["WAITING_FOR_DEPOSIT", "DONE", "CANCELED", "WAITING_FOR_DEPOSIT"]
+        [
+            "WAITING_FOR_DEPOSIT",
+            "DONE",
+            "CANCELED",
+            "WAITING_FOR_DEPOSIT"
+        ]
     );
 }
 
@@ -119,7 +132,10 @@ fn documented_errors_classify_by_code() {
     ] {
         assert_eq!(err(code, 403).outcome(), Outcome::Refused, "{code}");
     }
-    for code in ["FAILED_METHOD_HANDLING_CANCEL", "FAILED_INTERNAL_SYSTEM_PROCESSING"] {
+    for code in [
+        "FAILED_METHOD_HANDLING_CANCEL",
+        "FAILED_INTERNAL_SYSTEM_PROCESSING",
+    ] {
         let e = err(code, 500);
         assert_eq!(e.outcome(), Outcome::Unknown, "{code}");
         assert!(e.is_provider_failure());

@@ -29,13 +29,13 @@ use domain::{
     EnrollmentStatus, ErrorCode, IdempotencyKey, Money, PROVIDER_TOSS, PaymentId, PaymentKey,
     PaymentStatus, RefundId, RefundStatus,
 };
+use serde_json::Value;
 use std::time::Duration;
 use store::{
     Cancellation, CancellationRecorded, EventContext, NewRefund, Order, Payment, ProviderCancel,
     Refund, RefundBegin, StoreError,
 };
 use time::OffsetDateTime;
-use serde_json::Value;
 use toss::{Operation, Outcome, PaymentView, RefundReceiveAccount, is_virtual_account_method};
 
 /// How long a refund may stay REQUESTED before it counts as stuck (README "Refunds"): the
