@@ -183,10 +183,16 @@ async fn deposited_virtual_account_refund_needs_the_buyers_account(backend: Back
         assert!(!r.body.to_string().contains(ACCOUNT));
     }
     assert_eq!(cancels(), before, "bad input never reaches Toss");
+    // A malformed account is refused before anything is written; a missing one is known to be
+    // missing only once the payment is read, and that request stays on record as FAILED.
     let id = domain::PaymentId::parse(&payment_id).unwrap();
-    assert!(
-        t.store.payment_refunds(id).await.unwrap().is_empty(),
-        "nothing written"
+    let refused = t.store.payment_refunds(id).await.unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].status, domain::RefundStatus::Failed);
+    assert_eq!(
+        order_status(&t, &p.order_id).await,
+        "PAID",
+        "money and access untouched"
     );
 
     let r = refund(

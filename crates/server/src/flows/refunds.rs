@@ -144,22 +144,16 @@ pub async fn refund_to(
     actor: &str,
 ) -> Result<RefundOutput> {
     crate::context::record(|f| f.provider = Some(PROVIDER_TOSS));
-    // Checked before anything is written: bad input changes nothing.
-    if let Some(p) = app.store.get_payment(payment_id).await? {
-        let virtual_account = p.method.as_deref().is_some_and(is_virtual_account_method);
-        match (virtual_account, account.is_some()) {
-            (true, false) => {
-                return Err(Error::invalid(
-                    "refundReceiveAccount: required to refund a virtual-account payment",
-                ));
-            }
-            (false, true) => {
-                return Err(Error::invalid(
-                    "refundReceiveAccount: only for virtual-account payments",
-                ));
-            }
-            _ => {}
-        }
+    // An account for a payment that cannot take one is refused before anything is written.
+    // (Only requests carrying an account pay for this read: a card refund stays at two
+    // database round trips.)
+    if account.is_some()
+        && let Some(p) = app.store.get_payment(payment_id).await?
+        && !p.method.as_deref().is_some_and(is_virtual_account_method)
+    {
+        return Err(Error::invalid(
+            "refundReceiveAccount: only for virtual-account payments",
+        ));
     }
     let ev = event_ctx(actor.to_owned());
     let refund_id = RefundId::new();
@@ -200,6 +194,22 @@ pub async fn refund_to(
         RefundBegin::Begun { refund, payment } => (refund, payment),
     };
     record_payment(&payment);
+    // A virtual-account payment without the account to pay back to: Toss would refuse it, so
+    // it is not sent. The refund row (just written) is closed as FAILED with this code, which
+    // keeps the refused request on record and frees the payment for a request with an account.
+    if account.is_none()
+        && payment
+            .method
+            .as_deref()
+            .is_some_and(is_virtual_account_method)
+    {
+        app.store
+            .fail_refund(refund.id, "REFUND_ACCOUNT_REQUIRED", &ev)
+            .await?;
+        return Err(Error::invalid(
+            "refundReceiveAccount: required to refund a virtual-account payment",
+        ));
+    }
     let payment_key = PaymentKey::parse(&payment.provider_tx_id)
         .map_err(|e| Error::internal(format!("stored payment key: {e}")))?;
 
