@@ -6,17 +6,28 @@
 //!   `INCORRECT_BASIC_AUTH_FORMAT`;
 //! - `TossPayments-Test-Code: <CODE>` with a test key fails the call with that code and its
 //!   status, changing nothing (live keys ignore it);
-//! - `Idempotency-Key` on POSTs (see [`crate::idempotency`]).
+//! - `Idempotency-Key` on POSTs (see [`crate::idempotency`]): the first answer is stored and
+//!   replayed for the key's lifetime *whatever it was* — a test-code error and a 5xx included,
+//!   as Toss's idempotency guide says (and it warns against changing the key after an error);
+//! - lookups: an unknown paymentKey is 404 `NOT_FOUND_PAYMENT`, an unknown orderId 404
+//!   `NOT_FOUND` (the lookup reference lists both; which one Toss picks per route is not
+//!   stated, so the sandbox uses both and a client must accept both); polling too fast is 403
+//!   `FORBIDDEN_CONSECUTIVE_REQUEST` (see [`crate::throttle`]).
 //!
-//! Sandbox choices: the order is fault-before-processing (5xx/reset), auth, test code,
-//! idempotency, fault wait, execution, fault-after-processing; the password part of the Basic
-//! credentials (after the first colon) is ignored; every request is counted in the stats
-//! before anything can fail, so `confirmCalls` includes replays, auth failures and faults.
+//! Sandbox choices: the order is fault-before-processing reset, auth, idempotency key,
+//! throttle (GETs), test code, fault-before-processing 5xx, fault wait, execution,
+//! fault-after-processing; answers from the test code, a 5xx fault before processing, the
+//! execution and a 5xx fault *after* processing (the answer the caller saw, not the approval
+//! behind it) are stored under the key; auth failures, an invalid key and dropped connections
+//! before processing are not (the request never got past Toss's front door); the password
+//! part of the Basic credentials (after the first colon) is ignored; every request is counted
+//! in the stats before anything can fail, so `confirmCalls` includes replays, auth failures
+//! and faults.
 
 use crate::codes::{Lang, SandboxError};
 use crate::faults::{Fault, FaultMode, Operation};
 use crate::idempotency::{self, Begin, Scope};
-use crate::ledger::to_json;
+use crate::ledger::to_json_in;
 use crate::{Sandbox, State};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State as AxumState};
@@ -54,7 +65,7 @@ impl Answer {
 
     fn payment(result: Result<Payment, SandboxError>, lang: Lang) -> Self {
         match result {
-            Ok(p) => Answer::json(StatusCode::OK, &to_json(&p)),
+            Ok(p) => Answer::json(StatusCode::OK, &to_json_in(&p, lang)),
             Err(e) => Answer::error(&e, lang),
         }
     }
@@ -215,10 +226,19 @@ async fn handle(
         }
         Start::Execute(mut claim) => {
             wait(sandbox, before.as_ref()).await;
+            let lost_to_5xx = after
+                .as_ref()
+                .is_some_and(|f| f.mode == FaultMode::Status5xx);
             sandbox.with_state(|st, now| {
                 let answer = exec(st, now, lang);
                 if let Some(scope) = claim.scope.take() {
-                    st.idempotency.finish(scope, answer.clone(), now);
+                    // What the caller will see is what a same-key retry gets back.
+                    let stored = if lost_to_5xx {
+                        internal_error(lang)
+                    } else {
+                        answer.clone()
+                    };
+                    st.idempotency.finish(scope, stored, now);
                 }
                 answer
             })
@@ -246,20 +266,19 @@ fn begin(
     headers: &HeaderMap,
     lang: Lang,
 ) -> Start {
-    if let Some(f) = fault.filter(|f| !f.after_processing) {
-        match f.mode {
-            FaultMode::Status5xx => return Start::Answer(internal_error(lang)),
-            FaultMode::Reset => return Start::Reset,
-            FaultMode::Timeout | FaultMode::Delay => {}
-        }
+    let before = fault.filter(|f| !f.after_processing).map(|f| f.mode);
+    if before == Some(FaultMode::Reset) {
+        return Start::Reset;
     }
     let api_key = match authenticate(headers, &sandbox.inner.secret_keys) {
         Ok(key) => key,
         Err(e) => return Start::Answer(Answer::error(&e, lang)),
     };
-    if let Some(e) = test_code(headers, &api_key) {
+    if *method == Method::GET && st.throttle.over(path, std::time::Instant::now()) {
+        let e = SandboxError::new("FORBIDDEN_CONSECUTIVE_REQUEST");
         return Start::Answer(Answer::error(&e, lang));
     }
+    let forced = test_code(headers, &api_key);
     let mut claimed = None;
     // Toss ignores the header on GETs.
     let key = if *method == Method::POST {
@@ -285,6 +304,20 @@ fn begin(
             }
             Begin::Claimed => claimed = Some(scope),
         }
+    }
+    // From here on the request reached Toss's processing: its answer is the key's answer.
+    let early = if let Some(e) = forced {
+        Some(Answer::error(&e, lang))
+    } else if before == Some(FaultMode::Status5xx) {
+        Some(internal_error(lang))
+    } else {
+        None
+    };
+    if let Some(answer) = early {
+        if let Some(scope) = claimed {
+            st.idempotency.finish(scope, answer.clone(), now);
+        }
+        return Start::Answer(answer);
     }
     Start::Execute(Claim {
         sandbox: sandbox.clone(),
@@ -380,10 +413,7 @@ pub(crate) async fn lookup_by_order(
         &headers,
         |st, _, lang| {
             let found = st.ledger.get_by_order(&order_id).cloned();
-            Answer::payment(
-                found.ok_or_else(|| SandboxError::new("NOT_FOUND_PAYMENT")),
-                lang,
-            )
+            Answer::payment(found.ok_or_else(|| SandboxError::new("NOT_FOUND")), lang)
         },
     )
     .await

@@ -155,6 +155,7 @@ pub(crate) async fn approve(
         order_name: c.order_name.clone(),
         outcome: None,
         method: None,
+        status: None,
     };
     match sandbox.create_payment(req) {
         Ok(p) => redirect(&append_query(

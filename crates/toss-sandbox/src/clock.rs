@@ -1,8 +1,10 @@
 //! The sandbox clock and Toss's timestamp formats.
 //!
 //! Toss writes `requestedAt`, `approvedAt` and `canceledAt` as ISO-8601 in Korean time with the
-//! offset (`2022-01-01T00:00:00+09:00`) and a webhook's `createdAt` as
-//! `yyyy-MM-dd'T'HH:mm:ss.SSSSSS` in Korean time without an offset. Both are mirrored here.
+//! offset (`2022-01-01T00:00:00+09:00`), a webhook's `createdAt` as
+//! `yyyy-MM-dd'T'HH:mm:ss.SSSSSS` in Korean time without an offset, and a virtual account's
+//! `dueDate` as `yyyy-MM-dd'T'HH:mm:ss` in Korean time without an offset. All are mirrored
+//! here.
 //!
 //! The clock is wall-clock time plus an offset that `POST /sandbox/clock` moves forward, so
 //! expiry windows (10 minutes to confirm) and idempotency retention (15 days) can be crossed in a
@@ -19,6 +21,8 @@ pub(crate) const KST: UtcOffset = offset!(+9);
 const ISO_WITH_OFFSET: &[BorrowedFormatItem<'static>] = format_description!(
     "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
 );
+const LOCAL: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
 const WEBHOOK_CREATED_AT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]");
 
@@ -44,6 +48,12 @@ pub(crate) fn iso_kst(t: OffsetDateTime) -> String {
     t.to_offset(KST).format(ISO_WITH_OFFSET).unwrap_or_default()
 }
 
+/// `2022-01-01T00:00:00`, Korean time, no offset (a virtual account's `dueDate`).
+pub(crate) fn local_kst(t: OffsetDateTime) -> String {
+    // Same reasoning as in `iso_kst`: every component is present.
+    t.to_offset(KST).format(LOCAL).unwrap_or_default()
+}
+
 /// `2022-01-01T00:00:00.000000`, Korean time, no offset (Toss's webhook `createdAt`).
 pub(crate) fn webhook_created_at(t: OffsetDateTime) -> String {
     // Same reasoning as in `iso_kst`: every component is present.
@@ -63,6 +73,7 @@ mod tests {
         let t = datetime!(2024-01-31 15:00:00.123456789 UTC);
         assert_eq!(iso_kst(t), "2024-02-01T00:00:00+09:00");
         assert_eq!(webhook_created_at(t), "2024-02-01T00:00:00.123456");
+        assert_eq!(local_kst(t), "2024-02-01T00:00:00");
     }
 
     #[test]

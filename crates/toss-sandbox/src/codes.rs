@@ -7,7 +7,9 @@
 //!
 //! Where Toss is silent the sandbox chooses:
 //! - a code outside this table (a `TossPayments-Test-Code` or an `outcome` the sandbox does not
-//!   know) answers 400 with a generic message, as Toss documents no status for it;
+//!   know) answers 400 with a generic message, as Toss documents no status for it — so every
+//!   code coursepay's client or tests name must be in the table with Toss's own status (a
+//!   test checks the ones whose status matters: the 403 cancel refusals, the 500s);
 //! - confirming with an `orderId` or `amount` other than the authenticated payment's answers
 //!   400 `INVALID_REQUEST` with a message naming the field (Toss only says such confirms are
 //!   blocked; the code is unconfirmed).
@@ -67,6 +69,8 @@ const TABLE: &[(&str, u16, &str, &str)] = &[
     ("ALREADY_REFUND_PAYMENT", 400, "이미 환불된 결제입니다.", "This payment has already been refunded."),
     ("NOT_MATCHES_REFUNDABLE_AMOUNT", 400, "잔액 결과가 일치하지 않습니다.", "The refundable amount does not match the balance."),
     ("REFUND_REJECTED", 400, "환불이 거절됐습니다. 결제사에 문의 부탁드립니다.", "The refund was rejected. Please contact the payment provider."),
+    ("INVALID_REFUND_ACCOUNT_INFO", 400, "환불 계좌번호와 예금주명이 일치하지 않습니다.", "The refund account number and holder name do not match."),
+    ("INVALID_BANK", 400, "유효하지 않은 은행입니다.", "Invalid bank."),
     // 401.
     ("UNAUTHORIZED_KEY", 401, "인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다.", "Unauthorized secret key or client key."),
     // 403.
@@ -83,6 +87,9 @@ const TABLE: &[(&str, u16, &str, &str)] = &[
     ("FORBIDDEN_CONSECUTIVE_REQUEST", 403, "반복적인 요청은 허용되지 않습니다. 잠시 후 다시 시도해주세요.", "Consecutive requests are not allowed. Please try again later."),
     ("NOT_CANCELABLE_AMOUNT", 403, "취소 할 수 없는 금액 입니다.", "This amount cannot be canceled."),
     ("NOT_CANCELABLE_PAYMENT", 403, "취소 할 수 없는 결제 입니다.", "This payment cannot be canceled."),
+    ("EXCEED_MAX_REFUND_DUE", 403, "환불 가능한 기간이 지났습니다.", "The refund period has passed."),
+    ("NOT_ALLOWED_PARTIAL_REFUND", 403, "에스크로 주문, 현금 카드 결제일 때는 부분 환불이 불가합니다.", "Partial refunds are not possible for escrow orders or cash-card payments."),
+    ("NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT", 403, "입금 대기중인 결제는 부분 환불이 불가합니다.", "A payment waiting for its deposit cannot be partially refunded."),
     ("EXCEED_CANCEL_LIMIT", 403, "취소 가능 한도를 초과했습니다.", "The cancel limit was exceeded."),
     // 404.
     ("NOT_FOUND_PAYMENT", 404, "존재하지 않는 결제 정보 입니다.", "Payment information does not exist."),
@@ -96,6 +103,8 @@ const TABLE: &[(&str, u16, &str, &str)] = &[
     ("UNKNOWN_PAYMENT_ERROR", 500, "결제에 실패했어요. 같은 문제가 반복된다면 은행이나 카드사로 문의해주세요.", "The payment failed. If this keeps happening, contact your bank or card company."),
     ("FAILED_REFUND_PROCESS", 500, "은행 응답시간 지연이나 일시적인 오류로 환불요청에 실패했습니다.", "The refund failed because of a bank delay or a temporary error."),
     ("FAILED_PARTIAL_REFUND", 500, "은행 점검, 해약 계좌 등의 사유로 부분 환불이 실패했습니다.", "The partial refund failed (bank maintenance, closed account, ...)."),
+    ("FAILED_METHOD_HANDLING_CANCEL", 500, "취소 중 결제 시 사용한 결제 수단 처리과정에서 일시적인 오류가 발생했습니다.", "A temporary error occurred while the payment method was handling the cancel."),
+    ("FAILED_CLOSED_ACCOUNT_REFUND", 500, "해지 계좌로 인해 환불이 실패했습니다.", "The refund failed because the account is closed."),
     ("COMMON_ERROR", 500, "일시적인 오류가 발생했습니다. 잠시 후 다시 시도해주세요.", "A temporary error occurred. Please try again later."),
 ];
 
@@ -209,6 +218,11 @@ mod tests {
             ("INCORRECT_BASIC_AUTH_FORMAT", 403),
             ("IDEMPOTENT_REQUEST_PROCESSING", 409),
             ("NOT_CANCELABLE_AMOUNT", 403),
+            ("EXCEED_MAX_REFUND_DUE", 403),
+            ("NOT_ALLOWED_PARTIAL_REFUND", 403),
+            ("FORBIDDEN_CONSECUTIVE_REQUEST", 403),
+            ("NOT_FOUND", 404),
+            ("FAILED_METHOD_HANDLING_CANCEL", 500),
             ("FAILED_INTERNAL_SYSTEM_PROCESSING", 500),
             ("SOMETHING_UNDOCUMENTED", 400),
         ] {

@@ -50,6 +50,40 @@ pub(crate) async fn deposit(
     }
 }
 
+pub(crate) async fn reverse_deposit(
+    State(sandbox): State<Sandbox>,
+    Path(payment_key): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    match sandbox.reverse_deposit(&payment_key) {
+        Ok(p) => Answer::json(StatusCode::OK, &to_json(&p)),
+        Err(e) => Answer::error(&e, Lang::from_headers(&headers)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ThrottleSettings {
+    lookups_per_second: Option<u32>,
+}
+
+pub(crate) async fn set_throttle(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    match parse_json::<ThrottleSettings>(&body) {
+        Ok(t) => {
+            sandbox.set_lookup_throttle(t.lookups_per_second);
+            Answer::json(
+                StatusCode::OK,
+                &serde_json::json!({ "lookupsPerSecond": t.lookups_per_second }),
+            )
+        }
+        Err(e) => Answer::error(&e, Lang::from_headers(&headers)),
+    }
+}
+
 pub(crate) async fn list_payments(State(sandbox): State<Sandbox>) -> Json<Vec<serde_json::Value>> {
     Json(sandbox.payments().iter().map(to_json).collect())
 }

@@ -8,10 +8,13 @@
 //! lost, which is the case a payment service must resolve by looking the payment up.
 //!
 //! Sandbox choices: a fault applies to the next `count` matching `/v1` calls in arrival order
-//! (whatever they are: replays and errors consume it too); a fault hit *before* processing
-//! means the request never reached Toss's ledger, so nothing is stored under its
-//! Idempotency-Key and a retry with that key executes. A caller that gives up during a
-//! before-processing hang leaves nothing behind either.
+//! (whatever they are: replays and errors consume it too). A 5xx, before or after processing,
+//! is an answer from Toss: it is stored under the request's Idempotency-Key and replayed to
+//! every retry with that key, as Toss's idempotency guide says of any first answer — so a
+//! caller recovers by looking the payment up, never by retrying the same key. A dropped
+//! connection *before* processing never reached Toss: nothing is stored and a retry with the
+//! key executes; after processing, the real answer is stored (only its delivery was lost). A
+//! caller that gives up during a before-processing hang leaves nothing behind either.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

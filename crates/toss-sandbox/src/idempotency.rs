@@ -6,9 +6,16 @@
 //! without executing again; a repeat while the first is still running gets 409
 //! `IDEMPOTENT_REQUEST_PROCESSING`; keys are kept 15 days (of sandbox time); GETs ignore it.
 //!
-//! Sandbox choices: an empty key is invalid like an over-long one; answers that never reached
-//! the ledger (auth failures, `TossPayments-Test-Code`, faults before processing, a caller that
-//! went away mid-wait) are not stored, so they do not poison the key.
+//! Errors are first answers like any other: a `TossPayments-Test-Code` error, a refusal and a
+//! 5xx (injected before or after processing) are stored and replayed for the key's lifetime.
+//! Toss's guide warns against changing the key after an error; a client must therefore
+//! recover from an error by looking the payment up, and use a new key only once the lookup
+//! shows the first request did not take effect.
+//!
+//! Sandbox choices: an empty key is invalid like an over-long one; answers given before the
+//! key is looked at (auth failures, an invalid key, a dropped connection before processing,
+//! a caller that went away mid-wait) are not stored: those requests never got past Toss's
+//! front door.
 
 use crate::api::Answer;
 use std::collections::HashMap;

@@ -14,9 +14,27 @@
 //!   `lastTransactionKey`, `receipt.url`, `secret` null, `mId` "tosspayments", `type` NORMAL,
 //!   VAT as 1/11 of the amount rounded, version 2022-11-16;
 //! - virtual accounts (`method: "VIRTUAL_ACCOUNT"` at creation): confirm answers
-//!   WAITING_FOR_DEPOSIT with method "가상계좌", a `virtualAccount` object and a `secret`; the
-//!   deposit (`POST /sandbox/payments/{paymentKey}/deposit`, the buyer wiring the money) makes
-//!   it DONE and is announced by a DEPOSIT_CALLBACK webhook, not PAYMENT_STATUS_CHANGED.
+//!   WAITING_FOR_DEPOSIT with method "가상계좌", a `virtualAccount` object (its `dueDate` in
+//!   Korean time *without* an offset, `2024-02-20T21:00:27`) and a `secret`; the deposit
+//!   (`POST /sandbox/payments/{paymentKey}/deposit`, the buyer wiring the money) makes it DONE;
+//!   a reversed deposit (`POST /sandbox/payments/{paymentKey}/reverse-deposit`, the bank taking
+//!   the money back) makes it WAITING_FOR_DEPOSIT again. DEPOSIT_CALLBACK goes out when the
+//!   account is issued, on deposit, on cancel and on reversal; PAYMENT_STATUS_CHANGED as well
+//!   for every change but the issue (the sandbox behaves as if both events are registered);
+//! - virtual-account cancels: before the deposit only a full cancel is allowed — it closes the
+//!   account (`virtualAccount.expired: true`, status CANCELED) — and a partial one is 403
+//!   `NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT`; after the deposit the cancel must carry
+//!   `refundReceiveAccount {bank, accountNumber, holderName}` (the money goes back by bank
+//!   transfer), else 400 `INVALID_REQUEST` naming the field;
+//! - READY payments (the window opened, nothing authenticated; `"status": "READY"` at
+//!   creation) expire 30 minutes after creation, with a PAYMENT_STATUS_CHANGED; an expired
+//!   payment reads `useEscrow: null`, `failure: {"code": "EXPIRED_PAYMENT", ...}` like a real
+//!   lookup of one;
+//! - `suppliedAmount` and `vat` describe what is left after cancels (the split of
+//!   `balanceAmount`), as in Toss's cancel example; the field is `cultureExpense`;
+//! - with `Accept-Language: en-US` Toss translates field *values* too (`method: "CARD"`,
+//!   `card.cardType: "CREDIT"`, `virtualAccount.accountType: "NORMAL"`), not only error
+//!   messages; the sandbox stores Korean and translates when it answers.
 //!
 //! Where Toss is silent the sandbox chooses:
 //! - checks run in this order: request shape, `BELOW_MINIMUM_AMOUNT`, unknown payment,
@@ -36,13 +54,19 @@
 //!   200 characters), transaction keys are 32 uppercase hex digits like Toss's examples;
 //! - every approval uses the same masked test card and a random 8-digit `approveNo`;
 //! - `receipt.url` points at the reserved `.invalid` domain: there is no receipt to show;
-//! - `suppliedAmount` and `vat` keep their approval values after cancels;
+//! - a refund account is checked for shape only: `bank` non-empty, `accountNumber` 1–20
+//!   digits, `holderName` 1–60 characters, else 400 `INVALID_REFUND_ACCOUNT_INFO` (no bank
+//!   is asked whether the account exists); sending one for a card payment, or before the
+//!   deposit, is refused the same way, the stricter reading of "virtual accounts only";
+//! - confirming a READY payment answers 404 `NOT_FOUND_PAYMENT_SESSION` (nothing was
+//!   authenticated; Toss is silent);
+//! - a reversal is only possible for a deposited payment with no cancels;
 //! - over HTTP the Payment also carries the fields Toss always sends but the wire type does not
 //!   model (`taxExemptionAmount`, `discount`, `cashReceipt`, ...), null or zero, so a strict
 //!   parser is exercised too.
 
-use crate::clock::iso_kst;
-use crate::codes::SandboxError;
+use crate::clock::{iso_kst, local_kst};
+use crate::codes::{Lang, SandboxError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use time::{Duration, OffsetDateTime};
@@ -50,6 +74,10 @@ use toss::wire::{Cancel, CancelRequest, ConfirmRequest, ErrorBody, Payment, Rece
 
 /// Toss: confirm within 10 minutes of the buyer authenticating.
 pub(crate) const CONFIRM_WINDOW: Duration = Duration::minutes(10);
+/// Toss: the payment window (a READY payment) lives 30 minutes.
+pub(crate) const READY_WINDOW: Duration = Duration::minutes(30);
+const MAX_ACCOUNT_NUMBER_DIGITS: usize = 20;
+const MAX_HOLDER_NAME_CHARS: usize = 60;
 const MIN_CARD_AMOUNT: i64 = 100;
 const MAX_CANCEL_REASON_CHARS: usize = 200;
 const MAX_ORDER_NAME_CHARS: usize = 100;
@@ -69,6 +97,10 @@ pub struct CreatePayment {
     /// `"CARD"` (the default) or `"VIRTUAL_ACCOUNT"`.
     #[serde(default)]
     pub method: Option<String>,
+    /// `"IN_PROGRESS"` (the default: the buyer authenticated) or `"READY"` (the window is open,
+    /// nothing authenticated yet: it expires after 30 minutes).
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 impl CreatePayment {
@@ -79,6 +111,7 @@ impl CreatePayment {
             order_name: None,
             outcome: None,
             method: None,
+            status: None,
         }
     }
 }
@@ -100,8 +133,9 @@ pub(crate) struct Ledger {
     by_order: HashMap<String, Vec<usize>>,
     /// Snapshots of payments whose status changed, for webhooks.
     changed: Vec<Payment>,
-    /// Snapshots of virtual-account payments that were just deposited (DEPOSIT_CALLBACK).
-    deposited: Vec<Payment>,
+    /// Snapshots of virtual-account payments whose DEPOSIT_CALLBACK is due (issue, deposit,
+    /// cancel, reversal).
+    deposit_events: Vec<Payment>,
 }
 
 pub(crate) fn valid_order_id(s: &str) -> bool {
@@ -173,6 +207,16 @@ impl Ledger {
                 ));
             }
         };
+        let status = match req.status.as_deref() {
+            None | Some("IN_PROGRESS") => "IN_PROGRESS",
+            Some("READY") => "READY",
+            Some(_) => {
+                return Err(SandboxError::invalid(
+                    "status는 IN_PROGRESS 또는 READY여야 합니다.",
+                    "status must be IN_PROGRESS or READY.",
+                ));
+            }
+        };
         if self.paid_for_order(&req.order_id).is_some() {
             return Err(SandboxError::new("DUPLICATED_ORDER_ID"));
         }
@@ -190,15 +234,16 @@ impl Ledger {
             method: Some("카드".into()),
             total_amount: req.amount,
             balance_amount: req.amount,
-            status: "IN_PROGRESS".into(),
+            status: status.into(),
             requested_at: Some(iso_kst(now)),
             approved_at: None,
-            use_escrow: false,
+            use_escrow: Some(false),
             last_transaction_key: None,
             supplied_amount: supplied,
             vat,
             tax_free_amount: 0,
             is_partial_cancelable: true,
+            culture_expense: Some(false),
             cancels: None,
             card: None,
             virtual_account: None,
@@ -242,7 +287,7 @@ impl Ledger {
         let record = &self.records[index];
         match record.payment.status.as_str() {
             "IN_PROGRESS" => {}
-            "EXPIRED" => return Err(SandboxError::new("NOT_FOUND_PAYMENT_SESSION")),
+            "EXPIRED" | "READY" => return Err(SandboxError::new("NOT_FOUND_PAYMENT_SESSION")),
             _ => return Err(SandboxError::new("ALREADY_PROCESSED_PAYMENT")),
         }
         if record.payment.order_id != req.order_id {
@@ -283,13 +328,15 @@ impl Ledger {
                 "accountNumber": format!("X{:013}", rand::random_range(0..10_000_000_000_000u64)),
                 "bankCode": "20",
                 "customerName": "샌드박스",
-                "dueDate": iso_kst(now + Duration::days(7)),
+                "dueDate": local_kst(now + Duration::days(7)),
                 "refundStatus": "NONE",
                 "expired": false,
                 "settlementStatus": "INCOMPLETED",
             }));
-            // Toss sends no PAYMENT_STATUS_CHANGED for WAITING_FOR_DEPOSIT.
-            return Ok(p.clone());
+            // Issuing the account: DEPOSIT_CALLBACK only, no PAYMENT_STATUS_CHANGED.
+            let waiting = p.clone();
+            self.deposit_events.push(waiting.clone());
+            return Ok(waiting);
         }
         let p = &mut record.payment;
         p.status = "DONE".into();
@@ -335,12 +382,33 @@ impl Ledger {
         p.approved_at = Some(iso_kst(now));
         p.last_transaction_key = Some(transaction_key());
         let done = p.clone();
-        self.deposited.push(done.clone());
+        self.changed.push(done.clone());
+        self.deposit_events.push(done.clone());
         Ok(done)
     }
 
-    pub(crate) fn take_deposited(&mut self) -> Vec<Payment> {
-        std::mem::take(&mut self.deposited)
+    /// The bank took a deposit back: DONE → WAITING_FOR_DEPOSIT (the account waits again).
+    pub(crate) fn reverse_deposit(&mut self, payment_key: &str) -> Result<Payment, SandboxError> {
+        let index = self.index_of(payment_key)?;
+        let record = &mut self.records[index];
+        let p = &mut record.payment;
+        if !record.virtual_account || p.status != "DONE" || p.cancels.is_some() {
+            return Err(SandboxError::invalid(
+                "입금 완료된(취소 없는) 가상계좌 결제가 아닙니다.",
+                "not a deposited virtual-account payment without cancels.",
+            ));
+        }
+        p.status = "WAITING_FOR_DEPOSIT".into();
+        p.approved_at = None;
+        p.last_transaction_key = Some(transaction_key());
+        let waiting = p.clone();
+        self.changed.push(waiting.clone());
+        self.deposit_events.push(waiting.clone());
+        Ok(waiting)
+    }
+
+    pub(crate) fn take_deposit_events(&mut self) -> Vec<Payment> {
+        std::mem::take(&mut self.deposit_events)
     }
 
     pub(crate) fn cancel(
@@ -358,9 +426,38 @@ impl Ledger {
         }
         let index = self.index_of(payment_key)?;
         self.expire_if_due(index, now);
-        let p = &mut self.records[index].payment;
+        let record = &mut self.records[index];
+        let virtual_account = record.virtual_account;
+        let p = &mut record.payment;
+        let before_deposit = virtual_account && p.status == "WAITING_FOR_DEPOSIT";
+        if before_deposit {
+            // Only the whole amount: the account is closed, nothing was paid to give back.
+            if req.cancel_amount.is_some_and(|a| a != p.balance_amount) {
+                return Err(SandboxError::new(
+                    "NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT",
+                ));
+            }
+            if req.refund_receive_account.is_some() {
+                return Err(bad_refund_account());
+            }
+        } else if matches!(p.status.as_str(), "DONE" | "PARTIAL_CANCELED") {
+            match (&req.refund_receive_account, virtual_account) {
+                (None, true) => {
+                    return Err(SandboxError::invalid(
+                        "입금 완료된 가상계좌 결제를 취소하려면 refundReceiveAccount가 필요합니다.",
+                        "refundReceiveAccount is required to cancel a deposited virtual-account payment.",
+                    ));
+                }
+                (Some(account), true) if !valid_refund_account(account) => {
+                    return Err(bad_refund_account());
+                }
+                (Some(_), false) => return Err(bad_refund_account()),
+                _ => {}
+            }
+        }
         match p.status.as_str() {
             "DONE" | "PARTIAL_CANCELED" => {}
+            "WAITING_FOR_DEPOSIT" if before_deposit => {}
             "CANCELED" => return Err(SandboxError::new("ALREADY_CANCELED_PAYMENT")),
             _ => return Err(SandboxError::new("NOT_CANCELABLE_PAYMENT")),
         }
@@ -387,8 +484,17 @@ impl Ledger {
             refundable_amount: p.balance_amount,
             cancel_status: Some("DONE".into()),
         });
+        (p.supplied_amount, p.vat) = split_vat(p.balance_amount);
+        if before_deposit
+            && let Some(va) = p.virtual_account.as_mut().and_then(|v| v.as_object_mut())
+        {
+            va.insert("expired".into(), serde_json::json!(true));
+        }
         let snapshot = p.clone();
         self.changed.push(snapshot.clone());
+        if virtual_account {
+            self.deposit_events.push(snapshot.clone());
+        }
         Ok(snapshot)
     }
 
@@ -425,10 +531,20 @@ impl Ledger {
 
     fn expire_if_due(&mut self, index: usize, now: OffsetDateTime) {
         let record = &mut self.records[index];
-        if record.payment.status == "IN_PROGRESS" && now - record.authenticated_at > CONFIRM_WINDOW
-        {
-            record.payment.status = "EXPIRED".into();
-            self.changed.push(record.payment.clone());
+        let window = match record.payment.status.as_str() {
+            "IN_PROGRESS" => CONFIRM_WINDOW,
+            "READY" => READY_WINDOW,
+            _ => return,
+        };
+        if now - record.authenticated_at > window {
+            let p = &mut record.payment;
+            p.status = "EXPIRED".into();
+            p.use_escrow = None;
+            p.failure = Some(ErrorBody {
+                code: "EXPIRED_PAYMENT".into(),
+                message: "결제 유효 시간이 지나 만료된 결제입니다.".into(),
+            });
+            self.changed.push(p.clone());
         }
     }
 
@@ -448,8 +564,39 @@ impl Ledger {
     }
 }
 
-/// Toss's Payment object as served over HTTP: the wire type plus the fields it does not model.
+/// Toss's Payment object as served over HTTP, in Korean: the wire type plus the fields it does
+/// not model.
 pub(crate) fn to_json(p: &Payment) -> serde_json::Value {
+    to_json_in(p, Lang::Ko)
+}
+
+/// Korean values and their `Accept-Language: en-US` translations, as Toss's English answers
+/// spell them.
+const VALUE_TRANSLATIONS: &[(&str, &str)] = &[
+    ("카드", "CARD"),
+    ("가상계좌", "VIRTUAL_ACCOUNT"),
+    ("간편결제", "EASY_PAY"),
+    ("계좌이체", "TRANSFER"),
+    ("휴대폰", "MOBILE_PHONE"),
+    ("신용", "CREDIT"),
+    ("체크", "DEBIT"),
+    ("기프트", "GIFT"),
+    ("개인", "PERSONAL"),
+    ("법인", "CORPORATE"),
+    ("일반", "NORMAL"),
+    ("고정", "FIXED"),
+];
+
+fn translate(value: &mut serde_json::Value) {
+    if let Some(s) = value.as_str()
+        && let Some((_, en)) = VALUE_TRANSLATIONS.iter().find(|(ko, _)| *ko == s)
+    {
+        *value = serde_json::json!(en);
+    }
+}
+
+/// [`to_json`] in the request's language: under `en-US` Toss translates enumerated values too.
+pub(crate) fn to_json_in(p: &Payment, lang: Lang) -> serde_json::Value {
     // A struct of strings, numbers and JSON values always converts; the fallback is unreachable.
     let mut value = serde_json::to_value(p).unwrap_or_default();
     if let Some(obj) = value.as_object_mut() {
@@ -461,10 +608,30 @@ pub(crate) fn to_json(p: &Payment) -> serde_json::Value {
             ("transfer", serde_json::Value::Null),
             ("cashReceipt", serde_json::Value::Null),
             ("cashReceipts", serde_json::Value::Null),
-            ("culturalExpense", serde_json::json!(false)),
             ("metadata", serde_json::Value::Null),
         ] {
             obj.entry(k).or_insert(v);
+        }
+        if lang == Lang::En {
+            for path in [
+                &["method"][..],
+                &["card", "cardType"][..],
+                &["card", "ownerType"][..],
+                &["virtualAccount", "accountType"][..],
+            ] {
+                let mut cur = Some(&mut *obj);
+                let Some((last, parents)) = path.split_last() else {
+                    continue;
+                };
+                for parent in parents {
+                    cur = cur
+                        .and_then(|o| o.get_mut(*parent))
+                        .and_then(|v| v.as_object_mut());
+                }
+                if let Some(v) = cur.and_then(|o| o.get_mut(*last)) {
+                    translate(v);
+                }
+            }
         }
         if let Some(cancels) = obj.get_mut("cancels").and_then(|c| c.as_array_mut()) {
             for c in cancels.iter_mut().filter_map(|c| c.as_object_mut()) {
@@ -487,6 +654,19 @@ pub(crate) fn is_code_shaped(s: &str) -> bool {
         && s.starts_with(|c: char| c.is_ascii_uppercase())
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn valid_refund_account(a: &toss::wire::RefundReceiveAccount) -> bool {
+    let digits = a.account_number.len();
+    let holder = a.holder_name.trim().chars().count();
+    !a.bank.trim().is_empty()
+        && (1..=MAX_ACCOUNT_NUMBER_DIGITS).contains(&digits)
+        && a.account_number.bytes().all(|b| b.is_ascii_digit())
+        && (1..=MAX_HOLDER_NAME_CHARS).contains(&holder)
+}
+
+fn bad_refund_account() -> SandboxError {
+    SandboxError::new("INVALID_REFUND_ACCOUNT_INFO")
 }
 
 /// (suppliedAmount, vat): VAT is 1/11 of a VAT-inclusive amount, rounded half up, as in Toss's
@@ -518,6 +698,7 @@ mod tests {
             cancel_reason: "test".into(),
             cancel_amount: amount,
             refundable_amount: None,
+            refund_receive_account: None,
         }
     }
 
@@ -619,6 +800,7 @@ mod tests {
         assert!(waiting.secret.as_deref().is_some_and(|s| s.len() > 10));
         assert!(waiting.virtual_account.is_some());
         assert!(l.take_changed().is_empty());
+        assert_eq!(l.take_deposit_events().len(), 1, "issued: DEPOSIT_CALLBACK");
         // Not expired by the confirm window: the account waits for its money.
         l.expire_due(t0() + CONFIRM_WINDOW + Duration::hours(1));
         let done = l.deposit(&p.payment_key, t0()).unwrap();
@@ -626,7 +808,8 @@ mod tests {
             (done.status.as_str(), done.secret),
             ("DONE", waiting.secret)
         );
-        assert_eq!(l.take_deposited().len(), 1);
+        assert_eq!(l.take_deposit_events().len(), 1);
+        assert_eq!(l.take_changed().len(), 1);
         assert_eq!(
             l.deposit(&p.payment_key, t0()).unwrap_err().code(),
             "INVALID_REQUEST"

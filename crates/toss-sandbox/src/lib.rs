@@ -12,7 +12,8 @@
 //! - `api`: the `/v1` routes and the pipeline around them (Basic auth, test codes, faults,
 //!   idempotency);
 //! - `ledger`: the payments and their state machine (confirm, cancel, expiry);
-//! - `idempotency`: the `Idempotency-Key` store;
+//! - `idempotency`: the `Idempotency-Key` store (errors are stored and replayed too);
+//! - `throttle`: `FORBIDDEN_CONSECUTIVE_REQUEST` for lookups polled too fast;
 //! - `faults`: injected 5xx, hangs, delays and dropped connections;
 //! - `webhooks`: PAYMENT_STATUS_CHANGED / DEPOSIT_CALLBACK delivery and Toss's retry schedule;
 //! - `codes`: Toss's error codes, statuses and Korean/English messages;
@@ -29,6 +30,8 @@
 //! | `POST /v1/payments/{paymentKey}/cancel` | Toss cancel (full or partial) |
 //! | `POST /sandbox/payments`, `GET /sandbox/payments` | create an authenticated payment / list all |
 //! | `POST /sandbox/payments/{paymentKey}/deposit` | a virtual account receives its money |
+//! | `POST /sandbox/payments/{paymentKey}/reverse-deposit` | the bank takes a deposit back |
+//! | `POST /sandbox/throttle` | `{"lookupsPerSecond": n \| null}`: lookup throttling |
 //! | `GET /sandbox/checkout` (+ `POST …/approve`, `…/decline`, `…/cancel`) | HTML payment window |
 //! | `POST /sandbox/faults`, `DELETE /sandbox/faults` | inject / clear faults |
 //! | `POST /sandbox/clock`, `GET /sandbox/clock` | move / read the sandbox clock |
@@ -45,6 +48,7 @@ mod faults;
 mod idempotency;
 mod ledger;
 mod requests;
+mod throttle;
 mod webhooks;
 
 pub use codes::SandboxError;
@@ -76,6 +80,9 @@ pub struct SandboxConfig {
     pub webhook_retry_base: Duration,
     /// How long a "timeout" fault hangs before answering (default 30 s).
     pub timeout_fault_hang: Duration,
+    /// Lookups of one payment allowed per second before 403 FORBIDDEN_CONSECUTIVE_REQUEST
+    /// (None = no throttling, the default: Toss documents no rate).
+    pub lookups_per_second: Option<u32>,
 }
 
 impl Default for SandboxConfig {
@@ -86,6 +93,7 @@ impl Default for SandboxConfig {
             webhook_secret: None,
             webhook_retry_base: Duration::from_secs(1),
             timeout_fault_hang: Duration::from_secs(30),
+            lookups_per_second: None,
         }
     }
 }
@@ -105,6 +113,7 @@ impl std::fmt::Debug for SandboxConfig {
             )
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("timeout_fault_hang", &self.timeout_fault_hang)
+            .field("lookups_per_second", &self.lookups_per_second)
             .finish()
     }
 }
@@ -145,6 +154,7 @@ pub(crate) struct State {
     ledger: ledger::Ledger,
     idempotency: idempotency::Store,
     faults: faults::Faults,
+    throttle: throttle::Throttle,
     stats: Stats,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
@@ -205,6 +215,8 @@ impl std::fmt::Debug for Sandbox {
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
+        let mut throttle = throttle::Throttle::default();
+        throttle.set_limit(config.lookups_per_second);
         let http = reqwest::Client::builder()
             .timeout(webhooks::ATTEMPT_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
@@ -223,6 +235,7 @@ impl Sandbox {
                     ledger: ledger::Ledger::default(),
                     idempotency: idempotency::Store::default(),
                     faults: faults::Faults::default(),
+                    throttle,
                     stats: Stats::default(),
                     webhook_url: config.webhook_url,
                     webhook_secret: config.webhook_secret,
@@ -253,6 +266,11 @@ impl Sandbox {
                 "/sandbox/payments/{payment_key}/deposit",
                 post(control::deposit),
             )
+            .route(
+                "/sandbox/payments/{payment_key}/reverse-deposit",
+                post(control::reverse_deposit),
+            )
+            .route("/sandbox/throttle", post(control::set_throttle))
             .route("/sandbox/checkout", get(checkout::page))
             .route("/sandbox/checkout/approve", post(checkout::approve))
             .route("/sandbox/checkout/decline", post(checkout::decline))
@@ -287,6 +305,19 @@ impl Sandbox {
     /// deposit receives it (DONE, and a DEPOSIT_CALLBACK webhook).
     pub fn deposit(&self, payment_key: &str) -> Result<Payment, SandboxError> {
         self.with_state(|st, now| st.ledger.deposit(payment_key, now))
+    }
+
+    /// Same as `POST /sandbox/payments/{paymentKey}/reverse-deposit`: the bank takes a
+    /// virtual-account deposit back (DONE → WAITING_FOR_DEPOSIT, DEPOSIT_CALLBACK and
+    /// PAYMENT_STATUS_CHANGED webhooks).
+    pub fn reverse_deposit(&self, payment_key: &str) -> Result<Payment, SandboxError> {
+        self.with_state(|st, _| st.ledger.reverse_deposit(payment_key))
+    }
+
+    /// Same as `POST /sandbox/throttle`: allow `per_second` lookups of one payment per second
+    /// (None: no throttling).
+    pub fn set_lookup_throttle(&self, per_second: Option<u32>) {
+        self.lock().throttle.set_limit(per_second);
     }
 
     /// Same as `POST /sandbox/faults`.
@@ -360,8 +391,8 @@ impl Sandbox {
             st.idempotency.purge(now);
             let result = f(&mut st, now);
             let changed = st.ledger.take_changed();
-            let deposited = st.ledger.take_deposited();
-            let jobs = webhooks::enqueue(&mut st, changed, deposited, now);
+            let deposit_events = st.ledger.take_deposit_events();
+            let jobs = webhooks::enqueue(&mut st, changed, deposit_events, now);
             (result, jobs)
         };
         webhooks::start(self, jobs);

@@ -8,11 +8,14 @@
 //! `tosspayments-webhook-transmission-time` and `tosspayments-webhook-transmission-retried-count`;
 //! any answer but 200 is a failure, retried up to 7 times after 1, 4, 16, 64, 256, 1024 and
 //! 4096 units (minutes at Toss; `webhook_retry_base` here, 1 s by default); events are
-//! independent, so they can arrive out of order as they do from Toss. A virtual account's
-//! deposit is announced by DEPOSIT_CALLBACK: `{"createdAt", "secret", "status": "DONE",
-//! "transactionKey", "orderId"}` (the `secret` of the confirm answer, no paymentKey); the
-//! sandbox adds `"eventType": "DEPOSIT_CALLBACK"` to it so a receiver can dispatch on one field
-//! (Toss's own body may lack it: receivers should recognise the shape too).
+//! independent, so they can arrive out of order as they do from Toss; transmission ids look
+//! like Toss's, `whtrans_` and a random part. A virtual account's life is announced by
+//! DEPOSIT_CALLBACK, exactly as Toss's body: `{"createdAt", "secret", "status",
+//! "transactionKey", "orderId"}` — no `eventType`, no paymentKey, the `secret` of the confirm
+//! answer — when the account is issued (WAITING_FOR_DEPOSIT), on deposit (DONE), on cancel
+//! (CANCELED / PARTIAL_CANCELED) and when a deposit is reversed (WAITING_FOR_DEPOSIT again);
+//! PAYMENT_STATUS_CHANGED goes out as well for each of those but the issue, as when a merchant
+//! registered both events. A receiver must recognise DEPOSIT_CALLBACK by its shape.
 //!
 //! Not Toss: Toss does not sign payment webhooks. The sandbox adds `X-Timestamp` (unix seconds)
 //! and `X-Signature: v1=<hex HMAC-SHA256(secret, "<X-Timestamp>.<body>")>` when a secret is set,
@@ -21,7 +24,7 @@
 //! against its own clock.
 //!
 //! Sandbox choices: each partial cancel is its own event; `createdAt` is the sandbox-clock time
-//! of the change; the transmission id is a UUID; the URL and secret are read again before every
+//! of the change; the random part of the transmission id is a UUID's hex; the URL and secret are read again before every
 //! attempt, so a retry follows a runtime change, and removing the URL abandons pending
 //! retries; nothing is recorded for events that happen while no URL is set (Toss sends nothing
 //! when no webhook is registered); redirects are not followed; each attempt times out after
@@ -82,7 +85,7 @@ pub(crate) struct Job {
 pub(crate) fn enqueue(
     st: &mut State,
     changed: Vec<Payment>,
-    deposited: Vec<Payment>,
+    deposit_events: Vec<Payment>,
     now: OffsetDateTime,
 ) -> Vec<Job> {
     if st.webhook_url.is_none() {
@@ -96,9 +99,8 @@ pub(crate) fn enqueue(
         });
         ("PAYMENT_STATUS_CHANGED", payment, body)
     });
-    let deposits = deposited.into_iter().map(|payment| {
+    let deposits = deposit_events.into_iter().map(|payment| {
         let body = serde_json::json!({
-            "eventType": "DEPOSIT_CALLBACK",
             "createdAt": webhook_created_at(now),
             "secret": payment.secret,
             "status": payment.status,
@@ -112,7 +114,7 @@ pub(crate) fn enqueue(
         .collect::<Vec<_>>()
         .into_iter()
         .map(|(event_type, payment, body)| {
-            let transmission_id = uuid::Uuid::new_v4().to_string();
+            let transmission_id = format!("whtrans_{}", uuid::Uuid::new_v4().simple());
             st.deliveries.push(Delivery {
                 transmission_id: transmission_id.clone(),
                 event_type: event_type.into(),

@@ -4,13 +4,18 @@
 //! domain types, and [`TossError`], which says first of all whether the outcome of a call is
 //! *known*. That distinction is the whole point: a confirm that timed out or got a 5xx may have
 //! charged the buyer, so it is resolved by looking the payment up, never by guessing
-//! (mapping every Toss error to a client error would show "failed" for an order Toss charged).
+//! (an integration that maps every Toss error to "failed" shows a paid order as failed).
+//!
+//! What the client assumes of Toss, and where it comes from, is in `docs/toss.md`.
 
 pub mod wire;
 
+pub use wire::RefundReceiveAccount;
+
 use base64::Engine;
 use domain::{IdempotencyKey, Money, OrderId, PaymentKey, PaymentStatus};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -27,6 +32,8 @@ pub struct PaymentView {
     pub secret: Option<String>,
     pub last_transaction_key: Option<String>,
     pub cancels: Vec<CancelView>,
+    /// A virtual account's `dueDate`: after it the account takes no deposit.
+    pub deposit_due_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,16 +72,39 @@ impl TryFrom<wire::Payment> for PaymentView {
             secret: p.secret,
             last_transaction_key: p.last_transaction_key,
             cancels,
+            deposit_due_at: p
+                .virtual_account
+                .as_ref()
+                .and_then(|va| va.get("dueDate"))
+                .and_then(|d| d.as_str())
+                .and_then(parse_time),
         })
     }
 }
 
+/// Whether a Payment's `method` is a virtual account, in either of Toss's spellings (Korean by
+/// default, English under `Accept-Language: en-US`).
+pub fn is_virtual_account_method(method: &str) -> bool {
+    matches!(method, "가상계좌" | "VIRTUAL_ACCOUNT")
+}
+
+/// Toss's timestamps: ISO-8601 with an offset (`approvedAt`), or Korean local time without
+/// one (a virtual account's `dueDate`, a webhook's `createdAt`).
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
+    use time::macros::{format_description, offset};
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t);
+    }
+    let local = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let seconds = s.get(..19)?;
+    time::PrimitiveDateTime::parse(seconds, &local)
+        .ok()
+        .map(|t| t.assume_offset(offset!(+9)))
 }
 
 /// Toss's error codes that mean "the call may or may not have taken effect; ask again".
-/// Retried by code, not by HTTP status: Toss answers PROVIDER_ERROR with a 400.
+/// Toss publishes no retryable flag: this goes by code, not by HTTP status (PROVIDER_ERROR is a
+/// 400, FAILED_METHOD_HANDLING_CANCEL a 500 that the 5xx rule below covers).
 const UNKNOWN_OUTCOME_CODES: &[&str] = &[
     "PROVIDER_ERROR",
     "FAILED_INTERNAL_SYSTEM_PROCESSING",
@@ -170,6 +200,35 @@ impl TossError {
             _ => None,
         }
     }
+
+    /// Toss does not know the payment looked up. Its lookup reference lists both
+    /// `NOT_FOUND_PAYMENT` and the generic `NOT_FOUND` (404); both mean the same here.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, TossError::Api { code, .. } if NOT_FOUND_CODES.contains(&code.as_str()))
+    }
+
+    /// Toss refused because it is being polled too fast (403 `FORBIDDEN_CONSECUTIVE_REQUEST`),
+    /// or this client is still backing off from such an answer.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, TossError::Api { code, .. } if code == THROTTLED)
+    }
+}
+
+/// Lookup answers meaning "no such payment".
+const NOT_FOUND_CODES: &[&str] = &["NOT_FOUND_PAYMENT", "NOT_FOUND"];
+const THROTTLED: &str = "FORBIDDEN_CONSECUTIVE_REQUEST";
+/// First wait after a throttled lookup; doubled on each further one, up to the maximum.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Lookup back-off shared by every clone of a client: after Toss answers
+/// `FORBIDDEN_CONSECUTIVE_REQUEST` no lookup is sent until the wait is over (the caller gets
+/// the same error without a request), and each further throttled answer doubles the wait.
+/// Any other answer from a lookup resets it.
+#[derive(Debug, Default)]
+struct Backoff {
+    until: Option<Instant>,
+    next: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +247,7 @@ pub struct TossClient {
     http: reqwest::Client,
     base: String,
     auth_header: String,
+    lookup_backoff: Arc<Mutex<Backoff>>,
 }
 
 impl std::fmt::Debug for TossClient {
@@ -236,6 +296,7 @@ impl TossClient {
             http,
             base: config.api_base.trim_end_matches('/').to_owned(),
             auth_header: format!("Basic {token}"),
+            lookup_backoff: Arc::default(),
         })
     }
 
@@ -270,7 +331,7 @@ impl TossClient {
             self.base,
             payment_key.as_str()
         ));
-        self.send(req, ctx).await
+        self.lookup(req, ctx).await
     }
 
     pub async fn get_payment_by_order(
@@ -283,7 +344,48 @@ impl TossClient {
             self.base,
             order_id.as_str()
         ));
-        self.send(req, ctx).await
+        self.lookup(req, ctx).await
+    }
+
+    /// How long lookups are still held back after a `FORBIDDEN_CONSECUTIVE_REQUEST` (None: not
+    /// backing off). The reconciler ends its pass early while this is set.
+    pub fn lookup_backoff(&self) -> Option<Duration> {
+        let b = self.lookup_backoff.lock().ok()?;
+        b.until
+            .and_then(|u| u.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    async fn lookup(
+        &self,
+        req: reqwest::RequestBuilder,
+        ctx: &CallContext,
+    ) -> Result<PaymentView, TossError> {
+        if let Some(wait) = self.lookup_backoff() {
+            return Err(TossError::Api {
+                http_status: 403,
+                code: THROTTLED.to_owned(),
+                message: format!(
+                    "backing off for {} ms before the next lookup",
+                    wait.as_millis()
+                ),
+            });
+        }
+        let result = self.send(req, ctx).await;
+        if let Ok(mut b) = self.lookup_backoff.lock() {
+            match &result {
+                Err(e) if e.is_throttled() => {
+                    let wait = b.next.unwrap_or(BACKOFF_FIRST);
+                    b.until = Some(Instant::now() + wait);
+                    b.next = Some((wait * 2).min(BACKOFF_MAX));
+                    tracing::warn!(target: "coursepay::toss", wait_ms = wait.as_millis() as u64, "Toss throttled a lookup; backing off");
+                }
+                // Timeouts and broken connections say nothing about throttling.
+                Err(TossError::Timeout | TossError::Network(_) | TossError::Connect(_)) => {}
+                _ => *b = Backoff::default(),
+            }
+        }
+        result
     }
 
     /// Cancel (refund) all of a payment (`amount: None`) or part of it. `refundable` is the
@@ -298,10 +400,29 @@ impl TossClient {
         key: &IdempotencyKey,
         ctx: &CallContext,
     ) -> Result<PaymentView, TossError> {
+        self.cancel_to_account(payment_key, reason, amount, refundable, None, key, ctx)
+            .await
+    }
+
+    /// [`cancel`](Self::cancel) with Toss's `refundReceiveAccount`, which Toss requires to
+    /// cancel a virtual-account payment after its deposit (before the deposit a full cancel
+    /// needs none: it closes the account).
+    #[allow(clippy::too_many_arguments)] // Toss's cancel body, field for field
+    pub async fn cancel_to_account(
+        &self,
+        payment_key: &PaymentKey,
+        reason: &str,
+        amount: Option<Money>,
+        refundable: Option<Money>,
+        refund_account: Option<&RefundReceiveAccount>,
+        key: &IdempotencyKey,
+        ctx: &CallContext,
+    ) -> Result<PaymentView, TossError> {
         let body = wire::CancelRequest {
             cancel_reason: reason.to_owned(),
             cancel_amount: amount.map(Money::won),
             refundable_amount: refundable.map(Money::won),
+            refund_receive_account: refund_account.cloned(),
         };
         let req = self
             .http
@@ -329,24 +450,31 @@ impl TossClient {
         let resp = req.send().await.map_err(classify_send_error)?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(classify_send_error)?;
-        if (200..300).contains(&status) {
-            let payment: wire::Payment = serde_json::from_slice(&bytes)
-                .map_err(|e| TossError::Protocol(format!("payment body: {e}")))?;
-            PaymentView::try_from(payment)
-        } else {
-            match serde_json::from_slice::<wire::ErrorBody>(&bytes) {
-                Ok(err) => Err(TossError::Api {
-                    http_status: status,
-                    code: err.code,
-                    message: err.message,
-                }),
-                // A proxy's HTML 502 page and the like: keep the status, invent no code.
-                Err(_) => Err(TossError::Api {
-                    http_status: status,
-                    code: format!("HTTP_{status}"),
-                    message: String::new(),
-                }),
-            }
+        decode_answer(status, &bytes)
+    }
+}
+
+/// Decodes one Toss answer (HTTP status and body) the way the client does for every call: a
+/// 2xx is a Payment object, anything else an error body. Public so recorded answers can be
+/// fed through exactly the code a live call uses.
+pub fn decode_answer(status: u16, body: &[u8]) -> Result<PaymentView, TossError> {
+    if (200..300).contains(&status) {
+        let payment: wire::Payment = serde_json::from_slice(body)
+            .map_err(|e| TossError::Protocol(format!("payment body: {e}")))?;
+        PaymentView::try_from(payment)
+    } else {
+        match serde_json::from_slice::<wire::ErrorBody>(body) {
+            Ok(err) => Err(TossError::Api {
+                http_status: status,
+                code: err.code,
+                message: err.message,
+            }),
+            // A proxy's HTML 502 page and the like: keep the status, invent no code.
+            Err(_) => Err(TossError::Api {
+                http_status: status,
+                code: format!("HTTP_{status}"),
+                message: String::new(),
+            }),
         }
     }
 }
@@ -433,6 +561,28 @@ mod tests {
         assert!(msg.contains("127.0.0.1:9"), "{msg}");
         assert!(msg.contains("TOSS_API_BASE"), "{msg}");
         assert!(!err.to_string().contains("supersecret"));
+    }
+
+    #[test]
+    fn times_with_and_without_offset() {
+        let with = parse_time("2024-02-20T21:00:27+09:00").unwrap();
+        assert_eq!(parse_time("2024-02-20T21:00:27"), Some(with));
+        assert_eq!(parse_time("2024-02-20T21:00:27.000000"), Some(with));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn refund_account_debug_is_redacted() {
+        let a = RefundReceiveAccount {
+            bank: "20".into(),
+            account_number: "1234567890".into(),
+            holder_name: "김토스".into(),
+        };
+        let dbg = format!("{a:?}");
+        assert!(
+            !dbg.contains("1234567890") && !dbg.contains("김토스"),
+            "{dbg}"
+        );
     }
 
     #[test]

@@ -1,10 +1,24 @@
 //! Toss Payments' JSON, field for field (API version 2022-11-16). Public so the sandbox
 //! serves exactly what the client parses; the rest of coursepay sees [`crate::PaymentView`].
 //!
-//! Every field Toss may omit or null is `Option` / `#[serde(default)]`: Toss adds fields over
-//! time and an unknown one must never break a confirm.
+//! Decoding is lenient the way Toss's documentation requires: every field Toss documents as
+//! optional or nullable accepts both absence and `null` (a real lookup of an EXPIRED payment
+//! answers `"useEscrow": null`), and unknown fields are ignored (Toss adds fields over time).
+//! A payment that cannot be decoded would read as "outcome unknown" and loop in
+//! reconciliation, so only the fields coursepay cannot work without are required:
+//! `paymentKey`, `orderId`, `status`, `totalAmount` and `balanceAmount`.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `null` or absent → the type's default. For fields Toss documents as always present but a
+/// real answer has been seen to null.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -22,31 +36,58 @@ pub struct CancelRequest {
     pub cancel_amount: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refundable_amount: Option<i64>,
+    /// Required by Toss to cancel a virtual-account payment after its deposit: where the money
+    /// goes back to. Never allowed in a log line (its `Debug` is redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_receive_account: Option<RefundReceiveAccount>,
+}
+
+/// Toss's `refundReceiveAccount`: `{bank, accountNumber, holderName}`. `bank` is a bank code
+/// or its Korean name (Toss accepts both); the account number is digits only, at most 20.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundReceiveAccount {
+    pub bank: String,
+    pub account_number: String,
+    pub holder_name: String,
+}
+
+impl std::fmt::Debug for RefundReceiveAccount {
+    // A buyer's bank account is personal data: keep the bank, hide the rest.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefundReceiveAccount")
+            .field("bank", &self.bank)
+            .field("account_number", &"[redacted]")
+            .field("holder_name", &"[redacted]")
+            .finish()
+    }
 }
 
 /// Toss's error body: `{"code": "...", "message": "..."}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorBody {
     pub code: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub version: String,
     pub payment_key: String,
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", deserialize_with = "null_default")]
     pub kind: String,
     pub order_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub order_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub m_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub currency: String,
-    /// A Korean string ("카드", "가상계좌", "간편결제", ...): kept open.
+    /// A Korean string ("카드", "가상계좌", "간편결제", ...), or its English form ("CARD",
+    /// "VIRTUAL_ACCOUNT", ...) when asked with `Accept-Language: en-US`: kept open.
     #[serde(default)]
     pub method: Option<String>,
     pub total_amount: i64,
@@ -56,18 +97,21 @@ pub struct Payment {
     pub requested_at: Option<String>,
     #[serde(default)]
     pub approved_at: Option<String>,
+    /// Null on payments that never reached approval (seen on EXPIRED).
     #[serde(default)]
-    pub use_escrow: bool,
+    pub use_escrow: Option<bool>,
     #[serde(default)]
     pub last_transaction_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub supplied_amount: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub vat: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub tax_free_amount: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub is_partial_cancelable: bool,
+    #[serde(default)]
+    pub culture_expense: Option<bool>,
     #[serde(default)]
     pub cancels: Option<Vec<Cancel>>,
     #[serde(default)]
@@ -90,12 +134,12 @@ pub struct Payment {
 #[serde(rename_all = "camelCase")]
 pub struct Cancel {
     pub cancel_amount: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub cancel_reason: String,
     #[serde(default)]
     pub canceled_at: Option<String>,
     pub transaction_key: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub refundable_amount: i64,
     #[serde(default)]
     pub cancel_status: Option<String>,
@@ -103,6 +147,7 @@ pub struct Cancel {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Receipt {
+    #[serde(default, deserialize_with = "null_default")]
     pub url: String,
 }
 
@@ -116,7 +161,10 @@ pub struct WebhookEvent {
     pub data: serde_json::Value,
 }
 
-/// Virtual-account DEPOSIT_CALLBACK: no paymentKey, a `secret` to compare.
+/// Virtual-account DEPOSIT_CALLBACK: `{createdAt, secret, status, transactionKey, orderId}`,
+/// no `eventType` and no paymentKey. Sent when the account is issued (WAITING_FOR_DEPOSIT),
+/// on deposit (DONE), on cancel (CANCELED) and when a deposit is reversed (back to
+/// WAITING_FOR_DEPOSIT).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DepositCallback {

@@ -34,6 +34,9 @@ pub struct ReconcileReport {
     pub refunds_settled: usize,
     /// The circuit was open: Toss was not asked this pass.
     pub skipped_circuit_open: bool,
+    /// Toss answered FORBIDDEN_CONSECUTIVE_REQUEST (polled too fast): the pass stopped asking
+    /// and left the rest of its orders to the next one.
+    pub throttled: bool,
 }
 
 /// When this instance's reconciler last completed a pass (admin status, metrics).
@@ -81,6 +84,13 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
         .await?;
     report.leased = orders.len();
     for order in orders {
+        // Throttled by Toss: the client backs off (each further refusal doubles the wait);
+        // asking about the remaining orders now would only prolong it.
+        if app.toss.lookup_backoff().is_some() {
+            report.throttled = true;
+            report.still_open += 1;
+            continue;
+        }
         let order_id = order.order_id.clone();
         match resolve_order(app, order, "reconciler").await {
             Ok(o) => match o.status {
@@ -116,6 +126,7 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
             still_open = report.still_open,
             errors = report.errors,
             refunds_settled = report.refunds_settled,
+            throttled = report.throttled,
             "reconcile pass"
         );
     }

@@ -110,6 +110,12 @@ pub async fn settle_view(
 /// An unknown outcome (timeout, 5xx, reset, ALREADY_PROCESSED_PAYMENT) is resolved by looking
 /// the payment up; if that does not settle it either, the order stays CONFIRMING for the
 /// reconciler and the caller gets a retryable 504/503. Nothing is ever guessed.
+///
+/// Toss stores a key's first answer, errors included, and replays it for the key's lifetime,
+/// so a retry with the same key after an error can never succeed. Recovery therefore never
+/// depends on it: only after a lookup has shown the payment still unapproved (IN_PROGRESS) is
+/// the confirm sent again, and then under a new key. That cannot charge twice: Toss approves a
+/// paymentKey at most once (a second confirm is ALREADY_PROCESSED_PAYMENT, resolved by lookup).
 pub async fn confirm_with_provider(
     app: &App,
     order: &Order,
@@ -117,7 +123,7 @@ pub async fn confirm_with_provider(
     source: &str,
     ev: &EventContext,
 ) -> Result<Settled> {
-    let key = IdempotencyKey::for_confirm(&order.order_id);
+    let mut key = IdempotencyKey::for_confirm(&order.order_id);
     let call = call_ctx();
     crate::context::record(|f| {
         f.provider = Some(PROVIDER_TOSS);
@@ -167,6 +173,9 @@ pub async fn confirm_with_provider(
                 match lookup_and_settle(app, order, payment_key, source, ev).await? {
                     Resolution::Settled(s) => return Ok(s),
                     Resolution::StillInProgress if attempt < 3 => {
+                        // Not approved: whatever the key answered is not the approval, and
+                        // a stored error would be replayed forever. Ask again under a new key.
+                        key = fresh_confirm_key(&order.order_id)?;
                         tokio::time::sleep(Duration::from_millis(150 * u64::from(attempt))).await;
                         continue;
                     }
@@ -178,6 +187,18 @@ pub async fn confirm_with_provider(
             }
         }
     }
+}
+
+/// A confirm key for a retry after a lookup showed no approval: the order's key plus a random
+/// part (a key is at most 300 characters; an orderId at most 64).
+fn fresh_confirm_key(order_id: &domain::OrderId) -> Result<IdempotencyKey> {
+    let base = IdempotencyKey::for_confirm(order_id);
+    IdempotencyKey::parse(&format!(
+        "{}-{}",
+        base.as_str(),
+        uuid::Uuid::new_v4().simple()
+    ))
+    .map_err(|e| Error::internal(format!("confirm retry key: {e}")))
 }
 
 pub(crate) fn unavailable(err: &TossError) -> Error {
@@ -309,7 +330,8 @@ pub async fn resolve_order(app: &App, order: Order, source: &str) -> Result<Orde
     note_call(app, Operation::Lookup, started, &looked);
     match looked {
         Ok(view) => apply_view(app, &order, &view, source, &ev).await?,
-        Err(TossError::Api { code, .. }) if code == "NOT_FOUND_PAYMENT" => {
+        // Toss's lookup answers NOT_FOUND_PAYMENT or NOT_FOUND for a payment it does not know.
+        Err(e) if e.is_not_found() => {
             // Nothing was ever authenticated. Past the order's life plus Toss's confirm window
             // nothing can arrive any more.
             if OffsetDateTime::now_utc() > order.expires_at + CONFIRM_WINDOW {
@@ -350,6 +372,23 @@ pub async fn apply_view(
         }
         s if s.is_captured() => {
             settle_view(app, order, view, source, ev).await?;
+        }
+        // A deposit the bank took back (DONE → WAITING_FOR_DEPOSIT) on a paid order: the money
+        // is gone, so is the course — recorded like a full cancellation.
+        PaymentStatus::WaitingForDeposit
+            if matches!(order.status, OrderStatus::Paid | OrderStatus::Refunded) =>
+        {
+            crate::flows::refunds::apply_deposit_reversal(app, order, view, source, ev).await?;
+        }
+        // The account's due date passed without a deposit: nothing can arrive any more. Close
+        // it at Toss (a full cancel before the deposit) so the order ends.
+        PaymentStatus::WaitingForDeposit
+            if order.status.is_open()
+                && view
+                    .deposit_due_at
+                    .is_some_and(|due| due < OffsetDateTime::now_utc()) =>
+        {
+            crate::flows::refunds::close_virtual_account(app, order, view, source, ev).await?;
         }
         PaymentStatus::InProgress if order.status.is_open() => {
             if view.total_amount != order.amount {

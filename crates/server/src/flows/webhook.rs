@@ -1,9 +1,16 @@
-//! What an authentic webhook delivery does (docs/api.md, "Webhooks"). Its body is never trusted:
+//! What an authentic webhook delivery does (docs/webhooks.md). Its body is never trusted:
 //! it only names a payment, which is re-read from Toss (by paymentKey for
 //! PAYMENT_STATUS_CHANGED, by orderId for DEPOSIT_CALLBACK) and handed to
 //! [`apply_view`] — the same dispatch settle-on-read and the reconciler use. Because that acts
 //! on Toss's *current* state, deliveries arriving out of order (DONE and ABORTED 45 ms apart)
 //! cannot move an order backwards.
+//!
+//! DEPOSIT_CALLBACK has no `eventType` in Toss's body and is recognised by its shape; it comes
+//! when a virtual account is issued, deposited, cancelled and when a deposit is reversed, and
+//! every one of them is handled the same way: the `secret` is compared (with the one from the
+//! confirm answer, or Toss's own when the callback beat that answer), then the payment is
+//! re-read by orderId and acted on — a reversed deposit revokes the course through
+//! [`apply_view`] like a cancellation.
 //!
 //! Toss retries a delivery until it gets a 200, with the same
 //! `tosspayments-webhook-transmission-id`. The id is claimed (`remember_once`) before
@@ -129,10 +136,8 @@ async fn deposit_callback(app: &App, event: &Value) -> Result<Processed> {
             .and_then(|p| p.secret),
     };
     // Constant time: the secret is what authenticates an unsigned deposit callback.
-    let matches = stored
-        .as_deref()
-        .is_some_and(|s| bool::from(s.as_bytes().ct_eq(claimed.as_bytes())));
-    if !matches {
+    let same = |s: &str| bool::from(s.as_bytes().ct_eq(claimed.as_bytes()));
+    if stored.as_deref().is_some_and(|s| !same(s)) {
         tracing::warn!(target: "coursepay::webhook", order_id = %order_id, "DEPOSIT_CALLBACK secret does not match the confirm answer");
         return Err(Error::new(ErrorCode::WebhookInvalidSig));
     }
@@ -140,6 +145,18 @@ async fn deposit_callback(app: &App, event: &Value) -> Result<Processed> {
     let Some(view) = provider_view(looked)? else {
         return Ok(Processed::UnknownPayment);
     };
+    // No secret on record yet: Toss sends the issue callback as it answers the confirm, so it
+    // can arrive before the confirm answer is stored. Toss's own answer then carries the
+    // secret to compare with.
+    if stored.is_none() {
+        if !view.secret.as_deref().is_some_and(same) {
+            tracing::warn!(target: "coursepay::webhook", order_id = %order_id, "DEPOSIT_CALLBACK secret does not match Toss's");
+            return Err(Error::new(ErrorCode::WebhookInvalidSig));
+        }
+        if let Some(secret) = &view.secret {
+            app.store.record_deposit_secret(&order_id, secret).await?;
+        }
+    }
     apply_to_our_order(app, &view).await
 }
 
@@ -150,7 +167,8 @@ fn provider_view(
 ) -> Result<Option<PaymentView>> {
     match looked {
         Ok(v) => Ok(Some(v)),
-        Err(TossError::Api { code, .. }) if code == "NOT_FOUND_PAYMENT" => {
+        // Toss's lookup answers NOT_FOUND_PAYMENT or NOT_FOUND for a payment it does not know.
+        Err(e) if e.is_not_found() => {
             tracing::warn!(target: "coursepay::webhook", "webhook names a payment Toss does not know; ignored");
             Ok(None)
         }

@@ -39,13 +39,16 @@ pub async fn refund_payment(
         None => None,
         Some(_) => Some(body.amount("amount")?),
     };
+    // Only for deposited virtual-account payments; validated, never logged.
+    let account = flows::refunds::parse_refund_account(body.0.get("refundReceiveAccount"))?;
     let task_app = app.clone();
     let out = crate::context::spawn(async move {
-        flows::refunds::refund(
+        flows::refunds::refund_to(
             &task_app,
             payment_id,
             reason.as_str(),
             amount,
+            account,
             "service_role",
         )
         .await
