@@ -10,6 +10,11 @@ export default defineConfig({
   resolve: { alias: { '@coursepay/client': fileURLToPath(new URL('./client/src/index.ts', import.meta.url)) } },
   envDir: '..',
   oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
+  // `npm run dev`: the storefront with hot reload on :5173, the API from a running `coursepay serve`.
+  server: {
+    port: 5173,
+    proxy: { '/v1': 'http://127.0.0.1:8080', '/toss-sandbox': 'http://127.0.0.1:8080' },
+  },
   build: {
     outDir: '../dist',
     emptyOutDir: true,
