@@ -317,6 +317,8 @@ export interface components {
         };
         DevToken: {
             accessToken: string;
+            /** @enum {string} */
+            tokenType: "bearer";
             /** Format: uuid */
             userId: string;
             /** Format: date-time */

@@ -3,7 +3,7 @@
 // flow.ts; the payment window and sign-in are chosen once at start-up (main.tsx).
 import { ApiError, errorMessage, type Api, type Course, type Enrollment } from '@coursepay/client';
 import { createContext, type ComponentChildren } from 'preact';
-import { useContext, useEffect, useRef, useState } from 'preact/hooks';
+import { useContext, useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Auth } from './auth';
 import {
   clearInFlight,
@@ -80,10 +80,13 @@ export function ErrorBox(props: { error: unknown; onRetry?: () => void }) {
   const { locale } = useEnv();
   const t = useStrings();
   const messages = useMessages();
-  const error =
-    props.error instanceof ApiError
-      ? props.error
-      : new ApiError({ status: 0, code: 'E_NETWORK', retryable: true, message: String(props.error) });
+  const error = useMemo(
+    () =>
+      props.error instanceof ApiError
+        ? props.error
+        : new ApiError({ status: 0, code: 'E_NETWORK', retryable: true, message: String(props.error) }),
+    [props.error],
+  );
   const [waitMs, setWaitMs] = useState(() => (error.retryable ? retryDelay(error) : 0));
   useEffect(() => {
     if (!error.retryable) return;
