@@ -25,7 +25,8 @@ import { STRINGS, type Locale, type Strings } from './strings';
 export interface Env {
   api: Api;
   auth: Auth;
-  payment: PaymentWindow;
+  /** The payment window, chosen from GET /v1/config on first use. */
+  paymentWindow: () => Promise<PaymentWindow>;
   locale: Locale;
   setLocale: (l: Locale) => void;
   navigate: (path: string) => void;
@@ -101,7 +102,7 @@ export function ErrorBox(props: { error: unknown; onRetry?: () => void }) {
   }, [error]);
   return (
     <div class="error" role="alert" data-code={error.code}>
-      <p class="error-message">{errorMessage(error.code, locale, messages.data)}</p>
+      <p class="error-message">{messages.isPending ? t.loading : errorMessage(error.code, locale, messages.data)}</p>
       <p class="error-meta">
         {t.errorCode}: <code>{error.code}</code>
         {error.requestId && (
@@ -183,7 +184,6 @@ function Header() {
           type="button"
           class="lang"
           lang={locale === 'ko' ? 'en' : 'ko'}
-          aria-label={t.switchLangLabel}
           onClick={() => setLocale(locale === 'ko' ? 'en' : 'ko')}
         >
           {t.switchLang}
@@ -241,7 +241,7 @@ function useEnrollments(enabled: boolean) {
 }
 
 function CoursePage(props: { id: string }) {
-  const { api, payment, session: sessionStorage, local } = useEnv();
+  const { api, paymentWindow, session: sessionStorage, local } = useEnv();
   const t = useStrings();
   const session = useSession();
   const course = useQuery({ queryKey: ['course', props.id], queryFn: () => api.course(props.id) });
@@ -254,6 +254,7 @@ function CoursePage(props: { id: string }) {
     setBusy(true);
     setError(null);
     try {
+      const payment = await paymentWindow();
       const order = await api.checkout(c.id);
       saveInFlight(sessionStorage, local, {
         orderId: order.orderId,
@@ -303,16 +304,20 @@ function SuccessPage() {
   const [outcome, setOutcome] = useState<ConfirmOutcome | null>(null);
   const started = useRef(false);
 
-  function run() {
+  function run(retry: boolean) {
     if (!params) return;
     setOutcome(null);
-    void confirmPayment({ confirm: api.confirm, queryClient, session: sessionStorage, local }, params).then(setOutcome);
+    void confirmPayment(
+      { confirm: api.confirm, settle: api.order, queryClient, session: sessionStorage, local },
+      params,
+      retry,
+    ).then(setOutcome);
   }
   useEffect(() => {
     if (started.current) return;
     started.current = true;
     if (params) {
-      run();
+      run(false);
     } else {
       clearInFlight(sessionStorage);
     }
@@ -347,7 +352,7 @@ function SuccessPage() {
     return (
       <>
         <h1>{t.failTitle}</h1>
-        <ErrorBox error={outcome.error} onRetry={outcome.final ? undefined : run} />
+        <ErrorBox error={outcome.error} onRetry={outcome.final ? undefined : () => run(true)} />
       </>
     );
   }
@@ -382,7 +387,11 @@ function FailPage() {
       <h1>{t.failTitle}</h1>
       <div class="error" role="alert" data-code={code}>
         <p class="error-message">
-          {code === 'PAY_PROCESS_CANCELED' ? t.canceled : errorMessage(code, locale, messages.data)}
+          {code === 'PAY_PROCESS_CANCELED'
+            ? t.canceled
+            : messages.isPending
+              ? t.loading
+              : errorMessage(code, locale, messages.data)}
         </p>
         <p class="error-meta">
           {t.errorCode}: <code>{fail.code}</code>

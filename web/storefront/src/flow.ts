@@ -97,6 +97,8 @@ export function failCode(providerCode: string): string {
 
 export interface ConfirmDeps {
   confirm: (body: ConfirmRequest) => Promise<ConfirmResult>;
+  /** GET /v1/orders/{orderId}: the server asks Toss about an open order and settles it. */
+  settle?: (orderId: string) => Promise<unknown>;
   queryClient: Pick<QueryClient, 'invalidateQueries'>;
   session: KV;
   local: KV;
@@ -107,13 +109,24 @@ export type ConfirmOutcome =
   | { kind: 'error'; error: ApiError; final: boolean };
 
 /**
- * Confirm the payment the success URL describes. On success: invalidate
+ * Confirm the payment the success URL describes. A retry (after a retryable error: Toss down or
+ * slow, outcome unknown, confirm in progress) first reads the order, which makes the server ask
+ * Toss and settle it, then confirms again: a settled order answers the confirm as a replay with
+ * the same enrollment, a released one is confirmed afresh. On success: invalidate
  * ['enrollment', enrollmentId], ['course', courseId] (and the enrollment list), clear the
  * in-flight payment and forget the pending order. On a final error: clear the in-flight payment
  * (the order is not retried from here). A retryable error keeps both so the buyer can retry.
  */
-export async function confirmPayment(deps: ConfirmDeps, params: SuccessParams): Promise<ConfirmOutcome> {
+export async function confirmPayment(
+  deps: ConfirmDeps,
+  params: SuccessParams,
+  retry = false,
+): Promise<ConfirmOutcome> {
   try {
+    if (retry && deps.settle) {
+      // Best effort: whatever it answers, the confirm below gives the verdict.
+      await deps.settle(params.orderId).catch(() => undefined);
+    }
     const result = await deps.confirm(params);
     await Promise.all([
       deps.queryClient.invalidateQueries({ queryKey: ['enrollment', result.enrollmentId] }),

@@ -5,7 +5,7 @@ import { QueryClient } from '@tanstack/query-core';
 import { render } from 'preact';
 import { App, type Env } from './app';
 import { chooseAuth } from './auth';
-import { choosePaymentWindow } from './payment-window';
+import { choosePaymentWindow, type PaymentWindow } from './payment-window';
 import { QueryContext } from './query';
 import './styles.css';
 
@@ -25,11 +25,23 @@ const queryClient = new QueryClient({
   },
 });
 
+// Asked for on the first purchase, not before the first render.
+let payment: Promise<PaymentWindow> | null = null;
+function paymentWindow(): Promise<PaymentWindow> {
+  payment ??= api.config().then((config) => choosePaymentWindow(config, import.meta.env.VITE_TOSS_CLIENT_KEY));
+  payment.catch(() => {
+    payment = null;
+  });
+  return payment;
+}
+
 async function start() {
   if (!root) return;
+  // The course list starts loading while the saved session is read.
+  void queryClient.prefetchQuery({ queryKey: ['courses'], queryFn: () => api.courses() });
+  // Error messages are needed the moment something fails (they never change while running).
+  void queryClient.prefetchQuery({ queryKey: ['messages', locale], queryFn: () => api.messages(locale), staleTime: Infinity });
   await auth.init().catch(() => undefined);
-  const config = await api.config();
-  const payment = choosePaymentWindow(config, import.meta.env.VITE_TOSS_CLIENT_KEY);
   const draw = () => {
     document.documentElement.lang = locale;
     render(
@@ -42,7 +54,7 @@ async function start() {
   const env: Env = {
     api,
     auth,
-    payment,
+    paymentWindow,
     get locale() {
       return locale;
     },

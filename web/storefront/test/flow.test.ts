@@ -147,6 +147,25 @@ describe('confirmPayment', () => {
     expect(loadInFlight(d.session)).toBeNull();
   });
 
+  it('a retry reads the order (settling it) before confirming again; a first attempt does not', async () => {
+    const calls: string[] = [];
+    const d = {
+      ...deps(async () => {
+        calls.push('confirm');
+        return { ...result, replayed: true };
+      }),
+      settle: async (orderId: string) => {
+        calls.push(`settle ${orderId}`);
+        throw new ApiError({ status: 503, code: 'E_PG_UNAVAILABLE', retryable: true });
+      },
+    };
+    await confirmPayment(d as never, params);
+    expect(calls).toEqual(['confirm']);
+    const out = await confirmPayment(d as never, params, true);
+    expect(calls).toEqual(['confirm', 'settle order_abc123', 'confirm']);
+    expect(out.kind).toBe('enrolled');
+  });
+
   it('treats a thrown non-ApiError as a retryable network error', async () => {
     const d = deps(async () => {
       throw new TypeError('boom');
