@@ -46,7 +46,10 @@ async fn index_and_browser_routes_get_the_page_with_csp(app: TestApp) {
         assert_eq!(header(&r, "cache-control"), "no-cache", "{path}");
         let csp = header(&r, "content-security-policy").to_owned();
         assert!(csp.contains("default-src 'self'"), "{csp}");
-        assert!(csp.contains("script-src 'self';"), "sandbox mode: no Toss SDK: {csp}");
+        assert!(
+            csp.contains("script-src 'self';"),
+            "sandbox mode: no Toss SDK: {csp}"
+        );
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         let body = r.text().await.unwrap();
@@ -74,7 +77,10 @@ async fn hashed_assets_are_immutable_and_missing_ones_are_problems(app: TestApp)
         .nth(1)
         .and_then(|s| s.split('"').next())
         .expect("index.html references its script");
-    assert!(script.starts_with("assets/") && script.ends_with(".js"), "{script}");
+    assert!(
+        script.starts_with("assets/") && script.ends_with(".js"),
+        "{script}"
+    );
     let r = raw_get(&app, &format!("/{script}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "content-type"), "text/javascript; charset=utf-8");
@@ -147,9 +153,7 @@ async fn dev_token_signs_in_a_buyer(app: TestApp) {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 
     // An empty body is a new user; a bad one is a 400 naming the field.
-    let r = app
-        .post_raw("/v1/dev/token", None, Vec::new(), &[])
-        .await;
+    let r = app.post_raw("/v1/dev/token", None, Vec::new(), &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_ne!(r.body["userId"], user.as_str());
     for bad in [json!({"userId": "nope"}), json!({"userId": 5}), json!([1])] {

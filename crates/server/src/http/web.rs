@@ -109,7 +109,11 @@ fn file_response(path: &str, body: &'static [u8], head: bool) -> Response {
         "no-cache"
     };
     let len = body.len();
-    let body = if head { Body::empty() } else { Body::from(body) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
     let mut resp = (
         StatusCode::OK,
         [
