@@ -10,16 +10,28 @@ export type { components, paths };
 
 type Schemas = components['schemas'];
 export type Course = Schemas['Course'];
+/** A new order (POST /v1/checkout): what the payment window is opened with. */
+export type Checkout = Schemas['Checkout'];
+/** An order as its owner reads it (GET /v1/orders/{orderId}). */
 export type Order = Schemas['Order'];
+export type OrderStatus = Schemas['OrderStatus'];
 export type ConfirmRequest = Schemas['ConfirmRequest'];
 export type ConfirmResult = Schemas['ConfirmResult'];
-export type OrderStatus = Schemas['OrderStatus'];
 export type Enrollment = Schemas['Enrollment'];
 export type ExamAttempt = Schemas['ExamAttempt'];
-export type ExamSubmission = Schemas['ExamSubmission'];
 export type PublicConfig = Schemas['PublicConfig'];
-export type DevToken = Schemas['DevToken'];
 export type Messages = Record<string, string>;
+
+/**
+ * POST /v1/dev/token: the development sign-in. Deliberately outside the public contract (the
+ * route does not exist in production), so its type is written here rather than generated.
+ */
+export interface DevToken {
+  accessToken: string;
+  tokenType: 'bearer';
+  userId: string;
+  expiresAt: string;
+}
 export type Locale = 'ko' | 'en';
 
 export interface ApiOptions {
@@ -94,8 +106,21 @@ export function createApi(options: ApiOptions = {}) {
           body: { score },
         }),
       ),
-    devToken: (userId?: string) =>
-      unwrap(client.POST('/v1/dev/token', { body: userId ? { userId } : {} })),
+    devToken: async (userId?: string): Promise<DevToken> => {
+      let response: Response;
+      try {
+        response = await (options.fetch ?? globalThis.fetch)(`${options.baseUrl ?? ''}/v1/dev/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(userId ? { userId } : {}),
+        });
+      } catch (cause) {
+        throw networkError(cause);
+      }
+      const body: unknown = await response.json().catch(() => undefined);
+      if (!response.ok) throw errorFromResponse(response, body);
+      return body as DevToken;
+    },
   };
 }
 

@@ -4,14 +4,18 @@
  */
 
 export interface paths {
-    "/v1/config": {
+    "/docs": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get: operations["publicConfig"];
+        /**
+         * The rendered API reference (Swagger UI, served from the binary). `/docs` redirects to
+         *     `/docs/`, the page itself.
+         */
+        get: operations["docs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -20,14 +24,15 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/i18n/{locale}": {
+    "/healthz": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get: operations["i18n"];
+        /** Liveness: the process answers. */
+        get: operations["healthz"];
         put?: never;
         post?: never;
         delete?: never;
@@ -36,14 +41,15 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/courses": {
+    "/metrics": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get: operations["listCourses"];
+        /** Prometheus metrics (text exposition format). */
+        get: operations["metrics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -52,14 +58,103 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/courses/{courseId}": {
+    "/openapi.json": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get: operations["getCourse"];
+        /** This document (OpenAPI 3.1). The rendered reference page is `GET /docs`. */
+        get: operations["openapi"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness: the database is reachable and migrated. 503 while the server drains on
+         *     shutdown or the database is away.
+         */
+        get: operations["readyz"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/courses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create a published course. */
+        post: operations["createCourse"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/payments/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause payments: confirms answer 503 `E_PAYMENTS_PAUSED` until resumed. */
+        post: operations["pausePayments"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/payments/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume payments. */
+        post: operations["resumePayments"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Pause switch, provider circuit, alerts, refund and reconciler backlogs. */
+        get: operations["adminStatus"];
         put?: never;
         post?: never;
         delete?: never;
@@ -77,6 +172,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Create an order for a course, priced by the server. */
         post: operations["checkout"];
         delete?: never;
         options?: never;
@@ -84,30 +180,15 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/payments/confirm": {
+    "/v1/config": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
-        put?: never;
-        post: operations["confirm"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orders/{orderId}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["getOrder"];
+        /** What the storefront needs to open the payment window. */
+        get: operations["publicConfig"];
         put?: never;
         post?: never;
         delete?: never;
@@ -116,14 +197,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/me/enrollments": {
+    "/v1/courses": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get: operations["myEnrollments"];
+        /** Every published course. */
+        get: operations["listCourses"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/courses/{courseId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One course. An id that is not a UUID names no course (404). */
+        get: operations["getCourse"];
         put?: never;
         post?: never;
         delete?: never;
@@ -139,6 +238,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** One enrollment of the caller. */
         get: operations["getEnrollment"];
         put?: never;
         post?: never;
@@ -157,6 +257,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Start an exam attempt in an ENROLLED enrollment of the caller. */
         post: operations["startExamAttempt"];
         delete?: never;
         options?: never;
@@ -173,6 +274,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Submit an attempt's score, once. */
         post: operations["submitExamAttempt"];
         delete?: never;
         options?: never;
@@ -180,7 +282,61 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/dev/token": {
+    "/v1/i18n/{locale}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The user-facing message of every error code in one locale. */
+        get: operations["i18nMessages"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/enrollments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's enrollments. */
+        get: operations["listMyEnrollments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orders/{orderId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An order of the caller. A PENDING or CONFIRMING order is first settled with the provider,
+         *     so a buyer who closed the tab after paying finds the enrollment.
+         */
+        get: operations["getOrder"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/payments/confirm": {
         parameters: {
             query?: never;
             header?: never;
@@ -189,8 +345,70 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Development only: absent when COURSEPAY_ENV=production. */
-        post: operations["devToken"];
+        /**
+         * Confirm a payment the buyer approved in the payment window, and enroll.
+         * @description The amount is compared with the order's before the provider is called. Repeating a
+         *     successful confirm answers the same body with `replayed: true` and nothing is charged
+         *     again; the same confirm while the first still runs gets 409 `E_CONFIRM_IN_PROGRESS`.
+         */
+        post: operations["confirmPayment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/payments/{paymentId}/refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Refund a payment, fully or partly, through the provider. */
+        post: operations["refundPayment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/toss": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A webhook from Toss Payments (or a signing relay in front of it).
+         * @description Authenticity, in this order: an `X-Signature` (HMAC-SHA256 of `<X-Timestamp>.<raw body>`
+         *     with the webhook secret); Toss's own `tosspayments-webhook-signature`; an unsigned delivery
+         *     only when the server is configured to accept them. Whatever the body says, the payment is
+         *     read again from the provider before anything changes.
+         */
+        post: operations["tossWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/version": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The build's version. */
+        get: operations["version"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -201,257 +419,1341 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        Problem: {
-            type: string;
-            title: string;
-            status: number;
-            detail?: string;
-            code: string;
-            requestId: string;
-            retryable: boolean;
-            providerCode?: string;
+        /** @description The operator's status page. New fields may be added. */
+        AdminStatus: {
+            alerts: components["schemas"]["Alert"][];
+            circuit: components["schemas"]["Circuit"];
+            pauseReason: string | null;
+            paymentsPaused: boolean;
+            reconciler: components["schemas"]["ReconcilerStatus"];
+            refunds: components["schemas"]["RefundBacklog"];
         };
-        Course: {
-            /** Format: uuid */
-            id: string;
-            title: string;
+        Alert: {
+            rule: string;
+            /** Format: date-time */
+            since: string | null;
+            /** @description firing or ok. */
+            state: string;
+            /** Format: double */
+            threshold: number;
+            /** Format: double */
+            value: number;
+        };
+        /**
+         * @description A new order, to open the payment window with (`orderId`, `amount`, `orderName`,
+         *     `customerKey`).
+         * @example {
+         *       "amount": 10000,
+         *       "courseId": "00000000-0000-4000-8000-00000000c0a1",
+         *       "currency": "KRW",
+         *       "customerKey": "6f1c2b8e-4a3d-4e5f-9a7b-1c2d3e4f5a6b",
+         *       "enrollmentId": null,
+         *       "expiresAt": "2026-11-30T10:30:00Z",
+         *       "orderId": "ord_0190a5f5a1b2c3d4e5f6a7b8c9d0e1f2",
+         *       "orderName": "Course A",
+         *       "status": "PENDING"
+         *     }
+         */
+        Checkout: {
             /** Format: int64 */
-            price: number;
-            /** @enum {string} */
-            currency: "KRW";
-            status: string;
+            amount: number;
+            /** Format: uuid */
+            courseId: string;
+            currency: components["schemas"]["Currency"];
+            /**
+             * Format: uuid
+             * @description The buyer's id, as the payment window's customerKey.
+             */
+            customerKey: string;
+            /** Format: uuid */
+            enrollmentId: string | null;
+            /** Format: date-time */
+            expiresAt: string;
+            /** @description 6 to 64 characters of `[A-Za-z0-9_-]` (the provider's rule). */
+            orderId: string;
+            orderName: string;
+            status: components["schemas"]["OrderStatus"];
         };
-        CourseList: {
-            items: components["schemas"]["Course"][];
-        };
+        /**
+         * @description `POST /v1/checkout`: the server prices the order; the client never sends a price.
+         * @example {
+         *       "courseId": "00000000-0000-4000-8000-00000000c0a1"
+         *     }
+         */
         CheckoutRequest: {
             /** Format: uuid */
             courseId: string;
         };
-        Order: {
-            orderId: string;
-            /** Format: uuid */
-            courseId: string;
-            /** Format: int64 */
-            amount: number;
-            currency: string;
-            orderName: string;
-            customerKey: string;
-            status: string;
-            /** Format: date-time */
-            expiresAt: string;
+        Circuit: {
+            /** Format: int32 */
+            consecutiveFailures: number;
+            /**
+             * @description closed, open or half_open.
+             * @example closed
+             */
+            state: string;
         };
+        /**
+         * @description `POST /v1/payments/confirm`: what the payment window's success redirect carried.
+         * @example {
+         *       "amount": 10000,
+         *       "orderId": "ord_0190a5f5a1b2c3d4e5f6a7b8c9d0e1f2",
+         *       "paymentKey": "tgen_20261130abcdef"
+         *     }
+         */
         ConfirmRequest: {
+            /**
+             * Format: int64
+             * @description Must equal the order's amount, or nothing is charged (`E_AMOUNT_MISMATCH`).
+             */
+            amount: number;
+            orderId: string;
+            /** @description The provider's payment key, 1 to 200 characters. */
             paymentKey: string;
-            orderId: string;
-            /** Format: int64 */
-            amount: number;
         };
+        /**
+         * @description A paid order and the enrollment it bought.
+         * @example {
+         *       "amount": 10000,
+         *       "approvedAt": "2026-11-30T10:01:02Z",
+         *       "courseId": "00000000-0000-4000-8000-00000000c0a1",
+         *       "enrollmentId": "0190a5f5-1111-7c3d-8e9f-0a1b2c3d4e5f",
+         *       "orderId": "ord_0190a5f5a1b2c3d4e5f6a7b8c9d0e1f2",
+         *       "paymentId": "0190a5f5-2222-7c3d-8e9f-0a1b2c3d4e5f",
+         *       "replayed": false,
+         *       "status": "ENROLLED"
+         *     }
+         */
         ConfirmResult: {
-            /** Format: uuid */
-            enrollmentId: string;
-            /** Format: uuid */
-            paymentId: string;
-            orderId: string;
-            /** Format: uuid */
-            courseId: string;
             /** Format: int64 */
             amount: number;
-            status: string;
             /** Format: date-time */
             approvedAt: string;
-            replayed: boolean;
-        };
-        OrderStatus: {
+            /** Format: uuid */
+            courseId: string;
+            /** Format: uuid */
+            enrollmentId: string;
             orderId: string;
             /** Format: uuid */
-            courseId: string;
-            /** Format: int64 */
-            amount: number;
-            /** @enum {string} */
-            status: "PENDING" | "CONFIRMING" | "PAID" | "FAILED" | "EXPIRED" | "REFUNDED";
-            /** Format: uuid */
-            enrollmentId: string | null;
+            paymentId: string;
+            /**
+             * @description True when this answer repeats an earlier successful confirm (also header
+             *     `Idempotent-Replayed: true`); nothing was charged again.
+             */
+            replayed: boolean;
+            /**
+             * @description Always ENROLLED.
+             * @example ENROLLED
+             */
+            status: string;
         };
-        Enrollment: {
+        /**
+         * @description A course on sale.
+         * @example {
+         *       "currency": "KRW",
+         *       "id": "00000000-0000-4000-8000-00000000c0a1",
+         *       "price": 10000,
+         *       "status": "PUBLISHED",
+         *       "title": "Course A"
+         *     }
+         */
+        Course: {
+            currency: components["schemas"]["Currency"];
             /** Format: uuid */
             id: string;
-            /** Format: uuid */
-            userId: string;
+            /**
+             * Format: int64
+             * @description Integer KRW.
+             */
+            price: number;
+            /**
+             * @description Always PUBLISHED today.
+             * @example PUBLISHED
+             */
+            status: string;
+            title: string;
+        };
+        CourseList: {
+            items: components["schemas"]["Course"][];
+        };
+        /**
+         * @description Always KRW; amounts are integer won.
+         * @enum {string}
+         */
+        Currency: "KRW";
+        /**
+         * @example {
+         *       "courseId": "00000000-0000-4000-8000-00000000c0a1",
+         *       "enrolledAt": "2026-11-30T10:01:02Z",
+         *       "id": "0190a5f5-1111-7c3d-8e9f-0a1b2c3d4e5f",
+         *       "status": "ENROLLED",
+         *       "userId": "6f1c2b8e-4a3d-4e5f-9a7b-1c2d3e4f5a6b"
+         *     }
+         */
+        Enrollment: {
             /** Format: uuid */
             courseId: string;
-            /** @enum {string} */
-            status: "ENROLLED" | "REFUNDED";
             /** Format: date-time */
             enrolledAt: string;
+            /** Format: uuid */
+            id: string;
+            status: components["schemas"]["EnrollmentStatus"];
+            /** Format: uuid */
+            userId: string;
         };
         EnrollmentList: {
             items: components["schemas"]["Enrollment"][];
         };
+        /**
+         * @description ENROLLED gives access to the course; REFUNDED revokes it.
+         * @enum {string}
+         */
+        EnrollmentStatus: "ENROLLED" | "REFUNDED";
+        /**
+         * @description Every error code the API answers with. Clients branch on it, never on `detail`.
+         * @enum {string}
+         */
+        ErrorCode: "E_INVALID_REQUEST" | "E_PAYLOAD_TOO_LARGE" | "E_UNAUTHORIZED" | "E_FORBIDDEN" | "E_NOT_FOUND" | "E_METHOD_NOT_ALLOWED" | "E_COURSE_NOT_FOUND" | "E_ORDER_NOT_FOUND" | "E_ORDER_EXPIRED" | "E_ALREADY_ENROLLED" | "E_AMOUNT_MISMATCH" | "E_CONFIRM_IN_PROGRESS" | "E_PAYMENT_REJECTED" | "E_PG_UNAVAILABLE" | "E_PG_TIMEOUT" | "E_PAYMENTS_PAUSED" | "E_IDEMPOTENCY_KEY_REUSED" | "E_PAYMENT_NOT_FOUND" | "E_REFUND_NOT_ALLOWED" | "E_ENROLLMENT_NOT_FOUND" | "E_NOT_ENROLLED" | "E_ATTEMPT_NOT_FOUND" | "E_ATTEMPT_ALREADY_SUBMITTED" | "E_ATTEMPT_LIMIT_REACHED" | "E_WEBHOOK_INVALID_SIG" | "E_WEBHOOK_REPLAYED" | "E_RATE_LIMITED" | "E_SERVICE_UNAVAILABLE" | "E_INTERNAL";
+        /**
+         * @description An exam attempt; `score` and `submittedAt` are null until it is submitted.
+         * @example {
+         *       "enrollmentId": "0190a5f5-1111-7c3d-8e9f-0a1b2c3d4e5f",
+         *       "id": "0190a5f5-3333-7c3d-8e9f-0a1b2c3d4e5f",
+         *       "score": 87,
+         *       "startedAt": "2026-11-30T11:00:00Z",
+         *       "submittedAt": "2026-11-30T11:40:00Z"
+         *     }
+         */
         ExamAttempt: {
             /** Format: uuid */
-            id: string;
-            /** Format: uuid */
             enrollmentId: string;
+            /** Format: uuid */
+            id: string;
+            /** Format: int64 */
+            score: number | null;
             /** Format: date-time */
             startedAt: string;
+            /** Format: date-time */
+            submittedAt: string | null;
         };
-        ExamSubmitRequest: {
-            score: number;
-        };
+        /**
+         * @example {
+         *       "score": 87
+         *     }
+         */
         ExamSubmission: {
-            /** Format: uuid */
-            id: string;
+            /** Format: int64 */
             score: number;
-            /** Format: date-time */
-            submittedAt: string;
         };
-        PublicConfig: {
-            tossClientKey: string;
-            sandbox: boolean;
-            sandboxCheckoutPath: string | null;
+        /**
+         * @example {
+         *       "status": "ok"
+         *     }
+         */
+        Health: {
+            status: string;
         };
-        DevTokenRequest: {
-            /** Format: uuid */
-            userId?: string;
-        };
-        DevToken: {
-            accessToken: string;
-            /** @enum {string} */
-            tokenType: "bearer";
-            /** Format: uuid */
-            userId: string;
-            /** Format: date-time */
-            expiresAt: string;
-        };
-        Messages: {
+        /** @description One message per error code, keyed `ui.payment.error.<code>`: every code in every locale. */
+        I18nMessages: {
+            /** @example You are already enrolled in this course. */
+            "ui.payment.error.E_ALREADY_ENROLLED": string;
+            /** @example The amount does not match the order. Nothing was charged. */
+            "ui.payment.error.E_AMOUNT_MISMATCH": string;
+            /** @example This exam attempt was already submitted. */
+            "ui.payment.error.E_ATTEMPT_ALREADY_SUBMITTED": string;
+            /** @example You have used all attempts for this exam. */
+            "ui.payment.error.E_ATTEMPT_LIMIT_REACHED": string;
+            /** @example This exam attempt does not exist. */
+            "ui.payment.error.E_ATTEMPT_NOT_FOUND": string;
+            /** @example Your payment is being confirmed. Please check again in a moment. */
+            "ui.payment.error.E_CONFIRM_IN_PROGRESS": string;
+            /** @example This course does not exist. */
+            "ui.payment.error.E_COURSE_NOT_FOUND": string;
+            /** @example This enrollment does not exist. */
+            "ui.payment.error.E_ENROLLMENT_NOT_FOUND": string;
+            /** @example You are not allowed to do this. */
+            "ui.payment.error.E_FORBIDDEN": string;
+            /** @example This Idempotency-Key was already used for a different request. */
+            "ui.payment.error.E_IDEMPOTENCY_KEY_REUSED": string;
+            /** @example Something went wrong on our side. Please try again shortly. */
+            "ui.payment.error.E_INTERNAL": string;
+            /** @example The request is not valid. */
+            "ui.payment.error.E_INVALID_REQUEST": string;
+            /** @example This method is not allowed here. */
+            "ui.payment.error.E_METHOD_NOT_ALLOWED": string;
+            /** @example You are not enrolled in this course. */
+            "ui.payment.error.E_NOT_ENROLLED": string;
+            /** @example Nothing is here. */
+            "ui.payment.error.E_NOT_FOUND": string;
+            /** @example This order has expired. Please start the payment again. */
+            "ui.payment.error.E_ORDER_EXPIRED": string;
+            /** @example This order does not exist. */
+            "ui.payment.error.E_ORDER_NOT_FOUND": string;
+            /** @example The request body is too large. */
+            "ui.payment.error.E_PAYLOAD_TOO_LARGE": string;
+            /** @example Payments are paused for a moment. Please try again later. */
+            "ui.payment.error.E_PAYMENTS_PAUSED": string;
+            /** @example This payment does not exist. */
+            "ui.payment.error.E_PAYMENT_NOT_FOUND": string;
+            /** @example The payment was declined. Please try another payment method. */
+            "ui.payment.error.E_PAYMENT_REJECTED": string;
+            /** @example We are still checking your payment. You will not be charged twice; please try again shortly. */
+            "ui.payment.error.E_PG_TIMEOUT": string;
+            /** @example The payment provider is unavailable. Please try again shortly. */
+            "ui.payment.error.E_PG_UNAVAILABLE": string;
+            /** @example Too many requests. Please wait a moment and try again. */
+            "ui.payment.error.E_RATE_LIMITED": string;
+            /** @example This payment cannot be refunded by that amount. */
+            "ui.payment.error.E_REFUND_NOT_ALLOWED": string;
+            /** @example The service is temporarily unavailable. Please try again shortly. */
+            "ui.payment.error.E_SERVICE_UNAVAILABLE": string;
+            /** @example Please sign in again. */
+            "ui.payment.error.E_UNAUTHORIZED": string;
+            /** @example The webhook signature is not valid. */
+            "ui.payment.error.E_WEBHOOK_INVALID_SIG": string;
+            /** @example This webhook signature was already used. */
+            "ui.payment.error.E_WEBHOOK_REPLAYED": string;
+        } & {
             [key: string]: string;
+        };
+        /**
+         * @description `POST /v1/admin/courses`.
+         * @example {
+         *       "price": 10000,
+         *       "title": "Course A"
+         *     }
+         */
+        NewCourse: {
+            /**
+             * Format: int64
+             * @description Integer KRW.
+             */
+            price: number;
+            /** @description 1 to 200 characters, no control characters. */
+            title: string;
+        };
+        /**
+         * @description An order as its owner sees it.
+         * @example {
+         *       "amount": 10000,
+         *       "courseId": "00000000-0000-4000-8000-00000000c0a1",
+         *       "enrollmentId": "0190a5f5-1111-7c3d-8e9f-0a1b2c3d4e5f",
+         *       "orderId": "ord_0190a5f5a1b2c3d4e5f6a7b8c9d0e1f2",
+         *       "status": "PAID"
+         *     }
+         */
+        Order: {
+            /** Format: int64 */
+            amount: number;
+            /** Format: uuid */
+            courseId: string;
+            /**
+             * Format: uuid
+             * @description Set once the order is PAID.
+             */
+            enrollmentId: string | null;
+            orderId: string;
+            status: components["schemas"]["OrderStatus"];
+        };
+        /**
+         * @description An order's state. PENDING and CONFIRMING are settled with the provider when read; PAID means the enrollment exists.
+         * @enum {string}
+         */
+        OrderStatus: "PENDING" | "CONFIRMING" | "PAID" | "FAILED" | "EXPIRED" | "REFUNDED";
+        /**
+         * @example {
+         *       "reason": "Provider incident"
+         *     }
+         */
+        PauseRequest: {
+            /** @description 1 to 500 characters. */
+            reason: string;
+        };
+        /**
+         * @description The payments pause switch.
+         * @example {
+         *       "pauseReason": "Provider incident",
+         *       "paymentsPaused": true,
+         *       "updatedAt": "2026-11-30T10:00:00Z",
+         *       "updatedBy": "service_role"
+         *     }
+         */
+        PaymentControls: {
+            pauseReason: string | null;
+            paymentsPaused: boolean;
+            /** Format: date-time */
+            updatedAt: string;
+            updatedBy: string;
+        };
+        /**
+         * @description The payment's status as the provider (Toss Payments) spells it.
+         * @enum {string}
+         */
+        PaymentStatus: "READY" | "IN_PROGRESS" | "WAITING_FOR_DEPOSIT" | "DONE" | "CANCELED" | "PARTIAL_CANCELED" | "ABORTED" | "EXPIRED";
+        /**
+         * @description An RFC 9457 problem: every error answer, with `Content-Type: application/problem+json`.
+         * @example {
+         *       "code": "E_AMOUNT_MISMATCH",
+         *       "detail": "The amount does not match the order. Nothing was charged.",
+         *       "requestId": "0190a5f6-aaaa-7bbb-8ccc-ddddeeeeffff",
+         *       "retryable": false,
+         *       "status": 400,
+         *       "title": "The amount does not match the order. Nothing was charged.",
+         *       "type": "urn:coursepay:error:E_AMOUNT_MISMATCH"
+         *     }
+         */
+        Problem: {
+            code: components["schemas"]["ErrorCode"];
+            /** @description What exactly was wrong (for a bad request: the field and why). For people, not programs. */
+            detail: string;
+            /**
+             * @description The provider's own error code, on `E_PAYMENT_REJECTED`.
+             * @example REJECT_CARD_PAYMENT
+             */
+            providerCode?: string | null;
+            /** @description The request's `X-Request-Id`, to quote when asking for support. */
+            requestId: string;
+            /** @description Whether the same request may succeed later (show a retry button). */
+            retryable: boolean;
+            /**
+             * Format: int32
+             * @description The HTTP status, repeated.
+             */
+            status: number;
+            /** @description Short text in the language asked for with `Accept-Language` (ko or en). */
+            title: string;
+            /** @description `urn:coursepay:error:<code>`. */
+            type: string;
+        };
+        /**
+         * @description The storefront's public configuration.
+         * @example {
+         *       "sandbox": true,
+         *       "sandboxCheckoutPath": "/toss-sandbox/sandbox/checkout",
+         *       "tossClientKey": "test_ck_docs"
+         *     }
+         */
+        PublicConfig: {
+            /** @description True when payments go to the built-in sandbox. */
+            sandbox: boolean;
+            /** @description Where the sandbox's payment window is, when `sandbox` is true. */
+            sandboxCheckoutPath: string | null;
+            /** @description The provider's client key for the payment window (public by design). */
+            tossClientKey: string;
+        };
+        ReconcilerStatus: {
+            /**
+             * Format: int64
+             * @description Orders still open with the provider.
+             */
+            backlog: number;
+            /** Format: date-time */
+            lastRunAt: string | null;
+            /** Format: int64 */
+            oldestOpenOrderAgeSeconds: number | null;
+        };
+        RefundBacklog: {
+            /** Format: date-time */
+            oldestStuckCreatedAt: string | null;
+            /** Format: int64 */
+            slaSeconds: number;
+            /**
+             * Format: int64
+             * @description Refunds asked of the provider and still unanswered past the SLA.
+             */
+            stuck: number;
+        };
+        /**
+         * @description `POST /v1/payments/{paymentId}/refund`: without `amount`, everything left is refunded.
+         * @example {
+         *       "amount": 5000,
+         *       "reason": "Customer asked within 7 days"
+         *     }
+         */
+        RefundRequest: {
+            /** Format: int64 */
+            amount?: number | null;
+            /** @description 1 to 200 characters (the provider's limit), no control characters. */
+            reason: string;
+        };
+        /**
+         * @example {
+         *       "enrollmentStatus": "ENROLLED",
+         *       "paymentId": "0190a5f5-2222-7c3d-8e9f-0a1b2c3d4e5f",
+         *       "refundedAmount": 5000,
+         *       "status": "PARTIAL_CANCELED"
+         *     }
+         */
+        RefundResult: {
+            enrollmentStatus: components["schemas"]["EnrollmentStatus"] | null;
+            /** Format: uuid */
+            paymentId: string;
+            /**
+             * Format: int64
+             * @description Everything refunded so far.
+             */
+            refundedAmount: number;
+            /** @description CANCELED (nothing left) or PARTIAL_CANCELED. */
+            status: components["schemas"]["PaymentStatus"];
+        };
+        /**
+         * @description A webhook as Toss Payments sends it: a status change (`PAYMENT_STATUS_CHANGED`, ...) or a
+         *     virtual-account deposit callback. Nothing in it is trusted: the payment it names is read
+         *     again from the provider before anything changes.
+         * @example {
+         *       "createdAt": "2026-11-30T19:01:02.000000",
+         *       "data": {
+         *         "orderId": "ord_0190a5f5a1b2c3d4e5f6a7b8c9d0e1f2",
+         *         "paymentKey": "tgen_20261130abcdef",
+         *         "status": "DONE"
+         *       },
+         *       "eventType": "PAYMENT_STATUS_CHANGED"
+         *     }
+         */
+        TossWebhook: {
+            createdAt?: string | null;
+            /** @description The payment (Toss's Payment object) for status changes. */
+            data?: unknown;
+            /** @description `PAYMENT_STATUS_CHANGED`, `DEPOSIT_CALLBACK`, ... */
+            eventType?: string | null;
+            /** @description Deposit callbacks carry the payment fields at the top level instead. */
+            orderId?: string | null;
+            secret?: string | null;
+            status?: string | null;
+        };
+        /**
+         * @example {
+         *       "buildTime": "2026-11-30T09:00:00Z",
+         *       "gitCommit": "bc24d45",
+         *       "version": "0.1.0"
+         *     }
+         */
+        Version: {
+            /** @description "unknown" when the build did not record it. */
+            buildTime: string;
+            /** @description "unknown" when the build did not record it. */
+            gitCommit: string;
+            version: string;
+        };
+        /**
+         * @example {
+         *       "received": true
+         *     }
+         */
+        WebhookReceived: {
+            received: boolean;
         };
     };
     responses: never;
-    parameters: never;
+    parameters: {
+        /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+        "X-Request-Id": string;
+        /** @description W3C trace context; propagated to the payment provider call. */
+        traceparent: string;
+    };
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description Seconds to wait before retrying. */
+        "Retry-After": number;
+        /** @description The request's id (the client's valid X-Request-Id or a fresh one). Also in problem bodies as `requestId` and in the server's log line. */
+        "X-Request-Id": string;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    publicConfig: {
+    docs: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The reference page */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PublicConfig"];
+                    "text/html": string;
                 };
             };
-            /** @description Problem */
-            default: {
+            /** @description Redirect to `/docs/` */
+            303: {
                 headers: {
+                    /** @description `/docs/` */
+                    Location?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
                 };
             };
         };
     };
-    i18n: {
+    healthz: {
         parameters: {
             query?: never;
-            header?: never;
-            path: {
-                locale: string;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
             };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Messages"];
-                };
-            };
-            /** @description Problem */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    listCourses: {
-        parameters: {
-            query?: never;
-            header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description Alive */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["CourseList"];
+                    "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description Problem */
-            default: {
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
                 headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
                 };
             };
         };
     };
-    getCourse: {
+    metrics: {
         parameters: {
             query?: never;
-            header?: never;
-            path: {
-                courseId: string;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
             };
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description Prometheus text format */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain; version=0.0.4; charset=utf-8": string;
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+        };
+    };
+    openapi: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The OpenAPI document */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+        };
+    };
+    readyz: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ready for traffic */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "ready"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Health"];
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    createCourse: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewCourse"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Course"];
                 };
             };
-            /** @description Problem */
-            default: {
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYLOAD_TOO_LARGE";
+                        /** @constant */
+                        status?: 413;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    pausePayments: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PauseRequest"];
+            };
+        };
+        responses: {
+            /** @description Paused */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentControls"];
+                };
+            };
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYLOAD_TOO_LARGE";
+                        /** @constant */
+                        status?: 413;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    resumePayments: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Resumed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentControls"];
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    adminStatus: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Status */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminStatus"];
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
                 };
             };
         };
@@ -459,7 +1761,12 @@ export interface operations {
     checkout: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -469,30 +1776,1131 @@ export interface operations {
             };
         };
         responses: {
-            /** @description OK */
+            /** @description Order created (PENDING until confirmed) */
             201: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Checkout"];
+                };
+            };
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_COURSE_NOT_FOUND`: This course does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_COURSE_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_ALREADY_ENROLLED`: You are already enrolled in this course. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ALREADY_ENROLLED";
+                        /** @constant */
+                        status?: 409;
+                    };
+                };
+            };
+            /** @description `E_PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYLOAD_TOO_LARGE";
+                        /** @constant */
+                        status?: 413;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    publicConfig: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Public configuration */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PublicConfig"];
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+        };
+    };
+    listCourses: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Courses */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CourseList"];
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    getCourse: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path: {
+                /** @description Course id (UUID) */
+                courseId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The course */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Course"];
+                };
+            };
+            /** @description `E_COURSE_NOT_FOUND`: This course does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_COURSE_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    getEnrollment: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path: {
+                /** @description Enrollment id (UUID) */
+                enrollmentId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The enrollment */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Enrollment"];
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_ENROLLMENT_NOT_FOUND`: This enrollment does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ENROLLMENT_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    startExamAttempt: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path: {
+                /** @description Enrollment id (UUID) */
+                enrollmentId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Started */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExamAttempt"];
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. `E_NOT_ENROLLED`: You are not enrolled in this course. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN" | "E_NOT_ENROLLED";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_ENROLLMENT_NOT_FOUND`: This enrollment does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ENROLLMENT_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_ATTEMPT_LIMIT_REACHED`: You have used all attempts for this exam. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ATTEMPT_LIMIT_REACHED";
+                        /** @constant */
+                        status?: 409;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    submitExamAttempt: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path: {
+                /** @description Attempt id (UUID) */
+                attemptId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExamSubmission"];
+            };
+        };
+        responses: {
+            /** @description Submitted */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExamAttempt"];
+                };
+            };
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_ATTEMPT_NOT_FOUND`: This exam attempt does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ATTEMPT_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_ATTEMPT_ALREADY_SUBMITTED`: This exam attempt was already submitted. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ATTEMPT_ALREADY_SUBMITTED";
+                        /** @constant */
+                        status?: 409;
+                    };
+                };
+            };
+            /** @description `E_PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYLOAD_TOO_LARGE";
+                        /** @constant */
+                        status?: 413;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    i18nMessages: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path: {
+                /**
+                 * @description ko or en (ko-KR and en-US are accepted too)
+                 * @example ko
+                 */
+                locale: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Messages by key */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["I18nMessages"];
+                };
+            };
+            /** @description `E_NOT_FOUND`: Nothing is here. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+        };
+    };
+    listMyEnrollments: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Enrollments */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrollmentList"];
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    getOrder: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path: {
+                /** @description 6 to 64 characters of [A-Za-z0-9_-] */
+                orderId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The order */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Order"];
                 };
             };
-            /** @description Problem */
-            default: {
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_ORDER_NOT_FOUND`: This order does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ORDER_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
                 };
             };
         };
     };
-    confirm: {
+    confirmPayment: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Optional, 1 to 300 visible ASCII characters. The same key with a different body is refused (422 `E_IDEMPOTENCY_KEY_REUSED`). */
+                "Idempotency-Key"?: string | null;
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -502,212 +2910,617 @@ export interface operations {
             };
         };
         responses: {
-            /** @description OK */
+            /** @description Paid and enrolled (or a replay of that answer) */
             200: {
                 headers: {
+                    /** @description `true` when the answer repeats an earlier successful confirm */
+                    "Idempotent-Replayed"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["ConfirmResult"];
                 };
             };
-            /** @description Problem */
-            default: {
+            /** @description `E_INVALID_REQUEST`: The request is not valid. `E_AMOUNT_MISMATCH`: The amount does not match the order. Nothing was charged. */
+            400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST" | "E_AMOUNT_MISMATCH";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_PAYMENT_REJECTED`: The payment was declined. Please try another payment method. */
+            402: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYMENT_REJECTED";
+                        /** @constant */
+                        status?: 402;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_ORDER_NOT_FOUND`: This order does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ORDER_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_ALREADY_ENROLLED`: You are already enrolled in this course. `E_CONFIRM_IN_PROGRESS`: Your payment is being confirmed. Please check again in a moment. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ALREADY_ENROLLED" | "E_CONFIRM_IN_PROGRESS";
+                        /** @constant */
+                        status?: 409;
+                    };
+                };
+            };
+            /** @description `E_ORDER_EXPIRED`: This order has expired. Please start the payment again. */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ORDER_EXPIRED";
+                        /** @constant */
+                        status?: 410;
+                    };
+                };
+            };
+            /** @description `E_PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYLOAD_TOO_LARGE";
+                        /** @constant */
+                        status?: 413;
+                    };
+                };
+            };
+            /** @description `E_IDEMPOTENCY_KEY_REUSED`: This Idempotency-Key was already used for a different request. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_IDEMPOTENCY_KEY_REUSED";
+                        /** @constant */
+                        status?: 422;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_PAYMENTS_PAUSED`: Payments are paused for a moment. Please try again later. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PG_UNAVAILABLE" | "E_PAYMENTS_PAUSED" | "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+            /** @description `E_PG_TIMEOUT`: We are still checking your payment. You will not be charged twice; please try again shortly. */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PG_TIMEOUT";
+                        /** @constant */
+                        status?: 504;
+                    };
                 };
             };
         };
     };
-    getOrder: {
+    refundPayment: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
             path: {
-                orderId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OrderStatus"];
-                };
-            };
-            /** @description Problem */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    myEnrollments: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["EnrollmentList"];
-                };
-            };
-            /** @description Problem */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    getEnrollment: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                enrollmentId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Enrollment"];
-                };
-            };
-            /** @description Problem */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    startExamAttempt: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                enrollmentId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ExamAttempt"];
-                };
-            };
-            /** @description Problem */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    submitExamAttempt: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                attemptId: string;
+                /** @description Payment id (UUID) */
+                paymentId: string;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ExamSubmitRequest"];
+                "application/json": components["schemas"]["RefundRequest"];
             };
         };
         responses: {
-            /** @description OK */
+            /** @description Refunded */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ExamSubmission"];
+                    "application/json": components["schemas"]["RefundResult"];
                 };
             };
-            /** @description Problem */
-            default: {
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_PAYMENT_NOT_FOUND`: This payment does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYMENT_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_REFUND_NOT_ALLOWED`: This payment cannot be refunded by that amount. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REFUND_NOT_ALLOWED";
+                        /** @constant */
+                        status?: 409;
+                    };
+                };
+            };
+            /** @description `E_PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYLOAD_TOO_LARGE";
+                        /** @constant */
+                        status?: 413;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PG_UNAVAILABLE" | "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+            /** @description `E_PG_TIMEOUT`: We are still checking your payment. You will not be charged twice; please try again shortly. */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PG_TIMEOUT";
+                        /** @constant */
+                        status?: 504;
+                    };
                 };
             };
         };
     };
-    devToken: {
+    tossWebhook: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Unix seconds, within 300 s of the server's clock */
+                "X-Timestamp"?: string | null;
+                /** @description `v1=<lowercase hex HMAC-SHA256>`; several comma-separated values allowed */
+                "X-Signature"?: string | null;
+                /** @description Toss's signature on payout/seller events */
+                "tosspayments-webhook-signature"?: string | null;
+                /** @description Signed together with the body by Toss's scheme */
+                "tosspayments-webhook-transmission-time"?: string | null;
+                /** @description A delivery already processed is answered 200 without processing it again */
+                "tosspayments-webhook-transmission-id"?: string | null;
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
-                "application/json": components["schemas"]["DevTokenRequest"];
+                "application/json": components["schemas"]["TossWebhook"];
             };
         };
         responses: {
-            /** @description OK */
+            /** @description Authentic; processed or already processed */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DevToken"];
+                    "application/json": components["schemas"]["WebhookReceived"];
                 };
             };
-            /** @description Problem */
-            default: {
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_WEBHOOK_INVALID_SIG`: The webhook signature is not valid. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_WEBHOOK_INVALID_SIG";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_WEBHOOK_REPLAYED`: This webhook signature was already used. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_WEBHOOK_REPLAYED";
+                        /** @constant */
+                        status?: 409;
+                    };
+                };
+            };
+            /** @description `E_PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYLOAD_TOO_LARGE";
+                        /** @constant */
+                        status?: 413;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PG_UNAVAILABLE" | "E_SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+            /** @description `E_PG_TIMEOUT`: We are still checking your payment. You will not be charged twice; please try again shortly. */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PG_TIMEOUT";
+                        /** @constant */
+                        status?: 504;
+                    };
+                };
+            };
+        };
+    };
+    version: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Version and build */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Version"];
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
                 };
             };
         };

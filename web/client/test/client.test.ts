@@ -5,9 +5,10 @@ type Handler = (req: Request) => Response | Promise<Response>;
 
 function fakeFetch(handler: Handler) {
   const seen: Request[] = [];
-  const fetch = (async (input: Request) => {
-    seen.push(input);
-    return handler(input);
+  const fetch = (async (input: Request | string, init?: RequestInit) => {
+    // openapi-fetch passes a Request; the hand-written dev-token call passes (url, init).
+    seen.push((typeof input === 'string' ? [input, init] : input) as Request);
+    return handler(typeof input === 'string' ? new Request(input, init) : input);
   }) as unknown as typeof globalThis.fetch;
   return { fetch, seen };
 }
@@ -97,6 +98,24 @@ describe('createApi', () => {
     const { fetch, seen } = fakeFetch(() => Response.json({ orderId: 'a', courseId: 'c', amount: 1, status: 'PAID', enrollmentId: null }));
     await createApi({ baseUrl: 'http://x', fetch }).order('a/b');
     expect(seen[0]?.url).toBe('http://x/v1/orders/a%2Fb');
+  });
+});
+
+describe('devToken (development sign-in, outside the public contract)', () => {
+  it('posts the user id and returns the token', async () => {
+    const { fetch, seen } = fakeFetch(() =>
+      Response.json({ accessToken: 't', tokenType: 'bearer', userId: 'u-1', expiresAt: '2026-01-01T12:00:00Z' }),
+    );
+    const t = await createApi({ baseUrl: 'http://x', fetch }).devToken('u-1');
+    expect(t.accessToken).toBe('t');
+    const [url, init] = (seen[0] as unknown as [string, RequestInit]) ?? [];
+    expect(url).toBe('http://x/v1/dev/token');
+    expect(JSON.parse(String(init.body))).toEqual({ userId: 'u-1' });
+  });
+  it('is a typed 404 where the server runs in production', async () => {
+    const { fetch } = fakeFetch(() => problem(404, { status: 404, code: 'E_NOT_FOUND', requestId: 'r', retryable: false }));
+    const e = (await createApi({ baseUrl: 'http://x', fetch }).devToken().catch((x: unknown) => x)) as ApiError;
+    expect([e.status, e.code, e.retryable]).toEqual([404, 'E_NOT_FOUND', false]);
   });
 });
 

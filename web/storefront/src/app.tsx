@@ -436,7 +436,7 @@ function ExamPanel(props: { enrollment: Enrollment }) {
       onSubmit={(e) => {
         e.preventDefault();
         setError(null);
-        api.submitExam(attemptId, Number(score)).then((s) => setSubmitted(s.score), setError);
+        api.submitExam(attemptId, Number(score)).then((s) => setSubmitted(s.score ?? Number(score)), setError);
       }}
     >
       <p>{t.attemptStarted}</p>

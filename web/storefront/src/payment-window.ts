@@ -5,7 +5,7 @@
 //   .requestPayment({method: 'CARD', ...})`, redirect mode). The SDK script is fetched from
 //   Toss at run time, so it is loaded only when a real client key is configured; tests drive it
 //   through an injected loader.
-import type { Order } from '@coursepay/client';
+import type { Checkout } from '@coursepay/client';
 
 export interface PaymentRequest {
   orderId: string;
@@ -21,7 +21,7 @@ export interface PaymentWindow {
   open(request: PaymentRequest): Promise<void>;
 }
 
-export function paymentRequest(order: Order, origin: string): PaymentRequest {
+export function paymentRequest(order: Checkout, origin: string): PaymentRequest {
   return {
     orderId: order.orderId,
     orderName: order.orderName,

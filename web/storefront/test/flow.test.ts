@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { ApiError, type ConfirmResult } from '@coursepay/client';
+import { ApiError, type Checkout, type ConfirmResult } from '@coursepay/client';
 import { DevAuth, DEV_SESSION_KEY } from '../src/auth';
 import {
   IN_FLIGHT_KEY,
@@ -184,7 +184,7 @@ describe('retryDelay', () => {
 });
 
 describe('payment windows', () => {
-  const order = {
+  const order: Checkout = {
     orderId: 'order_abc123',
     courseId: 'c-1',
     amount: 10000,
@@ -193,6 +193,7 @@ describe('payment windows', () => {
     customerKey: 'u-1',
     status: 'PENDING',
     expiresAt: '2026-01-01T00:30:00Z',
+    enrollmentId: null,
   };
 
   it('the sandbox window navigates to the sandbox checkout with Toss-style return URLs', async () => {
