@@ -10,7 +10,6 @@ import {
   confirmPayment,
   failCode,
   forgetPending,
-  loadInFlight,
   parseFail,
   parseSuccess,
   pendingOrders,
@@ -549,4 +548,3 @@ export function App(props: { env: Env; path: string }) {
   );
 }
 
-export { loadInFlight };

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiError, type Checkout, type ConfirmResult } from '@coursepay/client';
-import { DevAuth, DEV_SESSION_KEY } from '../src/auth';
+import { DevAuth, DEV_SESSION_KEY, chooseAuth } from '../src/auth';
 import {
   IN_FLIGHT_KEY,
   clearInFlight,
@@ -261,6 +261,15 @@ describe('development sign-in', () => {
     expect(devToken).toHaveBeenCalledTimes(1);
     await again.signOut();
     expect(storage.getItem(DEV_SESSION_KEY)).toBeNull();
+  });
+
+  it('is used unless Supabase is configured at build time', () => {
+    const api = { devToken: vi.fn() };
+    expect(chooseAuth({}, api as never, new MemoryStorage()).kind).toBe('dev');
+    expect(chooseAuth({ VITE_SUPABASE_URL: 'https://p.supabase.co' }, api as never, new MemoryStorage()).kind).toBe('dev');
+    expect(
+      chooseAuth({ VITE_SUPABASE_URL: 'https://p.supabase.co', VITE_SUPABASE_ANON_KEY: 'anon' }, api as never, new MemoryStorage()).kind,
+    ).toBe('supabase');
   });
 
   it('renews an expired token for the same user', async () => {
