@@ -7,6 +7,8 @@
 #
 #   scripts/test.sh            # all tests
 #   scripts/test.sh -p coursepay-store   # extra arguments go to cargo test
+#
+# With no arguments it then runs the storefront's checks and browser tests (scripts/web-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,3 +95,9 @@ export COURSEPAY_REQUIRE_PG=1
 
 log "running every test (SQLite + PostgreSQL at $PGHOST:$PGPORT/$DB)"
 cargo test --workspace --all-targets "$@"
+
+if [ $# -eq 0 ] || [ "${COURSEPAY_WEB_TESTS:-}" = 1 ]; then
+  scripts/web-test.sh
+else
+  log "storefront tests not run: a subset of the Rust tests was asked for (COURSEPAY_WEB_TESTS=1 runs them too)"
+fi

@@ -321,6 +321,7 @@ async fn serve() -> Result<(), String> {
         env!("CARGO_PKG_VERSION")
     );
     if config.env == Environment::Development {
+        eprintln!("  storefront:  {loopback}/ (development sign-in: POST {loopback}/v1/dev/token)");
         eprintln!(
             "  store: {}",
             if config.database_url.is_some() {

@@ -49,6 +49,9 @@ pub struct Config {
     pub jwt_secret: SecretString,
     pub cors_allowed_origins: Vec<String>,
     pub public_base_url: Option<String>,
+    /// The Supabase project URL (`SUPABASE_URL`): the storefront's sign-in talks to it, so the
+    /// page's Content-Security-Policy allows it.
+    pub supabase_url: Option<String>,
     /// How long an order can wait for its confirm (the Toss payment window lives 30 minutes).
     pub order_ttl: Duration,
     pub toss_timeout: Duration,
@@ -335,6 +338,7 @@ impl Config {
             jwt_secret: SecretString::from(jwt_secret.unwrap_or_else(|| DEV_JWT_SECRET.into())),
             cors_allowed_origins,
             public_base_url: env_opt(get, "PUBLIC_BASE_URL"),
+            supabase_url: env_opt(get, "SUPABASE_URL"),
             order_ttl,
             toss_timeout,
             reconcile_interval,
@@ -462,6 +466,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "CORS_ALLOWED_ORIGINS",
         "comma-separated origins allowed to call the API from a browser",
+    ),
+    (
+        "SUPABASE_URL",
+        "Supabase project URL; the storefront's Content-Security-Policy allows it",
     ),
     (
         "PUBLIC_BASE_URL",

@@ -111,7 +111,7 @@ dl {{ display: grid; grid-template-columns: auto 1fr; gap: .4rem 1rem; }}
 dt {{ color: #6b7684; }} dd {{ margin: 0; font-weight: 600; word-break: break-all; }}
 form {{ margin: .5rem 0; }}
 button {{ width: 100%; padding: .8rem; border-radius: .5rem; border: 1px solid #d1d6db; background: #fff; font-size: 1rem; cursor: pointer; }}
-button.pay {{ background: #3182f6; border-color: #3182f6; color: #fff; }}
+button.pay {{ background: #1b64da; border-color: #1b64da; color: #fff; }}
 </style>
 </head>
 <body>

@@ -12,6 +12,7 @@ pub mod ops_routes;
 pub mod preflight_routes;
 pub mod problem;
 pub mod routes;
+pub mod web;
 pub mod webhook;
 
 use crate::App;
@@ -33,7 +34,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(app: App) -> Router {
     let cors = cors_layer(&app.config.cors_allowed_origins);
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/version", get(routes::version))
@@ -69,9 +70,12 @@ pub fn router(app: App) -> Router {
             "/v1/exam-attempts/{attemptId}/submit",
             post(lms::submit_exam_attempt),
         )
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(app.clone());
+        .fallback(web::fallback)
+        .method_not_allowed_fallback(routes::method_not_allowed);
+    if app.config.env != crate::config::Environment::Production {
+        api = api.route("/v1/dev/token", post(web::dev_token));
+    }
+    let api = api.with_state(app.clone());
     let mut r =
         api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(middleware::from_fn_with_state(
@@ -113,6 +117,7 @@ fn function_name_of(method: &Method, route: &str) -> Option<&'static str> {
         ("GET", "/v1/orders/{orderId}") => "get-order",
         ("GET", "/v1/me/enrollments") => "list-enrollments",
         ("GET", "/v1/enrollments/{enrollmentId}") => "get-enrollment",
+        ("POST", "/v1/dev/token") => "dev-token",
         _ => return None,
     })
 }
