@@ -49,8 +49,10 @@ pub struct Args {
     /// JWT_SECRET / SUPABASE_JWT_SECRET (or the development secret).
     #[arg(long, env = "PREFLIGHT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Language of the report's tables: Korean or English.
     #[arg(long, value_enum, default_value = "en")]
     pub lang: LangArg,
+    /// Report format: Markdown (for a pull request or release) or JSON (for automation).
     #[arg(long, value_enum, default_value = "md")]
     pub format: Format,
     /// Also run the five QA scenarios end to end (sandbox-mode targets only: they pay).
