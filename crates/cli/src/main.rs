@@ -11,7 +11,6 @@ mod webhook;
 use clap::{Parser, Subcommand};
 use server::config::{Config, Environment, VARIABLES};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use store::DynStore;
 
@@ -36,9 +35,19 @@ enum Command {
     /// /toss-sandbox, a development JWT secret and a demo course.
     #[command(after_help = env_help())]
     Serve,
-    /// Apply database migrations to DATABASE_URL (or the default SQLite file) and exit.
+    /// Apply database migrations to DATABASE_URL (or the default SQLite file) and exit. Run it
+    /// as the role that owns coursepay's schema; `serve` can then run with AUTO_MIGRATE=false as
+    /// a role with DML rights only.
     #[command(after_help = env_help())]
-    Migrate,
+    Migrate {
+        /// Do not connect: write the PostgreSQL migrations as plain SQL (for a Supabase
+        /// project's supabase/migrations/) to stdout, or one file each into --dir.
+        #[arg(long)]
+        print: bool,
+        /// With --print: the directory to write the files into (created if missing).
+        #[arg(long, requires = "print")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Run the Toss sandbox alone (a faithful fake of the Toss Payments API).
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:8090", env = "SANDBOX_LISTEN_ADDR")]
@@ -110,7 +119,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve => serve().await,
-        Command::Migrate => migrate().await,
+        Command::Migrate { print, dir } => migrate(print, dir).await,
         Command::Sandbox {
             listen,
             webhook_url,
@@ -145,36 +154,34 @@ fn config() -> Result<Config, String> {
     Config::from_env().map_err(|e| e.to_string())
 }
 
+/// The store for `serve`: migrated first unless AUTO_MIGRATE=false, which only checks.
 async fn open_store(config: &Config) -> Result<DynStore, String> {
-    let url = config
-        .database_url
-        .clone()
-        .unwrap_or_else(|| "sqlite://coursepay.db".to_owned());
-    let store: DynStore = if url.starts_with("postgres") {
-        Arc::new(
-            store::postgres::PgStore::connect(&url)
-                .await
-                .map_err(|e| format!("connecting to PostgreSQL: {e}"))?,
-        )
-    } else if url.starts_with("sqlite") {
-        Arc::new(
-            store::sqlite::SqliteStore::open(&url)
-                .await
-                .map_err(|e| format!("opening SQLite: {e}"))?,
-        )
+    use server::database::{Migrations, open};
+    let mode = if config.database.auto_migrate {
+        Migrations::Apply
     } else {
-        return Err("DATABASE_URL must start with postgres:// or sqlite://".into());
+        Migrations::Verify
     };
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("applying migrations: {e}"))?;
-    Ok(store)
+    open(config, mode).await
 }
 
-async fn migrate() -> Result<(), String> {
+async fn migrate(print: bool, dir: Option<std::path::PathBuf>) -> Result<(), String> {
+    if print {
+        let schema = server::database::DatabaseSettings::from_env()
+            .map_err(|e| e.to_string())?
+            .pg
+            .schema;
+        let names =
+            server::database::print_migrations(&schema, dir.as_deref(), &mut std::io::stdout())?;
+        if let Some(dir) = dir {
+            for name in names {
+                eprintln!("coursepay: wrote {}", dir.join(name).display());
+            }
+        }
+        return Ok(());
+    }
     let config = config()?;
-    open_store(&config).await?;
+    server::database::open(&config, server::database::Migrations::Apply).await?;
     eprintln!("coursepay: migrations applied");
     Ok(())
 }
@@ -317,7 +324,7 @@ fn token(user: Option<String>, role: String, ttl: i64) -> Result<(), String> {
     if config.env == Environment::Production {
         return Err("token minting is for development only".into());
     }
-    let keys = server::auth::JwtKeys::new(&config.jwt_secret);
+    let keys = server::auth::JwtKeys::from_config(&config);
     let user = match (role.as_str(), user) {
         ("service_role", _) => None,
         ("authenticated", Some(u)) => {
