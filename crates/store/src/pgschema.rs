@@ -12,8 +12,9 @@
 //! * A database migrated by earlier versions, with the tables in `public`, is adopted once: the
 //!   tables (with their rows, indexes, constraints, triggers and owned sequences), the trigger
 //!   function and the migration history are moved into the schema in one transaction.
-//! * Where a Supabase `auth.users` table exists, every `user_id` column gets a foreign key to
-//!   it (`NOT VALID`: rows written before are not re-checked, new rows are).
+//! * Where a Supabase `auth.users` table exists (and the migrating role may reference it), every
+//!   `user_id` column gets a foreign key to it (`NOT VALID`: rows written before are not
+//!   re-checked, new rows are).
 
 use crate::error::from_pg;
 use crate::{Result, StoreError};
@@ -167,6 +168,7 @@ DECLARE
     s text := current_schema();
     t record;
     r text;
+    users oid;
 BEGIN
     IF s IS NULL OR s = 'public' THEN
         RAISE EXCEPTION 'coursepay lockdown: search_path must start with coursepay''s own schema, not %', s;
@@ -201,7 +203,13 @@ BEGIN
             EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON FUNCTIONS FROM %I', s, r);
         END IF;
     END LOOP;
-    IF to_regclass('auth.users') IS NOT NULL THEN
+    -- Looked up in the catalog (to_regclass would fail without USAGE on schema auth).
+    SELECT c.oid INTO users FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'auth' AND c.relname = 'users' AND c.relkind IN ('r', 'p');
+    IF users IS NOT NULL AND NOT (has_schema_privilege('auth', 'USAGE')
+                                  AND has_table_privilege(users, 'REFERENCES')) THEN
+        RAISE WARNING 'coursepay: auth.users exists but % may not reference it (GRANT USAGE ON SCHEMA auth, REFERENCES ON auth.users); user_id columns left without a foreign key', current_user;
+    ELSIF users IS NOT NULL THEN
         FOR t IN
             SELECT c.relname FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace
