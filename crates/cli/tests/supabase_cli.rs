@@ -57,7 +57,10 @@ async fn serve_as_a_dml_only_role_after_migrate_as_the_owner() {
         "cp_least_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let role = format!("cp_app_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let role = format!(
+        "cp_app_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
     admin()
         .await
         .execute(AssertSqlSafe(format!("CREATE DATABASE {db}")))
@@ -136,9 +139,8 @@ async fn serve_as_a_dml_only_role_after_migrate_as_the_owner() {
     let http = reqwest::Client::new();
     let r = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let keys = server::auth::JwtKeys::new(&secrecy::SecretString::from(
-        server::config::DEV_JWT_SECRET,
-    ));
+    let keys =
+        server::auth::JwtKeys::new(&secrecy::SecretString::from(server::config::DEV_JWT_SECRET));
     let token = keys.mint(Some(domain::UserId::new()), 600);
     let post = |path: &str, body: Value, auth: bool| {
         let mut req = http.post(format!("{base}{path}")).json(&body);
@@ -189,7 +191,9 @@ async fn serve_as_a_dml_only_role_after_migrate_as_the_owner() {
     let _ = owner.close().await;
     let mut admin = admin().await;
     admin
-        .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+        .execute(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
         .await
         .unwrap();
     admin
@@ -228,7 +232,11 @@ async fn migrate_print_writes_plain_sql_files() {
     assert_eq!(code, 0);
     assert!(stdout.contains("CREATE TABLE courses") && stdout.contains("\"coursepay\""));
     // public is refused.
-    let (code, _, stderr) = run(&["migrate", "--print"], &[("DATABASE_SCHEMA", "public".into())]).await;
+    let (code, _, stderr) = run(
+        &["migrate", "--print"],
+        &[("DATABASE_SCHEMA", "public".into())],
+    )
+    .await;
     assert_eq!(code, 2);
     assert!(stderr.contains("DATABASE_SCHEMA"), "{stderr}");
 }

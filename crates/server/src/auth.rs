@@ -275,7 +275,7 @@ impl JwtKeys {
     fn classify(&self, token: &str) -> Result<Check, AuthError> {
         if token.starts_with(SECRET_KEY_PREFIX) {
             let expected = self.0.secret_key_digest.ok_or(AuthError::Unauthenticated)?;
-            return if bool::from(digest(token).ct_eq(&expected)) {
+            return if bool::from(digest(token)[..].ct_eq(&expected[..])) {
                 Ok(Check::Done(Principal::Service))
             } else {
                 Err(AuthError::Unauthenticated)
@@ -424,8 +424,14 @@ mod tests {
     fn user_and_service_tokens() {
         let k = keys("secret-1");
         let u = UserId::new();
-        assert_eq!(k.verify_cached(&k.mint(Some(u), 60)).unwrap(), Principal::User(u));
-        assert_eq!(k.verify_cached(&k.mint(None, 60)).unwrap(), Principal::Service);
+        assert_eq!(
+            k.verify_cached(&k.mint(Some(u), 60)).unwrap(),
+            Principal::User(u)
+        );
+        assert_eq!(
+            k.verify_cached(&k.mint(None, 60)).unwrap(),
+            Principal::Service
+        );
     }
 
     #[test]
@@ -441,7 +447,10 @@ mod tests {
             k.verify_cached(&k.mint(Some(u), -120)),
             Err(AuthError::Unauthenticated)
         );
-        assert_eq!(k.verify_cached("not.a.jwt"), Err(AuthError::Unauthenticated));
+        assert_eq!(
+            k.verify_cached("not.a.jwt"),
+            Err(AuthError::Unauthenticated)
+        );
         assert_eq!(k.verify_cached(""), Err(AuthError::Unauthenticated));
     }
 
@@ -456,7 +465,8 @@ mod tests {
             exp: time::OffsetDateTime::now_utc().unix_timestamp() + 60,
             iat: None,
         };
-        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.0.encoding).unwrap();
+        let t =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.0.encoding).unwrap();
         assert_eq!(k.verify_cached(&t), Err(AuthError::WrongRole));
     }
 

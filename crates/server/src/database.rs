@@ -47,7 +47,9 @@ impl DatabaseSettings {
         if let Some(v) = var("DATABASE_POOL_SIZE") {
             match v.parse::<u32>() {
                 Ok(n) if (1..=1000).contains(&n) => s.pg.max_connections = n,
-                _ => problems.push("DATABASE_POOL_SIZE must be a whole number from 1 to 1000".into()),
+                _ => {
+                    problems.push("DATABASE_POOL_SIZE must be a whole number from 1 to 1000".into())
+                }
             }
         }
         if let Some(v) = var("DATABASE_STATEMENT_TIMEOUT_MS") {

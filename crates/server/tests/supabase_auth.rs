@@ -89,10 +89,9 @@ impl SigningKey {
         // A P-256 private key is 32 random bytes (below the group order with overwhelming
         // probability), wrapped as PKCS#8 DER without the optional public key.
         let secret: [u8; 32] = rand::random();
-        let mut der = hex::decode(
-            "308141020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420",
-        )
-        .unwrap();
+        let mut der =
+            hex::decode("308141020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420")
+                .unwrap();
         der.extend_from_slice(&secret);
         Self::from_encoding(Algorithm::ES256, EncodingKey::from_ec_der(&der))
     }
@@ -135,8 +134,8 @@ impl SigningKey {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
         };
         let message = format!("{}.{}", b64(&header), b64(claims));
-        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, self.alg)
-            .unwrap();
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, self.alg).unwrap();
         format!("{message}.{signature}")
     }
 }
@@ -182,19 +181,35 @@ async fn es256_and_rs256_tokens_verify_against_the_jwks() {
     let user = domain::UserId::new();
     let claims = user_claims(&server.issuer(), user);
 
-    assert_eq!(keys.verify(&ec.sign(&claims)).await, Ok(Principal::User(user)));
-    assert_eq!(keys.verify(&rs.sign(&claims)).await, Ok(Principal::User(user)));
+    assert_eq!(
+        keys.verify(&ec.sign(&claims)).await,
+        Ok(Principal::User(user))
+    );
+    assert_eq!(
+        keys.verify(&rs.sign(&claims)).await,
+        Ok(Principal::User(user))
+    );
     assert_eq!(server.hits(), 1, "both keys come from one cached fetch");
 
     // A service-role token signed by a signing key.
     let service = json!({"iss": server.issuer(), "role": "service_role", "exp": now() + 60});
-    assert_eq!(keys.verify(&ec.sign(&service)).await, Ok(Principal::Service));
+    assert_eq!(
+        keys.verify(&ec.sign(&service)).await,
+        Ok(Principal::Service)
+    );
     // anon is a genuine token that may do nothing here.
     let anon = json!({"iss": server.issuer(), "role": "anon", "exp": now() + 60});
-    assert_eq!(keys.verify(&rs.sign(&anon)).await, Err(AuthError::WrongRole));
+    assert_eq!(
+        keys.verify(&rs.sign(&anon)).await,
+        Err(AuthError::WrongRole)
+    );
 
     // iss must be the project's.
-    for iss in [json!("https://other.supabase.co/auth/v1"), json!("supabase"), Value::Null] {
+    for iss in [
+        json!("https://other.supabase.co/auth/v1"),
+        json!("supabase"),
+        Value::Null,
+    ] {
         let mut c = claims.clone();
         c["iss"] = iss.clone();
         assert_eq!(
@@ -204,7 +219,11 @@ async fn es256_and_rs256_tokens_verify_against_the_jwks() {
         );
     }
     // exp, nbf and iat, with a few seconds of leeway.
-    for (field, value) in [("exp", now() - 60), ("nbf", now() + 60), ("iat", now() + 60)] {
+    for (field, value) in [
+        ("exp", now() - 60),
+        ("nbf", now() + 60),
+        ("iat", now() + 60),
+    ] {
         let mut c = claims.clone();
         c[field] = json!(value);
         assert_eq!(
@@ -215,9 +234,17 @@ async fn es256_and_rs256_tokens_verify_against_the_jwks() {
     }
     let mut c = claims.clone();
     c["nbf"] = json!(now() + 2);
-    assert_eq!(keys.verify(&rs.sign(&c)).await, Ok(Principal::User(user)), "within leeway");
+    assert_eq!(
+        keys.verify(&rs.sign(&c)).await,
+        Ok(Principal::User(user)),
+        "within leeway"
+    );
     // No exp at all, a wrong audience, a sub that is not a UUID.
-    for (field, value) in [("exp", Value::Null), ("aud", json!("anon")), ("sub", json!("42"))] {
+    for (field, value) in [
+        ("exp", Value::Null),
+        ("aud", json!("anon")),
+        ("sub", json!("42")),
+    ] {
         let mut c = claims.clone();
         if value.is_null() {
             c.as_object_mut().unwrap().remove(field);
@@ -233,7 +260,8 @@ async fn es256_and_rs256_tokens_verify_against_the_jwks() {
     // A key that signed nothing of the project's.
     let stranger = SigningKey::es256();
     assert_eq!(
-        keys.verify(&stranger.sign_as(Algorithm::ES256, &ec.kid, &claims)).await,
+        keys.verify(&stranger.sign_as(Algorithm::ES256, &ec.kid, &claims))
+            .await,
         Err(AuthError::Unauthenticated)
     );
 }
@@ -243,17 +271,30 @@ async fn rotation_old_and_new_during_the_overlap_old_refused_afterwards() {
     let server = JwksServer::start().await;
     let (old, new) = (SigningKey::es256(), SigningKey::rs256());
     server.publish(&[&old]);
-    let keys = keys_with(&server, Duration::from_millis(400), Duration::from_millis(100));
+    let keys = keys_with(
+        &server,
+        Duration::from_millis(400),
+        Duration::from_millis(100),
+    );
     let user = domain::UserId::new();
     let claims = user_claims(&server.issuer(), user);
 
-    assert_eq!(keys.verify(&old.sign(&claims)).await, Ok(Principal::User(user)));
+    assert_eq!(
+        keys.verify(&old.sign(&claims)).await,
+        Ok(Principal::User(user))
+    );
     // Overlap: the project publishes the new key and starts signing with it. Its unknown kid
     // makes the verifier re-read the set at once.
     server.publish(&[&old, &new]);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(keys.verify(&new.sign(&claims)).await, Ok(Principal::User(user)));
-    assert_eq!(keys.verify(&old.sign(&claims)).await, Ok(Principal::User(user)));
+    assert_eq!(
+        keys.verify(&new.sign(&claims)).await,
+        Ok(Principal::User(user))
+    );
+    assert_eq!(
+        keys.verify(&old.sign(&claims)).await,
+        Ok(Principal::User(user))
+    );
     let during = server.hits();
     assert_eq!(during, 2);
 
@@ -264,7 +305,10 @@ async fn rotation_old_and_new_during_the_overlap_old_refused_afterwards() {
         keys.verify(&old.sign(&claims)).await,
         Err(AuthError::Unauthenticated)
     );
-    assert_eq!(keys.verify(&new.sign(&claims)).await, Ok(Principal::User(user)));
+    assert_eq!(
+        keys.verify(&new.sign(&claims)).await,
+        Ok(Principal::User(user))
+    );
     assert_eq!(server.hits(), during + 1);
 }
 
@@ -283,11 +327,8 @@ async fn a_storm_of_forged_kids_does_not_hammer_the_jwks_endpoint() {
     let tasks: Vec<_> = (0..500)
         .map(|_| {
             let keys = keys.clone();
-            let token = forger.sign_as(
-                Algorithm::ES256,
-                &uuid::Uuid::new_v4().to_string(),
-                &claims,
-            );
+            let token =
+                forger.sign_as(Algorithm::ES256, &uuid::Uuid::new_v4().to_string(), &claims);
             tokio::spawn(async move { keys.verify(&token).await })
         })
         .collect();
@@ -304,13 +345,16 @@ async fn a_storm_of_forged_kids_does_not_hammer_the_jwks_endpoint() {
 
     // With a short interval the storm is paced, not amplified: ~1 s of forged kids at a
     // 200 ms interval is at most 1 + 1000/200 fetches, never one per token.
-    let paced = keys_with(&server, Duration::from_secs(600), Duration::from_millis(200));
+    let paced = keys_with(
+        &server,
+        Duration::from_secs(600),
+        Duration::from_millis(200),
+    );
     let before = server.hits();
     let started = std::time::Instant::now();
     let mut sent = 0;
     while started.elapsed() < Duration::from_secs(1) {
-        let token =
-            forger.sign_as(Algorithm::ES256, &uuid::Uuid::new_v4().to_string(), &claims);
+        let token = forger.sign_as(Algorithm::ES256, &uuid::Uuid::new_v4().to_string(), &claims);
         assert!(paced.verify(&token).await.is_err());
         sent += 1;
     }
@@ -338,22 +382,25 @@ async fn no_algorithm_confusion() {
     }
     // A real signature under the wrong alg for the named key, both ways.
     assert_eq!(
-        keys.verify(&rs.sign_as(Algorithm::RS256, &ec.kid, &claims)).await,
+        keys.verify(&rs.sign_as(Algorithm::RS256, &ec.kid, &claims))
+            .await,
         Err(AuthError::Unauthenticated)
     );
     assert_eq!(
-        keys.verify(&ec.sign_as(Algorithm::ES256, &rs.kid, &claims)).await,
+        keys.verify(&ec.sign_as(Algorithm::ES256, &rs.kid, &claims))
+            .await,
         Err(AuthError::Unauthenticated)
     );
     // Other algorithms, none, and ES256 without a kid.
     assert_eq!(
-        keys.verify(&rs.sign_as(Algorithm::PS256, &rs.kid, &claims)).await,
+        keys.verify(&rs.sign_as(Algorithm::PS256, &rs.kid, &claims))
+            .await,
         Err(AuthError::Unauthenticated)
     );
     let none = "eyJhbGciOiJub25lIn0.eyJyb2xlIjoic2VydmljZV9yb2xlIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
     assert_eq!(keys.verify(none).await, Err(AuthError::Unauthenticated));
-    let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &ec.encoding)
-        .unwrap();
+    let no_kid =
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &ec.encoding).unwrap();
     assert_eq!(keys.verify(&no_kid).await, Err(AuthError::Unauthenticated));
 
     // A JWKS entry whose declared alg contradicts its key type is never used.
@@ -379,8 +426,14 @@ async fn hs256_legacy_secret_with_rotation_and_the_legacy_service_role_key() {
     let keys = JwtKeys::from_settings(&secret(), &settings);
     let user = domain::UserId::new();
     let claims = user_claims(&server.issuer(), user);
-    assert_eq!(keys.verify(&hs256(SECRET, &claims)).await, Ok(Principal::User(user)));
-    assert_eq!(keys.verify(&hs256(previous, &claims)).await, Ok(Principal::User(user)));
+    assert_eq!(
+        keys.verify(&hs256(SECRET, &claims)).await,
+        Ok(Principal::User(user))
+    );
+    assert_eq!(
+        keys.verify(&hs256(previous, &claims)).await,
+        Ok(Principal::User(user))
+    );
     assert_eq!(
         keys.verify(&hs256("a-third-secret-nobody-configured-here", &claims))
             .await,
@@ -396,7 +449,10 @@ async fn hs256_legacy_secret_with_rotation_and_the_legacy_service_role_key() {
     // Supabase's legacy service-role key: iss "supabase", no sub, no aud.
     let service_key = json!({"iss": "supabase", "ref": "abcdefgh", "role": "service_role",
                              "iat": now() - 86_400, "exp": now() + 86_400 * 3650});
-    assert_eq!(keys.verify(&hs256(SECRET, &service_key)).await, Ok(Principal::Service));
+    assert_eq!(
+        keys.verify(&hs256(SECRET, &service_key)).await,
+        Ok(Principal::Service)
+    );
     // …but a user token may not claim that issuer when the project URL is known.
     let mut c = claims.clone();
     c["iss"] = json!("supabase");
@@ -431,7 +487,11 @@ async fn supabase_secret_api_key_is_an_admin_credential() {
     let mut wrong = key.clone();
     wrong.pop();
     for bad in [wrong.clone(), format!("{key}x"), "sb_secret_".to_owned()] {
-        assert_eq!(keys.verify(&bad).await, Err(AuthError::Unauthenticated), "{bad}");
+        assert_eq!(
+            keys.verify(&bad).await,
+            Err(AuthError::Unauthenticated),
+            "{bad}"
+        );
     }
     // Not configured: no sb_secret_ key is accepted.
     let unset = JwtKeys::new(&secret());
@@ -457,8 +517,14 @@ fn configuration_of_supabase_keys() {
         c.auth.jwks_url().as_deref(),
         Some("https://abc.supabase.co/auth/v1/.well-known/jwks.json")
     );
-    assert_eq!(c.auth.issuer().as_deref(), Some("https://abc.supabase.co/auth/v1"));
-    assert!(c.secrets().contains(&"sb_secret_0123456789abcdef0123".to_owned()));
+    assert_eq!(
+        c.auth.issuer().as_deref(),
+        Some("https://abc.supabase.co/auth/v1")
+    );
+    assert!(
+        c.secrets()
+            .contains(&"sb_secret_0123456789abcdef0123".to_owned())
+    );
     assert!(c.secrets().contains(&"old-secret-value-here".to_owned()));
     let debug = format!("{c:?}");
     assert!(!debug.contains("sb_secret_0123") && !debug.contains("old-secret-value"));
@@ -474,7 +540,9 @@ fn configuration_of_supabase_keys() {
     let with = |extra: &[(&'static str, &'static str)]| {
         let vars: Vec<(&str, &str)> = prod.iter().chain(extra).copied().collect();
         server::config::Config::from_lookup(&move |k: &str| {
-            vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
         })
     };
     let c = with(&[("SUPABASE_URL", "https://abc.supabase.co")]).unwrap();
@@ -482,10 +550,17 @@ fn configuration_of_supabase_keys() {
     let err = with(&[]).unwrap_err();
     assert!(err.0.contains("SUPABASE_URL"), "{}", err.0);
     let err = with(&[("SUPABASE_URL", "http://abc.supabase.co")]).unwrap_err();
-    assert!(err.0.contains("SUPABASE_URL must be an https://"), "{}", err.0);
+    assert!(
+        err.0.contains("SUPABASE_URL must be an https://"),
+        "{}",
+        err.0
+    );
     let err = with(&[
         ("SUPABASE_URL", "https://abc.supabase.co"),
-        ("SUPABASE_SECRET_KEY", "eyJhbGciOiJIUzI1NiJ9.not-a-secret-key"),
+        (
+            "SUPABASE_SECRET_KEY",
+            "eyJhbGciOiJIUzI1NiJ9.not-a-secret-key",
+        ),
     ])
     .unwrap_err();
     assert!(err.0.contains("SUPABASE_SECRET_KEY"), "{}", err.0);
@@ -540,7 +615,11 @@ async fn http_api_accepts_supabase_tokens_and_the_secret_key() {
     ] {
         let r = app.get("/v1/me/enrollments", Some(&token)).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert!(r.is_problem() && r.code() == "E_UNAUTHORIZED", "{:?}", r.body);
+        assert!(
+            r.is_problem() && r.code() == "E_UNAUTHORIZED",
+            "{:?}",
+            r.body
+        );
     }
     // The development HS256 token still works next to the signing keys.
     let r = app.get("/v1/admin/status", Some(&app.admin_token())).await;

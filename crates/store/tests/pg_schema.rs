@@ -9,11 +9,11 @@
 use domain::{CourseId, Money, OrderId, PaymentKey, PaymentStatus, UserId};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, PgConnection, PgPool, Row};
 use std::str::FromStr;
 use store::{
-    ClaimOutcome, ClaimRequest, EventContext, NewCourse, NewOrder, PgSettings, PgStore,
-    Settlement, Store, testing,
+    ClaimOutcome, ClaimRequest, EventContext, NewCourse, NewOrder, PgSettings, PgStore, Settlement,
+    Store, testing,
 };
 use time::OffsetDateTime;
 
@@ -171,8 +171,14 @@ async fn statements(pool: &PgPool, schema: &str, table: &str) -> [(&'static str,
     let t = format!("\"{schema}\".\"{table}\"");
     [
         ("select", format!("SELECT count(*) FROM {t}")),
-        ("insert", format!("INSERT INTO {t} DEFAULT VALUES RETURNING 1")),
-        ("update", format!("UPDATE {t} SET \"{first}\" = \"{first}\" RETURNING 1")),
+        (
+            "insert",
+            format!("INSERT INTO {t} DEFAULT VALUES RETURNING 1"),
+        ),
+        (
+            "update",
+            format!("UPDATE {t} SET \"{first}\" = \"{first}\" RETURNING 1"),
+        ),
         ("delete", format!("DELETE FROM {t} RETURNING 1")),
     ]
 }
@@ -200,7 +206,10 @@ async fn anon_and_authenticated_are_refused_every_statement_on_every_table() {
         "payments",
         "refunds",
     ] {
-        assert!(tables.contains(&expected.to_owned()), "{expected} not in {schema}: {tables:?}");
+        assert!(
+            tables.contains(&expected.to_owned()),
+            "{expected} not in {schema}: {tables:?}"
+        );
     }
     // Nothing of coursepay's in public; RLS on every table of the schema.
     let in_public: i64 = sqlx::query_scalar(
@@ -267,7 +276,12 @@ async fn anon_and_authenticated_are_refused_every_statement_on_every_table() {
     }
     // ...and the next `migrate` takes the grants back.
     store.migrate().await.unwrap();
-    let r = as_role(&pool, "authenticated", &format!("SELECT count(*) FROM \"{schema}\".orders")).await;
+    let r = as_role(
+        &pool,
+        "authenticated",
+        &format!("SELECT count(*) FROM \"{schema}\".orders"),
+    )
+    .await;
     assert_eq!(r, Err("42501".to_owned()));
 }
 
@@ -277,9 +291,8 @@ async fn a_database_migrated_into_public_moves_into_the_schema_with_every_row() 
     // The previous layout: migrations 1–4 applied with the default search_path (public).
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
     let all = Migrator::new(std::path::Path::new(dir)).await.unwrap();
-    let legacy = Migrator::with_migrations(
-        all.iter().filter(|m| m.version <= 4).cloned().collect(),
-    );
+    let legacy =
+        Migrator::with_migrations(all.iter().filter(|m| m.version <= 4).cloned().collect());
     let raw = PgPoolOptions::new()
         .max_connections(2)
         .connect_with(opts.clone())
@@ -290,18 +303,30 @@ async fn a_database_migrated_into_public_moves_into_the_schema_with_every_row() 
     let old = PgStore::from_pool(raw.clone());
     let user = UserId::new();
     let order_id = purchase(&old, user).await;
-    raw.execute("CREATE TABLE public.profiles (id uuid PRIMARY KEY); INSERT INTO public.profiles VALUES (gen_random_uuid())")
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE public.profiles (id uuid PRIMARY KEY);
+         INSERT INTO public.profiles VALUES (gen_random_uuid())",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
     let counts = |schema: &'static str| {
         let raw = raw.clone();
         async move {
             let mut out = Vec::new();
-            for t in ["courses", "orders", "payments", "enrollments", "payment_events", "payment_controls"] {
-                let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {schema}.{t}")))
-                    .fetch_one(&raw)
-                    .await
-                    .unwrap();
+            for t in [
+                "courses",
+                "orders",
+                "payments",
+                "enrollments",
+                "payment_events",
+                "payment_controls",
+            ] {
+                let n: i64 =
+                    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {schema}.{t}")))
+                        .fetch_one(&raw)
+                        .await
+                        .unwrap();
                 out.push((t, n));
             }
             out
@@ -327,7 +352,11 @@ async fn a_database_migrated_into_public_moves_into_the_schema_with_every_row() 
             .fetch_all(&raw)
             .await
             .unwrap();
-    assert_eq!(versions[..4], [1, 2, 3, 4], "the history moved, nothing re-ran");
+    assert_eq!(
+        versions[..4],
+        [1, 2, 3, 4],
+        "the history moved, nothing re-ran"
+    );
     let leftovers: Vec<String> = sqlx::query_scalar(
         "SELECT relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = 'public' AND relkind IN ('r', 'S', 'i') ORDER BY 1",
@@ -335,7 +364,11 @@ async fn a_database_migrated_into_public_moves_into_the_schema_with_every_row() 
     .fetch_all(&raw)
     .await
     .unwrap();
-    assert_eq!(leftovers, vec!["profiles", "profiles_pkey"], "only the project's own table stays");
+    assert_eq!(
+        leftovers,
+        vec!["profiles", "profiles_pkey"],
+        "only the project's own table stays"
+    );
     let function_in: String = sqlx::query_scalar(
         "SELECT n.nspname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
          WHERE p.proname = 'payment_events_append_only'",
@@ -346,7 +379,11 @@ async fn a_database_migrated_into_public_moves_into_the_schema_with_every_row() 
     assert_eq!(function_in, "coursepay");
 
     // The moved data is the store's data, and works as before.
-    let order = store.get_order(&order_id).await.unwrap().expect("order moved");
+    let order = store
+        .get_order(&order_id)
+        .await
+        .unwrap()
+        .expect("order moved");
     assert_eq!(order.user_id, user);
     assert_eq!(store.list_enrollments(user).await.unwrap().len(), 1);
     store.verify_migrated().await.unwrap();
@@ -357,13 +394,12 @@ async fn a_database_migrated_into_public_moves_into_the_schema_with_every_row() 
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     purchase(&store, UserId::new()).await;
-    let new_min: i64 = sqlx::query_scalar(
-        "SELECT min(id) FROM coursepay.payment_events WHERE id > $1",
-    )
-    .bind(max_event)
-    .fetch_one(&raw)
-    .await
-    .unwrap();
+    let new_min: i64 =
+        sqlx::query_scalar("SELECT min(id) FROM coursepay.payment_events WHERE id > $1")
+            .bind(max_event)
+            .fetch_one(&raw)
+            .await
+            .unwrap();
     assert!(new_min > max_event);
 
     store.pool().close().await;
@@ -380,7 +416,9 @@ async fn a_dml_only_role_runs_the_store_but_cannot_migrate() {
     for sql in [
         format!("CREATE ROLE {role} LOGIN"),
         format!("GRANT USAGE ON SCHEMA \"{schema}\" TO {role}"),
-        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO {role}"),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO {role}"
+        ),
         format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO {role}"),
     ] {
         admin.execute(AssertSqlSafe(sql)).await.unwrap();
@@ -415,9 +453,14 @@ async fn a_dml_only_role_runs_the_store_but_cannot_migrate() {
 
     // A schema nobody migrated: verify_migrated says so.
     let (name, opts) = fresh_database("cp_unmigrated").await;
-    let empty = PgStore::connect_with(opts, &PgSettings::default()).await.unwrap();
+    let empty = PgStore::connect_with(opts, &PgSettings::default())
+        .await
+        .unwrap();
     let err = empty.verify_migrated().await.unwrap_err().to_string();
-    assert!(err.contains("not applied") || err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("not applied") || err.contains("does not exist"),
+        "{err}"
+    );
     empty.pool().close().await;
     drop_database(&name).await;
 
@@ -433,16 +476,28 @@ async fn printed_migrations_apply_as_plain_sql_and_reference_auth_users() {
     let mut conn = PgConnection::connect_with(&opts).await.unwrap();
     ensure_supabase_roles(&mut conn).await;
     // A minimal Supabase auth schema.
-    conn.execute("CREATE SCHEMA auth; CREATE TABLE auth.users (id uuid PRIMARY KEY, email text)")
+    sqlx::raw_sql("CREATE SCHEMA auth; CREATE TABLE auth.users (id uuid PRIMARY KEY, email text)")
+        .execute(&mut conn)
         .await
         .unwrap();
     let files = PgStore::print_migrations("coursepay").unwrap();
     assert!(files.len() >= 4);
     let mut names: Vec<_> = files.iter().map(|f| f.name.clone()).collect();
     names.sort();
-    assert_eq!(names, files.iter().map(|f| f.name.clone()).collect::<Vec<_>>(), "in order");
+    assert_eq!(
+        names,
+        files.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        "in order"
+    );
     for f in &files {
-        assert!(f.name.split('_').next().unwrap().chars().all(|c| c.is_ascii_digit()));
+        assert!(
+            f.name
+                .split('_')
+                .next()
+                .unwrap()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        );
         // As Supabase's CLI applies a file: as is, in one session.
         sqlx::raw_sql(AssertSqlSafe(f.sql.clone()))
             .execute(&mut conn)
@@ -450,7 +505,10 @@ async fn printed_migrations_apply_as_plain_sql_and_reference_auth_users() {
             .unwrap_or_else(|e| panic!("{}: {e}", f.name));
     }
     // The session's search_path is back to normal for the project's next migration.
-    let sp: String = sqlx::query_scalar("SHOW search_path").fetch_one(&mut conn).await.unwrap();
+    let sp: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert!(!sp.contains("coursepay"), "{sp}");
 
     let fks: Vec<String> = sqlx::query_scalar(
@@ -460,7 +518,14 @@ async fn printed_migrations_apply_as_plain_sql_and_reference_auth_users() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(fks, vec!["coursepay.enrollments", "coursepay.orders", "coursepay.payments"]);
+    assert_eq!(
+        fks,
+        vec![
+            "coursepay.enrollments",
+            "coursepay.orders",
+            "coursepay.payments"
+        ]
+    );
 
     // `coursepay migrate` and `serve` recognise the printed files as applied.
     let url = opts.to_url_lossy().to_string();
@@ -495,7 +560,12 @@ async fn printed_migrations_apply_as_plain_sql_and_reference_auth_users() {
         })
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("orders_user_id_auth_users_fkey"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("orders_user_id_auth_users_fkey"),
+        "{refused}"
+    );
     let user = UserId::new();
     sqlx::query("INSERT INTO auth.users (id) VALUES ($1)")
         .bind(user.0)

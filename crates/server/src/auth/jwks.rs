@@ -93,8 +93,7 @@ impl Jwks {
             let Ok(mut s) = self.state.write() else {
                 return;
             };
-            if s
-                .attempted_at
+            if s.attempted_at
                 .is_some_and(|t| t.elapsed() < self.min_interval)
             {
                 return;
@@ -149,7 +148,11 @@ pub fn parse_keys(list: &[serde_json::Value]) -> HashMap<String, Key> {
         let Some(kid) = jwk.common.key_id.clone() else {
             continue;
         };
-        if value.get("use").and_then(|u| u.as_str()).is_some_and(|u| u != "sig") {
+        if value
+            .get("use")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| u != "sig")
+        {
             continue;
         }
         let (alg, declared_ok) = match &jwk.algorithm {
