@@ -89,7 +89,7 @@ impl AuthSettings {
         };
         let url_ok = |name: &str, u: &str| {
             let https = u.starts_with("https://");
-            if !(https || u.starts_with("http://")) || (prod && !https) {
+            if !(https || (!prod && u.starts_with("http://"))) {
                 Err(format!(
                     "{name} must be an {}URL",
                     if prod { "https:// " } else { "http(s):// " }
