@@ -90,7 +90,7 @@ impl SigningKey {
         // probability), wrapped as PKCS#8 DER without the optional public key.
         let secret: [u8; 32] = rand::random();
         let mut der =
-            hex::decode("308141020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420")
+            hex::decode("3041020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420")
                 .unwrap();
         der.extend_from_slice(&secret);
         Self::from_encoding(Algorithm::ES256, EncodingKey::from_ec_der(&der))
