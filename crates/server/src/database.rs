@@ -176,3 +176,62 @@ pub fn print_migrations(
     }
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> (DatabaseSettings, Vec<String>) {
+        let mut problems = Vec::new();
+        let s = DatabaseSettings::from_lookup(
+            &|k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            },
+            &mut problems,
+        );
+        (s, problems)
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let (s, p) = settings(&[]);
+        assert!(p.is_empty());
+        assert_eq!(s, DatabaseSettings::default());
+        assert_eq!(s.pg.schema, "coursepay");
+        assert!(s.auto_migrate);
+        let (s, p) = settings(&[
+            ("DATABASE_SCHEMA", "billing_2"),
+            ("DATABASE_POOL_SIZE", "4"),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "0"),
+            ("AUTO_MIGRATE", "false"),
+        ]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(
+            (
+                s.pg.schema.as_str(),
+                s.pg.max_connections,
+                s.pg.statement_timeout
+            ),
+            ("billing_2", 4, None)
+        );
+        assert!(!s.auto_migrate);
+    }
+
+    #[test]
+    fn refusals_name_the_variable() {
+        for (name, value) in [
+            ("DATABASE_SCHEMA", "public"),
+            ("DATABASE_SCHEMA", "auth"),
+            ("DATABASE_SCHEMA", "Coursepay"),
+            ("DATABASE_SCHEMA", "pay; drop"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "soon"),
+            ("AUTO_MIGRATE", "maybe"),
+        ] {
+            let (_, p) = settings(&[(name, value)]);
+            assert!(p.len() == 1 && p[0].contains(name), "{name}={value}: {p:?}");
+        }
+    }
+}
