@@ -14,7 +14,6 @@ mod webhook;
 use clap::{Parser, Subcommand};
 use server::config::{Config, Environment, VARIABLES};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use store::DynStore;
 
@@ -41,7 +40,7 @@ fn env_subset(names: &[&str]) -> String {
 }
 
 fn migrate_help() -> String {
-    env_subset(&["DATABASE_URL"])
+    env_subset(&["DATABASE_URL", "DATABASE_SCHEMA", "COURSEPAY_ENV"])
 }
 
 fn token_help() -> String {
@@ -51,7 +50,7 @@ fn token_help() -> String {
          development secret. With COURSEPAY_ENV=production the secret must be set (the \
          development one is refused). Another way to get an admin token in production: \
          Supabase's service-role key (SUPABASE_SERVICE_ROLE_KEY) is such a token.",
-        env_subset(&["COURSEPAY_ENV", "JWT_SECRET"])
+        env_subset(&["COURSEPAY_ENV", "JWT_SECRET", "SUPABASE_URL"])
     )
 }
 
@@ -81,9 +80,19 @@ enum Command {
     /// /toss-sandbox, a development JWT secret and a demo course.
     #[command(after_help = env_help())]
     Serve,
-    /// Apply database migrations to DATABASE_URL (or the default SQLite file) and exit.
+    /// Apply database migrations to DATABASE_URL (or the default SQLite file) and exit. Run it
+    /// as the role that owns coursepay's schema; `serve` can then run with AUTO_MIGRATE=false as
+    /// a role with DML rights only.
     #[command(after_help = migrate_help())]
-    Migrate,
+    Migrate {
+        /// Do not connect: write the PostgreSQL migrations as plain SQL (for a Supabase
+        /// project's supabase/migrations/) to stdout, or one file each into --dir.
+        #[arg(long)]
+        print: bool,
+        /// With --print: the directory to write the files into (created if missing).
+        #[arg(long, requires = "print")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Run the Toss sandbox alone (a faithful fake of the Toss Payments API).
     #[command(
         after_help = "Environment variables it reads: the three above, and WEBHOOK_SECRET (signs \
@@ -178,7 +187,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Preflight(args) => return ExitCode::from(preflight::run(args).await),
         Command::Serve => serve().await,
-        Command::Migrate => migrate().await,
+        Command::Migrate { print, dir } => migrate(print, dir).await,
         Command::Sandbox {
             listen,
             webhook_url,
@@ -221,38 +230,45 @@ fn config() -> Result<Config, String> {
     Config::from_env().map_err(|e| e.to_string())
 }
 
-async fn open_store(database_url: Option<String>) -> Result<DynStore, String> {
-    let url = database_url.unwrap_or_else(|| "sqlite://coursepay.db".to_owned());
-    let store: DynStore = if url.starts_with("postgres") {
-        // The store's error names host, port and database and what to check.
-        Arc::new(
-            store::postgres::PgStore::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?,
-        )
-    } else if url.starts_with("sqlite") {
-        Arc::new(
-            store::sqlite::SqliteStore::open(&url)
-                .await
-                .map_err(|e| format!("opening SQLite: {e}"))?,
-        )
+/// The store for `serve`: migrated first unless AUTO_MIGRATE=false, which only checks.
+async fn open_store(config: &Config) -> Result<DynStore, String> {
+    use server::database::{Migrations, open};
+    let mode = if config.database.auto_migrate {
+        Migrations::Apply
     } else {
-        return Err("DATABASE_URL must start with postgres:// or sqlite://".into());
+        Migrations::Verify
     };
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("applying migrations: {e}"))?;
-    Ok(store)
+    open(config.database_url.clone(), &config.database, mode).await
 }
 
-async fn migrate() -> Result<(), String> {
-    // DATABASE_URL is all it needs: the rest of the service's configuration is not checked.
+async fn migrate(print: bool, dir: Option<std::path::PathBuf>) -> Result<(), String> {
+    if print {
+        let schema = server::database::DatabaseSettings::from_env()
+            .map_err(|e| e.to_string())?
+            .pg
+            .schema;
+        let names =
+            server::database::print_migrations(&schema, dir.as_deref(), &mut std::io::stdout())?;
+        if let Some(dir) = dir {
+            for name in names {
+                eprintln!("coursepay: wrote {}", dir.join(name).display());
+            }
+        }
+        return Ok(());
+    }
+    // The database settings are all it needs: the rest of the service's configuration is not
+    // checked (an incomplete production configuration must not stop a migration).
     let database_url = std::env::var("DATABASE_URL")
         .ok()
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty());
-    open_store(database_url).await?;
+    let settings = server::database::DatabaseSettings::from_env().map_err(|e| e.to_string())?;
+    server::database::open(
+        database_url,
+        &settings,
+        server::database::Migrations::Apply,
+    )
+    .await?;
     eprintln!("coursepay: migrations applied");
     Ok(())
 }
@@ -260,7 +276,7 @@ async fn migrate() -> Result<(), String> {
 async fn serve() -> Result<(), String> {
     let config = config()?;
     server::logging::init();
-    let store = open_store(config.database_url.clone()).await?;
+    let store = open_store(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .map_err(|e| format!("binding {}: {e}", config.listen_addr))?;
@@ -428,7 +444,13 @@ fn token(user: Option<String>, role: String, ttl: i64) -> Result<(), String> {
     if ttl <= 0 {
         return Err("--ttl must be a positive number of seconds".into());
     }
-    let keys = server::auth::JwtKeys::new(&secrecy::SecretString::from(secret));
+    // Tokens carry the project's issuer when SUPABASE_URL names it (the server then checks it).
+    let mut problems = Vec::new();
+    let settings = server::auth::AuthSettings::from_lookup(&|k| var(k), production, &mut problems);
+    if let Some(p) = problems.first() {
+        return Err(p.clone());
+    }
+    let keys = server::auth::JwtKeys::from_settings(&secrecy::SecretString::from(secret), &settings);
     let user = match (role.as_str(), user) {
         ("service_role", _) => None,
         ("authenticated", Some(u)) => {

@@ -161,7 +161,12 @@ impl World {
         .await;
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .connect_with(db_opts.application_name("fault-suite-checker"))
+            // The server keeps every table in its own schema (default `coursepay`).
+            .connect_with(
+                db_opts
+                    .application_name("fault-suite-checker")
+                    .options([("search_path", "coursepay")]),
+            )
             .await
             .unwrap();
         let mut w = World {

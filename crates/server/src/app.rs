@@ -36,7 +36,7 @@ impl std::ops::Deref for App {
 
 impl App {
     pub fn new(store: DynStore, toss: TossClient, config: Config) -> Self {
-        let jwt = JwtKeys::new(&config.jwt_secret);
+        let jwt = JwtKeys::from_config(&config);
         let webhooks = crate::webhook::Webhooks::new(&config);
         let breaker = crate::ops::breaker::Breaker::new(config.circuit_cooldown);
         let limits =

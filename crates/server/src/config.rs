@@ -82,6 +82,10 @@ pub struct Config {
     /// (1 = the real rules; a divisor of 60; development only), so a test or a demo can watch
     /// an alert fire and resolve in seconds.
     pub alert_time_scale: u32,
+    /// Supabase signing keys, secret API key, previous JWT secret (crate::auth).
+    pub auth: crate::auth::AuthSettings,
+    /// Schema, pool, statement timeout, AUTO_MIGRATE (crate::database).
+    pub database: crate::database::DatabaseSettings,
 }
 
 /// A GCRA limit: `per_second` sustained, `burst` at once.
@@ -232,9 +236,16 @@ impl Config {
             }
         };
         let jwt_secret = env_opt(get, "JWT_SECRET").or_else(|| env_opt(get, "SUPABASE_JWT_SECRET"));
-        if prod && jwt_secret.is_none() {
-            problems
-                .push("JWT_SECRET (or SUPABASE_JWT_SECRET) must be set in production".to_owned());
+        let mut auth = crate::auth::AuthSettings::from_lookup(get, prod, &mut problems);
+        let database = crate::database::DatabaseSettings::from_lookup(get, &mut problems);
+        // With the project's signing keys (JWKS) the legacy secret is optional; without it no
+        // HS256 token is accepted (never the public development secret).
+        auth.hs256_disabled = prod && jwt_secret.is_none();
+        if prod && jwt_secret.is_none() && auth.jwks_url().is_none() {
+            problems.push(
+                "JWT_SECRET (or SUPABASE_JWT_SECRET), or SUPABASE_URL / SUPABASE_JWKS_URL, must be set in production"
+                    .to_owned(),
+            );
         }
         if prod && jwt_secret.as_deref() == Some(DEV_JWT_SECRET) {
             problems.push("JWT_SECRET is the public development secret".to_owned());
@@ -354,6 +365,8 @@ impl Config {
             rate_limit,
             rate_limit_confirm,
             alert_time_scale,
+            auth,
+            database,
         })
     }
 
@@ -393,6 +406,7 @@ impl Config {
         if let Some(k) = &self.toss_webhook_security_key {
             v.push(k.expose_secret().to_owned());
         }
+        v.extend(self.auth.secrets());
         v
     }
 }
@@ -518,6 +532,39 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "SLOW_QUERY_MS",
         "database calls slower than this are logged with their name (default 200)",
+    ),
+    // Supabase and least privilege (crate::auth, crate::database).
+    (
+        "SUPABASE_URL",
+        "https://<ref>.supabase.co: tokens signed by its keys (JWKS) are accepted, iss checked",
+    ),
+    (
+        "SUPABASE_JWKS_URL",
+        "the signing keys' JWKS (default <SUPABASE_URL>/auth/v1/.well-known/jwks.json)",
+    ),
+    (
+        "SUPABASE_SECRET_KEY",
+        "a Supabase secret API key (sb_secret_…) accepted as an admin bearer credential",
+    ),
+    (
+        "JWT_SECRET_PREVIOUS",
+        "the previous HS256 secret, accepted during a rotation",
+    ),
+    (
+        "DATABASE_SCHEMA",
+        "PostgreSQL schema holding every coursepay object (default coursepay; never public)",
+    ),
+    (
+        "AUTO_MIGRATE",
+        "true (default): serve applies migrations; false: serve only checks them (DML-only role)",
+    ),
+    (
+        "DATABASE_POOL_SIZE",
+        "most PostgreSQL connections per instance (default 16)",
+    ),
+    (
+        "DATABASE_STATEMENT_TIMEOUT_MS",
+        "PostgreSQL statement_timeout of the service's connections (default 30000; 0 = none)",
     ),
 ];
 

@@ -5,6 +5,7 @@
 //! - [`http`]: router, middleware, extractors, problem+json.
 //! - [`context`], [`logging`]: the per-request context and the JSON log lines.
 //! - [`config`], [`auth`]: environment configuration and JWT verification.
+//! - [`database`]: opening the store (migrate, or only verify the migrations).
 //! - [`ops`]: metrics and alerts.
 //! - [`webhook`]: webhook signatures, the replay guard and the invalid-signature throttle.
 
@@ -12,6 +13,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod context;
+pub mod database;
 pub mod error;
 pub mod flows;
 pub mod http;

@@ -11,6 +11,7 @@
 
 mod error;
 pub mod model;
+pub mod pgschema;
 pub mod postgres;
 pub mod roundtrips;
 mod row;
@@ -20,6 +21,7 @@ pub mod testing;
 
 pub use error::SQLITE_FOREIGN_KEY;
 pub use model::*;
+pub use pgschema::PgSettings;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -14,6 +14,7 @@
 
 use crate::error::from_pg;
 use crate::model::*;
+use crate::pgschema::{PgSettings, SqlFile};
 use crate::row::{self, Columns, bad_column};
 use crate::{Backend, Result, Store, StoreError, roundtrips};
 use async_trait::async_trait;
@@ -43,14 +44,21 @@ const CLAIM_ATTEMPTS: u32 = 3;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The schema every connection's `search_path` starts with (crate::pgschema).
+    schema: String,
 }
 
 impl PgStore {
-    /// Connect with a `postgres://` URL. Fails with [`StoreError::Unavailable`] when the
-    /// server cannot be reached.
-    /// Errors name the host, port and database (never the user or password) and say what to
-    /// check.
+    /// Connect with a `postgres://` URL and the default settings (schema `coursepay`). Fails
+    /// with [`StoreError::Unavailable`] when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<PgStore> {
+        Self::connect_with_settings(url, &PgSettings::default()).await
+    }
+
+    /// Connect with a `postgres://` URL and explicit settings. Errors name the host, port and
+    /// database (never the user or password) and say what to check.
+    pub async fn connect_with_settings(url: &str, settings: &PgSettings) -> Result<PgStore> {
+        crate::pgschema::check_schema_name(&settings.schema).map_err(StoreError::Other)?;
         // The parse error may quote the URL, password included: not repeated.
         let options = PgConnectOptions::from_str(url).map_err(|_| {
             StoreError::Other(
@@ -63,39 +71,101 @@ impl PgStore {
             .get_database()
             .unwrap_or("(the user's default)")
             .to_owned();
-        Self::connect_with(options).await.map_err(|e| match e {
-            StoreError::Unavailable(cause) => StoreError::Unavailable(format!(
-                "cannot reach PostgreSQL at {target}: {cause}. Check that the server is running \
-                 and reachable from here, and the host and port in the database URL"
-            )),
-            StoreError::Other(cause) | StoreError::Constraint(cause) => StoreError::Other(format!(
-                "PostgreSQL at {target} refused the connection to database {database}: {cause}. \
-                 Check the user, password and database name in the database URL"
-            )),
-            other => other,
-        })
+        Self::connect_with(options, settings)
+            .await
+            .map_err(|e| match e {
+                StoreError::Unavailable(cause) => StoreError::Unavailable(format!(
+                    "cannot reach PostgreSQL at {target}: {cause}. Check that the server is \
+                     running and reachable from here, and the host and port in the database URL"
+                )),
+                StoreError::Other(cause) | StoreError::Constraint(cause) => {
+                    StoreError::Other(format!(
+                        "PostgreSQL at {target} refused the connection to database {database}: \
+                         {cause}. Check the user, password and database name in the database URL"
+                    ))
+                }
+                other => other,
+            })
     }
 
-    /// Connect with prepared options (e.g. a `search_path` for a test schema).
-    pub async fn connect_with(options: PgConnectOptions) -> Result<PgStore> {
+    /// Connect with prepared options. Every pooled connection gets `search_path` = the
+    /// settings' schema and their statement timeout, set by a statement after connecting (so
+    /// it also works through poolers that drop startup parameters).
+    pub async fn connect_with(options: PgConnectOptions, settings: &PgSettings) -> Result<PgStore> {
+        crate::pgschema::check_schema_name(&settings.schema).map_err(StoreError::Other)?;
+        let search_path = format!("\"{}\"", settings.schema);
+        let timeout_ms = settings
+            .statement_timeout
+            .map_or(0, |d| d.as_millis().max(1))
+            .to_string();
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(settings.max_connections.max(1))
             // A request waiting longer than this for a connection is better answered with a
             // retryable 503 than left hanging.
             .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                let search_path = search_path.clone();
+                let timeout_ms = timeout_ms.clone();
+                Box::pin(async move {
+                    sqlx::query(
+                        "SELECT set_config('search_path', $1, false), \
+                                set_config('statement_timeout', $2, false)",
+                    )
+                    .bind(search_path)
+                    .bind(timeout_ms)
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(from_pg)?;
-        Ok(Self::from_pool(pool))
+        Ok(PgStore {
+            pool,
+            schema: settings.schema.clone(),
+        })
     }
 
+    /// A store over a pool whose connections already use `schema` as their `search_path`.
     pub fn from_pool(pool: PgPool) -> PgStore {
-        PgStore { pool }
+        PgStore {
+            pool,
+            schema: crate::pgschema::DEFAULT_SCHEMA.to_owned(),
+        }
     }
 
     /// The underlying pool, for operations outside the trait (tests, admin tooling).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The schema holding coursepay's tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// For a service that does not migrate (`AUTO_MIGRATE=false`): every migration this binary
+    /// knows is applied and every table is locked down. The error says which is missing.
+    pub async fn verify_migrated(&self) -> Result<()> {
+        self.ready().await?;
+        let unlocked: Vec<String> = sqlx::query_scalar(crate::pgschema::UNLOCKED_TABLES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        if unlocked.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Other(format!(
+                "row-level security is off on {unlocked:?} in schema {}",
+                self.schema
+            )))
+        }
+    }
+
+    /// The PostgreSQL migrations as plain SQL files (see [`crate::pgschema::print_migrations`]).
+    pub fn print_migrations(schema: &str) -> std::result::Result<Vec<SqlFile>, String> {
+        crate::pgschema::print_migrations(&MIGRATOR, schema)
     }
 }
 
@@ -737,11 +807,13 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> Result<()> {
+        crate::pgschema::prepare(&self.pool, &self.schema).await?;
         MIGRATOR.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner)
             | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => from_pg(inner),
             other => StoreError::Other(format!("migration failed: {other}")),
-        })
+        })?;
+        crate::pgschema::lock_down(&self.pool).await
     }
 
     async fn ready(&self) -> Result<()> {

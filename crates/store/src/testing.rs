@@ -3,9 +3,9 @@
 //! * [`sqlite`]: a new database file in its own temporary directory, removed when the store
 //!   is dropped.
 //! * [`postgres`]: a new schema `t_<unix seconds>_<random>` in the database named by
-//!   `TEST_DATABASE_URL` (default [`DEFAULT_TEST_DATABASE_URL`]); every pooled connection has
-//!   `search_path` set to it, so tests never see each other's rows. Schemas older than an hour
-//!   are dropped on the way, so the test database does not fill up.
+//!   `TEST_DATABASE_URL` (default [`DEFAULT_TEST_DATABASE_URL`]), used as the store's own
+//!   schema (every pooled connection's `search_path`), so tests never see each other's rows.
+//!   Schemas older than an hour are dropped on the way, so the test database does not fill up.
 //!
 //! These panic instead of returning errors: a test that cannot get its database must fail
 //! loudly, never skip. In particular an unreachable PostgreSQL is a failure, not a skip.
@@ -84,7 +84,11 @@ pub async fn postgres_store() -> PgStore {
         .unwrap_or_else(|e| panic!("create test schema {schema} at {url}: {e}"));
     let _ = admin.close().await;
 
-    let store = PgStore::connect_with(base.options([("search_path", schema.as_str())]))
+    let settings = crate::PgSettings {
+        schema: schema.clone(),
+        ..Default::default()
+    };
+    let store = PgStore::connect_with(base, &settings)
         .await
         .unwrap_or_else(|e| panic!("connect to PostgreSQL test schema {schema} at {url}: {e}"));
     store

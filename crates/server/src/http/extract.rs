@@ -26,12 +26,12 @@ fn bearer(parts: &Parts) -> Result<&str, Error> {
     Ok(token.trim())
 }
 
-fn principal<S>(parts: &Parts, state: &S) -> Result<Principal, Error>
+async fn principal<S>(parts: &Parts, state: &S) -> Result<Principal, Error>
 where
     App: FromRef<S>,
 {
     let app = App::from_ref(state);
-    Ok(app.jwt.verify(bearer(parts)?)?)
+    Ok(app.jwt.verify(bearer(parts)?).await?)
 }
 
 /// An authenticated end user (`role: authenticated`).
@@ -43,7 +43,7 @@ where
 {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        match principal(parts, state)? {
+        match principal(parts, state).await? {
             Principal::User(u) => {
                 crate::context::record(|f| f.user_id = Some(u.to_string()));
                 Ok(AuthUser(u))
@@ -62,7 +62,7 @@ where
 {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        match principal(parts, state)? {
+        match principal(parts, state).await? {
             Principal::Service => Ok(ServiceRole),
             Principal::User(_) => Err(Error::new(ErrorCode::Forbidden)),
         }

@@ -98,7 +98,7 @@ fn who(app: &App, req: &Request) -> Who {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         });
-    match token.map(|t| app.jwt.verify(t.trim())) {
+    match token.map(|t| app.jwt.verify_cached(t.trim())) {
         Some(Ok(Principal::User(u))) => Who::User(u),
         Some(Ok(Principal::Service)) => Who::Service,
         _ => Who::Anon,
