@@ -557,14 +557,14 @@ mod tests {
         ev.evaluate(T0 + time::Duration::seconds(4));
         assert_eq!(state(&ev, APPROVAL_FAILURE).state, "firing");
         ev.evaluate(T0 + time::Duration::seconds(5));
-        assert_eq!(state(&ev, APPROVAL_FAILURE).state, "ok");
+        assert_eq!(state(&ev, APPROVAL_FAILURE).state, "not enough data");
 
         let mut ev = Evaluator::with_time_scale(60);
         feed(&mut ev, T0, "E_AMOUNT_MISMATCH", 100, ms(5));
         ev.evaluate(T0 + time::Duration::seconds(59));
         assert_eq!(state(&ev, AMOUNT_MISMATCH).state, "firing");
         ev.evaluate(T0 + time::Duration::seconds(60));
-        assert_eq!(state(&ev, AMOUNT_MISMATCH).state, "ok");
+        assert_eq!(state(&ev, AMOUNT_MISMATCH).state, "not enough data");
 
         let mut ev = Evaluator::with_time_scale(60);
         for s in 0..16 {
@@ -577,7 +577,7 @@ mod tests {
             );
         }
         ev.evaluate(T0 + time::Duration::seconds(14));
-        assert_eq!(state(&ev, CONFIRM_LATENCY).state, "ok");
+        assert_eq!(state(&ev, CONFIRM_LATENCY).state, "not enough data");
         ev.evaluate(T0 + time::Duration::seconds(15));
         assert_eq!(state(&ev, CONFIRM_LATENCY).state, "firing");
         assert!(valid_time_scale(60) && valid_time_scale(1) && !valid_time_scale(7));
