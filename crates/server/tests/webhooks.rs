@@ -663,6 +663,18 @@ async fn sandbox_delivered_webhook_settles_end_to_end(backend: Backend) {
         })
         .await;
     assert!(settled, "the webhook settled the order");
+    // The sandbox records the delivery's answer after the server has settled the order: wait
+    // for that record rather than reading it at the instant the order turned PAID.
+    let recorded = t
+        .eventually(|| {
+            let d = t.sandbox.deliveries();
+            async move {
+                d.first()
+                    .is_some_and(|d| d.status != toss_sandbox::DeliveryStatus::Pending)
+            }
+        })
+        .await;
+    assert!(recorded, "the sandbox recorded the delivery's answer");
     let d = t.sandbox.deliveries();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].status, toss_sandbox::DeliveryStatus::Delivered);
