@@ -9,3 +9,5 @@ pub mod breaker;
 pub mod metrics;
 pub mod pause;
 pub mod ratelimit;
+pub mod retention;
+pub mod shutdown;
