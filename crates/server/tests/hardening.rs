@@ -234,7 +234,7 @@ async fn open_order_cap_is_a_clear_problem(t: TestApp) {
     }
 }
 
-/// Orders for a course created straight in the store, for `users` different buyers.
+/// `n` PENDING orders for one course, each of another buyer, created straight in the store.
 async fn abandoned(t: &TestApp, n: usize, created: OffsetDateTime, expires: OffsetDateTime) {
     let course = t.create_course(10_000).await;
     let course = domain::CourseId::parse(&course).unwrap();
@@ -392,18 +392,20 @@ async fn purge_deletes_expired_rows_and_counts_them(t: TestApp) {
 macro_rules! both {
     ($($name:ident => $tweak:expr),+ $(,)?) => {
         mod sqlite {
+            use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(super::spawn_with(super::Backend::Sqlite, $tweak).await).await;
+                    $name(spawn_with(Backend::Sqlite, $tweak).await).await;
                 }
             )+
         }
         mod postgres {
+            use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(super::spawn_with(super::Backend::Postgres, $tweak).await).await;
+                    $name(spawn_with(Backend::Postgres, $tweak).await).await;
                 }
             )+
         }

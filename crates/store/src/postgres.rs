@@ -29,7 +29,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+/// The migrations this binary carries. A database migrated by a newer release (one more
+/// migration applied) is accepted: every migration is written to stay compatible with the
+/// previous release's binary, so rolling back one release never needs a down-migration.
+static MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/postgres")
+};
 
 /// How often `settle` re-runs its statement after losing a race to a concurrent settle or
 /// claim of the same order (each re-run sees the winner's committed rows, so one is enough in

@@ -35,7 +35,13 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The migrations this binary carries. A database migrated by a newer release (one more
+/// migration applied) is accepted: every migration is written to stay compatible with the
+/// previous release's binary, so rolling back one release never needs a down-migration.
+static MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/sqlite")
+};
 
 /// How long a writer waits for another writer's transaction before giving up with
 /// [`StoreError::Unavailable`].
