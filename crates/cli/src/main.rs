@@ -281,7 +281,10 @@ async fn serve() -> Result<(), String> {
             let _ = task.await;
         }
     };
-    if tokio::time::timeout(limits.shutdown_grace, loops).await.is_err() {
+    if tokio::time::timeout(limits.shutdown_grace, loops)
+        .await
+        .is_err()
+    {
         tracing::warn!(target: "coursepay::shutdown", "background tasks still busy after the grace period");
     }
     tracing::info!(target: "coursepay::shutdown", connections_cut = cut, "shutdown complete");

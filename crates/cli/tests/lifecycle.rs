@@ -68,9 +68,8 @@ async fn serve(dir: &Scratch, extra: &[(&str, &str)]) -> (Child, String, std::pa
 }
 
 fn user_token() -> String {
-    let keys = server::auth::JwtKeys::new(&secrecy::SecretString::from(
-        server::config::DEV_JWT_SECRET,
-    ));
+    let keys =
+        server::auth::JwtKeys::new(&secrecy::SecretString::from(server::config::DEV_JWT_SECRET));
     keys.mint(Some(domain::UserId::new()), 600)
 }
 

@@ -318,9 +318,7 @@ impl ErrorCode {
             (RequestTimeout, Locale::Ko) => {
                 "요청 처리 시간이 초과되었습니다. 잠시 후 다시 시도해 주세요."
             }
-            (RequestTimeout, Locale::En) => {
-                "The request took too long. Please try again shortly."
-            }
+            (RequestTimeout, Locale::En) => "The request took too long. Please try again shortly.",
             (Internal, Locale::Ko) => "일시적인 오류가 발생했습니다. 잠시 후 다시 시도해 주세요.",
             (Internal, Locale::En) => "Something went wrong on our side. Please try again shortly.",
         }

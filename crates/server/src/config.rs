@@ -172,7 +172,10 @@ impl Config {
                 .as_deref()
                 .is_some_and(|k| k.starts_with("live_ck_"))
         {
-            problems.push("TOSS_CLIENT_KEY must be a live_ck_ key next to a live_sk_ TOSS_SECRET_KEY".to_owned());
+            problems.push(
+                "TOSS_CLIENT_KEY must be a live_ck_ key next to a live_sk_ TOSS_SECRET_KEY"
+                    .to_owned(),
+            );
         }
         let webhook_secret = env_opt(get, "WEBHOOK_SECRET");
         let webhook_secret_previous = env_opt(get, "WEBHOOK_SECRET_PREVIOUS");
@@ -211,9 +214,8 @@ impl Config {
                 .iter()
                 .any(|o| o != "*" && !valid_origin(o))
         {
-            problems.push(
-                "CORS_ALLOWED_ORIGINS must list origins as scheme://host[:port]".to_owned(),
-            );
+            problems
+                .push("CORS_ALLOWED_ORIGINS must list origins as scheme://host[:port]".to_owned());
         }
         let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
         let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
@@ -347,12 +349,15 @@ impl Config {
 /// brute force of a captured signature or token is out of reach.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// How configuration is read: a variable's value, if set.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// One thing production insists on: the variable, what it must hold, and the check.
 pub struct ProductionRequirement {
     pub variable: &'static str,
     /// Completes "`variable` …": what the operator must set.
     pub requirement: &'static str,
-    check: fn(&dyn Fn(&str) -> Option<String>) -> bool,
+    check: fn(Lookup<'_>) -> bool,
 }
 
 /// Every refusal of `COURSEPAY_ENV=production`, in one table: [`Config::from_lookup`] checks
@@ -761,7 +766,10 @@ mod tests {
             ("TOSS_SECRET_KEY", "live_sk_abc"),
             ("TOSS_CLIENT_KEY", "live_ck_abc"),
             ("WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef"),
-            ("SUPABASE_JWT_SECRET", "super-secret-jwt-of-at-least-32-bytes"),
+            (
+                "SUPABASE_JWT_SECRET",
+                "super-secret-jwt-of-at-least-32-bytes",
+            ),
             ("CORS_ALLOWED_ORIGINS", "https://shop.example.com/"),
         ])
         .unwrap();
@@ -929,7 +937,12 @@ mod tests {
         // Missing counts as well, except for the optional previous secret.
         for r in production_requirements() {
             let res = production_with(&[(r.variable, "")]);
-            assert_eq!(res.is_ok(), r.variable == "WEBHOOK_SECRET_PREVIOUS", "{}", r.variable);
+            assert_eq!(
+                res.is_ok(),
+                r.variable == "WEBHOOK_SECRET_PREVIOUS",
+                "{}",
+                r.variable
+            );
         }
     }
 
@@ -963,7 +976,13 @@ mod tests {
             let err = cfg(&vars).unwrap_err();
             assert!(err.0.contains("TOSS_CLIENT_KEY"), "{}", err.0);
         }
-        assert!(cfg(&[("TOSS_SECRET_KEY", "live_sk_abc"), ("TOSS_CLIENT_KEY", "live_ck_abc")]).is_ok());
+        assert!(
+            cfg(&[
+                ("TOSS_SECRET_KEY", "live_sk_abc"),
+                ("TOSS_CLIENT_KEY", "live_ck_abc")
+            ])
+            .is_ok()
+        );
     }
 
     #[test]
@@ -997,7 +1016,10 @@ mod tests {
         .unwrap_err();
         assert!(err.0.contains("CORS_ALLOWED_ORIGINS"));
         assert!(cfg(&[("CORS_ALLOWED_ORIGINS", "localhost:5173")]).is_err());
-        assert!(cfg(&[("CORS_ALLOWED_ORIGINS", "*")]).is_ok(), "development may say *");
+        assert!(
+            cfg(&[("CORS_ALLOWED_ORIGINS", "*")]).is_ok(),
+            "development may say *"
+        );
     }
 
     #[test]

@@ -171,9 +171,7 @@ async fn slow_request_times_out_with_a_problem_and_the_confirm_settles(t: TestAp
     assert_eq!(r.code(), "E_REQUEST_TIMEOUT");
     assert_eq!(r.body["retryable"], true);
     let settled = t
-        .eventually(|| async {
-            t.order(&p.order_id).await.status == domain::OrderStatus::Paid
-        })
+        .eventually(|| async { t.order(&p.order_id).await.status == domain::OrderStatus::Paid })
         .await;
     assert!(settled, "the confirm's work finished after the timeout");
     // The buyer's retry is answered from the database.
@@ -206,7 +204,11 @@ async fn open_order_cap_is_a_clear_problem(t: TestApp) {
     let first = t.checkout(&token, &courses[0]).await;
     t.checkout(&token, &courses[1]).await;
     let r = t
-        .post("/v1/checkout", Some(&token), &json!({"courseId": courses[2]}))
+        .post(
+            "/v1/checkout",
+            Some(&token),
+            &json!({"courseId": courses[2]}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
     assert!(r.is_problem());
@@ -302,7 +304,11 @@ async fn abandoned_orders_do_not_delay_a_lost_answer(t: TestApp) {
     assert!(spent <= 51, "{spent} lookups in one pass");
     assert!(took < Duration::from_secs(10), "pass took {took:?}");
     // The rest wait their turn: 450 were not even leased.
-    let (open, _) = t.store.open_order_backlog(OffsetDateTime::now_utc()).await.unwrap();
+    let (open, _) = t
+        .store
+        .open_order_backlog(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     assert_eq!(open, 500);
 }
 
@@ -331,7 +337,11 @@ async fn expired_abandoned_orders_are_looked_up_a_bounded_number_of_times(t: Tes
     assert_eq!(report.abandoned, 2, "{report:?}");
     assert_eq!(report.leased, 0, "{report:?}");
     assert_eq!(lookups(&t).await - before, 2 * LOOKUPS_AFTER_EXPIRY as u64);
-    let (open, _) = t.store.open_order_backlog(OffsetDateTime::now_utc()).await.unwrap();
+    let (open, _) = t
+        .store
+        .open_order_backlog(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     assert_eq!(open, 0);
 }
 
@@ -351,10 +361,17 @@ async fn purge_deletes_expired_rows_and_counts_them(t: TestApp) {
             .unwrap();
     }
     t.store
-        .remember_once("webhook-sig", "purge-live", now, now + time::Duration::minutes(10))
+        .remember_once(
+            "webhook-sig",
+            "purge-live",
+            now,
+            now + time::Duration::minutes(10),
+        )
         .await
         .unwrap();
-    let purged = server::ops::retention::purge_once(&t.app, now).await.unwrap();
+    let purged = server::ops::retention::purge_once(&t.app, now)
+        .await
+        .unwrap();
     assert!(purged >= 14, "{purged}");
     assert!(
         t.store
@@ -382,9 +399,10 @@ async fn purge_deletes_expired_rows_and_counts_them(t: TestApp) {
         .await
         .unwrap();
     assert!(
-        text.lines().any(|l| l.starts_with("coursepay_purged_rows_total{")
-            && l.contains("table=\"one_time_tokens\"")
-            && l.contains("kind=\"webhook-sig\"")),
+        text.lines()
+            .any(|l| l.starts_with("coursepay_purged_rows_total{")
+                && l.contains("table=\"one_time_tokens\"")
+                && l.contains("kind=\"webhook-sig\"")),
         "{text}"
     );
 }
@@ -396,7 +414,7 @@ macro_rules! both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    $name(spawn_with(Backend::Sqlite, $tweak).await).await;
+                    super::$name(spawn_with(Backend::Sqlite, $tweak).await).await;
                 }
             )+
         }
@@ -405,7 +423,7 @@ macro_rules! both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    $name(spawn_with(Backend::Postgres, $tweak).await).await;
+                    super::$name(spawn_with(Backend::Postgres, $tweak).await).await;
                 }
             )+
         }

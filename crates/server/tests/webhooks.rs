@@ -539,7 +539,11 @@ async fn no_signature_combination_replays_a_delivery(backend: Backend) {
         assert_eq!(r.status, StatusCode::CONFLICT, "{case}: {:?}", r.body);
         assert_eq!(r.code(), "E_WEBHOOK_REPLAYED", "{case}");
     }
-    assert_eq!(lookups(&t).await, lookups_after_first, "no replay was processed");
+    assert_eq!(
+        lookups(&t).await,
+        lookups_after_first,
+        "no replay was processed"
+    );
 }
 
 /// A delivery whose processing failed is not remembered: the very same request (same

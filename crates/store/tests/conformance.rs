@@ -2111,7 +2111,7 @@ async fn lease_priority_and_abandoned_orders(db: Db) {
         .unwrap();
     assert!(again.iter().any(|o| o.order_id == expired.order_id));
     let abandoned = db.store.abandoned_orders(t(43), 2, 10).await.unwrap();
-    assert_eq!(abandoned, [expired.order_id.clone()]);
+    assert_eq!(abandoned, std::slice::from_ref(&expired.order_id));
     assert!(
         db.store
             .abandoned_orders(t(43), 3, 10)
@@ -2172,9 +2172,19 @@ async fn purge_expired_deletes_in_batches(db: Db) {
         .map(|p| p.kind.as_str())
         .collect();
     assert_eq!(kinds, HashSet::from(["webhook-sig", "toss-transmission"]));
-    assert!(s.purge_expired(t(10), 4).await.unwrap().iter().all(|p| p.rows == 0));
+    assert!(
+        s.purge_expired(t(10), 4)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.rows == 0)
+    );
     // What is live still answers as remembered.
-    assert!(!s.remember_once("webhook-sig", "live", t(11), t(111)).await.unwrap());
+    assert!(
+        !s.remember_once("webhook-sig", "live", t(11), t(111))
+            .await
+            .unwrap()
+    );
 }
 
 /// Rolling back one release: the previous binary starts on a database that a newer release

@@ -99,7 +99,13 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
     }
     let orders = app
         .store
-        .lease_open_orders(instance, now, now + lease_for(app), now - grace(app), budget)
+        .lease_open_orders(
+            instance,
+            now,
+            now + lease_for(app),
+            now - grace(app),
+            budget,
+        )
         .await?;
     report.leased = orders.len();
     for order in orders {

@@ -142,10 +142,7 @@ pub async fn toss(State(app): State<App>, req: Request) -> Result<Response> {
     if outcome.is_err()
         && let Some(key) = &replay_key
     {
-        app.webhooks
-            .replay
-            .forget(app.store.as_ref(), key)
-            .await;
+        app.webhooks.replay.forget(app.store.as_ref(), key).await;
     }
     match outcome {
         Ok(outcome) => {
