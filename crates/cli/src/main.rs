@@ -64,7 +64,7 @@ fn webhook_help() -> String {
 #[derive(Parser)]
 #[command(
     name = "coursepay",
-    version,
+    version = server::build::LONG_VERSION,
     about = "Payment confirmation and enrollment for course platforms selling through Toss Payments",
     after_help = "Each subcommand's --help lists the environment variables it reads; \
                   `coursepay serve --help` has the service's whole configuration."
@@ -309,8 +309,12 @@ async fn serve() -> Result<(), String> {
         .map_err(|e| e.to_string())?
     };
     let app = server::App::new(store.clone(), toss, config.clone());
-    // Settles orders left open by crashes, lost answers and closed tabs (flows::reconcile).
-    let _reconciler = server::flows::reconcile::spawn(app.clone());
+    // Settles orders left open by crashes, lost answers and closed tabs (flows::reconcile),
+    // and deletes expired idempotency keys and one-time tokens (ops::retention).
+    let background = [
+        server::flows::reconcile::spawn(app.clone()),
+        server::ops::retention::spawn(app.clone()),
+    ];
 
     if sandbox.is_some() {
         seed_demo_course(&store).await?;
@@ -355,11 +359,32 @@ async fn serve() -> Result<(), String> {
         eprintln!("  user token:  coursepay token --user $(cat /proc/sys/kernel/random/uuid)");
         eprintln!("  admin token: coursepay token --role service_role");
     }
-    server::serve(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGTERM/SIGINT: /readyz turns 503 and background loops stop at a safe point; after
+    // SHUTDOWN_DRAIN_SECONDS the listener closes and in-flight requests get
+    // SHUTDOWN_GRACE_SECONDS to finish.
+    let limits = config.edge;
+    let stopping = app.clone();
+    let cut = server::edge::serve(listener, router, limits, async move {
+        server::ops::shutdown::signal().await;
+        stopping.shutdown.begin();
+        tokio::time::sleep(limits.drain_delay).await;
     })
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    // The loops saw the switch at once; a pass in progress finishes the order in hand.
+    let loops = async {
+        for task in background {
+            let _ = task.await;
+        }
+    };
+    if tokio::time::timeout(limits.shutdown_grace, loops)
+        .await
+        .is_err()
+    {
+        tracing::warn!(target: "coursepay::shutdown", "background tasks still busy after the grace period");
+    }
+    tracing::info!(target: "coursepay::shutdown", connections_cut = cut, "shutdown complete");
+    Ok(())
 }
 
 async fn seed_demo_course(store: &DynStore) -> Result<(), String> {

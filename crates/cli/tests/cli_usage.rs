@@ -189,25 +189,43 @@ fn readme_production_list() -> BTreeSet<String> {
     variable_names(&readme[start..end])
 }
 
-/// Names of configuration variables mentioned in `text`.
+/// The variable each item of a Markdown list names first (`- \`NAME\`: …`).
 fn variable_names(text: &str) -> BTreeSet<String> {
-    let mut known = server_variables();
-    known.push("SUPABASE_JWT_SECRET".into());
-    text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-        .filter(|w| known.iter().any(|k| k == w))
+    text.lines()
+        .filter_map(|l| l.strip_prefix("- `"))
+        .filter_map(|l| l.split('`').next())
         .map(str::to_owned)
         .collect()
 }
 
-/// What production requires, according to the code: the variables named by the refusals of an
-/// empty production configuration. (Repoint this at the configuration's own table of
-/// production requirements once it has one.)
+/// What production requires, according to the code: the configuration's one table of
+/// production requirements, which is also what `serve` checks.
 fn code_production_list() -> BTreeSet<String> {
+    server::config::production_requirements()
+        .iter()
+        .map(|r| r.variable.to_owned())
+        .collect()
+}
+
+/// Every requirement of that table is enforced: an empty production configuration is refused
+/// naming each variable whose requirement an empty value breaks.
+#[test]
+fn an_empty_production_configuration_names_what_it_lacks() {
     let err = server::config::Config::from_lookup(&|k| {
         (k == "COURSEPAY_ENV").then(|| "production".to_owned())
     })
     .expect_err("an empty production configuration is refused");
-    variable_names(&err.0)
+    for var in [
+        "DATABASE_URL",
+        "TOSS_API_BASE",
+        "TOSS_SECRET_KEY",
+        "TOSS_CLIENT_KEY",
+        "WEBHOOK_SECRET",
+        "JWT_SECRET",
+        "CORS_ALLOWED_ORIGINS",
+    ] {
+        assert!(err.0.contains(var), "{var} missing from: {}", err.0);
+    }
 }
 
 #[test]

@@ -50,10 +50,12 @@ error_codes! {
     AttemptNotFound,
     AttemptAlreadySubmitted,
     AttemptLimitReached,
+    TooManyOpenOrders,
     WebhookInvalidSig,
     WebhookReplayed,
     RateLimited,
     ServiceUnavailable,
+    RequestTimeout,
     Internal,
 }
 
@@ -107,10 +109,12 @@ impl ErrorCode {
             ErrorCode::AttemptNotFound => "E_ATTEMPT_NOT_FOUND",
             ErrorCode::AttemptAlreadySubmitted => "E_ATTEMPT_ALREADY_SUBMITTED",
             ErrorCode::AttemptLimitReached => "E_ATTEMPT_LIMIT_REACHED",
+            ErrorCode::TooManyOpenOrders => "E_TOO_MANY_OPEN_ORDERS",
             ErrorCode::WebhookInvalidSig => "E_WEBHOOK_INVALID_SIG",
             ErrorCode::WebhookReplayed => "E_WEBHOOK_REPLAYED",
             ErrorCode::RateLimited => "E_RATE_LIMITED",
             ErrorCode::ServiceUnavailable => "E_SERVICE_UNAVAILABLE",
+            ErrorCode::RequestTimeout => "E_REQUEST_TIMEOUT",
             ErrorCode::Internal => "E_INTERNAL",
         }
     }
@@ -133,6 +137,7 @@ impl ErrorCode {
             | ErrorCode::RefundNotAllowed
             | ErrorCode::AttemptAlreadySubmitted
             | ErrorCode::AttemptLimitReached
+            | ErrorCode::TooManyOpenOrders
             | ErrorCode::WebhookReplayed => 409,
             ErrorCode::OrderExpired => 410,
             ErrorCode::PayloadTooLarge => 413,
@@ -141,7 +146,8 @@ impl ErrorCode {
             ErrorCode::Internal => 500,
             ErrorCode::PgUnavailable
             | ErrorCode::PaymentsPaused
-            | ErrorCode::ServiceUnavailable => 503,
+            | ErrorCode::ServiceUnavailable
+            | ErrorCode::RequestTimeout => 503,
             ErrorCode::PgTimeout => 504,
         }
     }
@@ -155,6 +161,7 @@ impl ErrorCode {
             | ErrorCode::PaymentsPaused
             | ErrorCode::RateLimited
             | ErrorCode::ServiceUnavailable
+            | ErrorCode::RequestTimeout
             | ErrorCode::Internal => true,
             ErrorCode::InvalidRequest
             | ErrorCode::PayloadTooLarge
@@ -176,6 +183,7 @@ impl ErrorCode {
             | ErrorCode::AttemptNotFound
             | ErrorCode::AttemptAlreadySubmitted
             | ErrorCode::AttemptLimitReached
+            | ErrorCode::TooManyOpenOrders
             | ErrorCode::WebhookInvalidSig
             | ErrorCode::WebhookReplayed => false,
         }
@@ -272,6 +280,12 @@ impl ErrorCode {
             (AttemptAlreadySubmitted, Locale::En) => "This exam attempt was already submitted.",
             (AttemptLimitReached, Locale::Ko) => "응시 가능 횟수를 모두 사용했습니다.",
             (AttemptLimitReached, Locale::En) => "You have used all attempts for this exam.",
+            (TooManyOpenOrders, Locale::Ko) => {
+                "결제를 기다리는 주문이 너무 많습니다. 진행 중인 결제를 마치거나 잠시 후 다시 시도해 주세요."
+            }
+            (TooManyOpenOrders, Locale::En) => {
+                "You have too many unpaid orders. Finish a payment in progress or try again later."
+            }
             (WebhookInvalidSig, Locale::Ko) => "웹훅 서명이 올바르지 않습니다.",
             (WebhookInvalidSig, Locale::En) => "The webhook signature is not valid.",
             (WebhookReplayed, Locale::Ko) => "이미 처리된 웹훅 서명입니다.",
@@ -284,6 +298,10 @@ impl ErrorCode {
             (ServiceUnavailable, Locale::En) => {
                 "The service is temporarily unavailable. Please try again shortly."
             }
+            (RequestTimeout, Locale::Ko) => {
+                "요청 처리 시간이 초과되었습니다. 잠시 후 다시 시도해 주세요."
+            }
+            (RequestTimeout, Locale::En) => "The request took too long. Please try again shortly.",
             (Internal, Locale::Ko) => "일시적인 오류가 발생했습니다. 잠시 후 다시 시도해 주세요.",
             (Internal, Locale::En) => "Something went wrong on our side. Please try again shortly.",
         }

@@ -25,6 +25,8 @@ pub struct AppInner {
     pub pause: crate::ops::pause::PauseSwitch,
     pub limits: crate::ops::ratelimit::RateLimits,
     pub reconciler: crate::flows::reconcile::ReconcilerStatus,
+    /// Flipped by SIGTERM/SIGINT: `/readyz` turns 503 and background loops stop.
+    pub shutdown: crate::ops::shutdown::Shutdown,
 }
 
 impl std::ops::Deref for App {
@@ -52,6 +54,7 @@ impl App {
             pause: crate::ops::pause::PauseSwitch::new(),
             limits,
             reconciler: crate::flows::reconcile::ReconcilerStatus::default(),
+            shutdown: crate::ops::shutdown::Shutdown::default(),
         }))
     }
 }

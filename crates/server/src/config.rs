@@ -86,6 +86,8 @@ pub struct Config {
     pub auth: crate::auth::AuthSettings,
     /// Schema, pool, statement timeout, AUTO_MIGRATE (crate::database).
     pub database: crate::database::DatabaseSettings,
+    /// Connection and request limits, shutdown, abuse caps and retention ([`EdgeLimits`]).
+    pub edge: EdgeLimits,
 }
 
 /// A GCRA limit: `per_second` sustained, `burst` at once.
@@ -179,44 +181,28 @@ impl Config {
         let prod = env == Environment::Production;
         let mut problems = Vec::new();
 
-        let database_url = env_opt(get, "DATABASE_URL");
-        if prod
-            && !database_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("postgres"))
-        {
-            problems.push("DATABASE_URL must point to PostgreSQL in production".to_owned());
+        if prod {
+            problems.extend(production_problems(get));
         }
+        let database_url = env_opt(get, "DATABASE_URL");
         let toss_api_base = env_opt(get, "TOSS_API_BASE");
-        if prod && toss_api_base.is_none() {
+        let toss_secret_key = env_opt(get, "TOSS_SECRET_KEY");
+        let toss_client_key = env_opt(get, "TOSS_CLIENT_KEY");
+        // A live secret key charges real cards: the storefront must then open Toss's live
+        // payment window too, whatever the environment says.
+        if toss_secret_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("live_sk_"))
+            && !toss_client_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("live_ck_"))
+        {
             problems.push(
-                "TOSS_API_BASE must be set in production (the sandbox is refused)".to_owned(),
+                "TOSS_CLIENT_KEY must be a live_ck_ key next to a live_sk_ TOSS_SECRET_KEY"
+                    .to_owned(),
             );
         }
-        if prod
-            && toss_api_base
-                .as_deref()
-                .is_some_and(|b| b.contains("sandbox"))
-        {
-            problems.push("TOSS_API_BASE points at a sandbox in production".to_owned());
-        }
-        let toss_secret_key = env_opt(get, "TOSS_SECRET_KEY");
-        if prod
-            && !toss_secret_key
-                .as_deref()
-                .is_some_and(|k| k.starts_with("live_sk_"))
-        {
-            problems.push("TOSS_SECRET_KEY must be a live_sk_ key in production".to_owned());
-        }
         let webhook_secret = env_opt(get, "WEBHOOK_SECRET");
-        if let Some(s) = &webhook_secret
-            && s.len() < 32
-        {
-            problems.push("WEBHOOK_SECRET must be at least 32 bytes".to_owned());
-        }
-        if prod && webhook_secret.is_none() {
-            problems.push("WEBHOOK_SECRET must be set in production".to_owned());
-        }
         let webhook_secret_previous = env_opt(get, "WEBHOOK_SECRET_PREVIOUS");
         let webhook_secret_rotated_at = env_opt(get, "WEBHOOK_SECRET_ROTATED_AT").and_then(|v| {
             parse_date(&v).or_else(|| {
@@ -227,6 +213,14 @@ impl Config {
                 None
             })
         });
+        for (name, value) in [
+            ("WEBHOOK_SECRET", &webhook_secret),
+            ("WEBHOOK_SECRET_PREVIOUS", &webhook_secret_previous),
+        ] {
+            if value.as_ref().is_some_and(|s| s.len() < MIN_SECRET_BYTES) {
+                problems.push(format!("{name} must be at least {MIN_SECRET_BYTES} bytes"));
+            }
+        }
         let webhook_verify = match env_opt(get, "WEBHOOK_VERIFY").as_deref() {
             None | Some("signature") => WebhookVerify::Signature,
             Some("lookup") => WebhookVerify::Lookup,
@@ -241,22 +235,8 @@ impl Config {
         // With the project's signing keys (JWKS) the legacy secret is optional; without it no
         // HS256 token is accepted (never the public development secret).
         auth.hs256_disabled = prod && jwt_secret.is_none();
-        if prod && jwt_secret.is_none() && auth.jwks_url().is_none() {
-            problems.push(
-                "JWT_SECRET (or SUPABASE_JWT_SECRET), or SUPABASE_URL / SUPABASE_JWKS_URL, must be set in production"
-                    .to_owned(),
-            );
-        }
-        if prod && jwt_secret.as_deref() == Some(DEV_JWT_SECRET) {
-            problems.push("JWT_SECRET is the public development secret".to_owned());
-        }
         let cors_allowed_origins: Vec<String> = env_opt(get, "CORS_ALLOWED_ORIGINS")
-            .map(|v| {
-                v.split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_owned())
-                    .filter(|o| !o.is_empty())
-                    .collect()
-            })
+            .map(|v| split_origins(&v))
             .unwrap_or_else(|| {
                 if prod {
                     Vec::new()
@@ -267,8 +247,14 @@ impl Config {
                     ]
                 }
             });
-        if prod && cors_allowed_origins.iter().any(|o| o == "*") {
-            problems.push("CORS_ALLOWED_ORIGINS may not be * in production".to_owned());
+        // "*" is a development convenience (production refuses it above).
+        if !prod
+            && cors_allowed_origins
+                .iter()
+                .any(|o| o != "*" && !valid_origin(o))
+        {
+            problems
+                .push("CORS_ALLOWED_ORIGINS must list origins as scheme://host[:port]".to_owned());
         }
         let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
         let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
@@ -326,6 +312,7 @@ impl Config {
         if prod && alert_time_scale != 1 {
             problems.push("ALERT_TIME_SCALE must be 1 in production".to_owned());
         }
+        let edge = EdgeLimits::from_lookup(get, &mut problems)?;
 
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
@@ -338,8 +325,7 @@ impl Config {
             toss_secret_key: SecretString::from(
                 toss_secret_key.unwrap_or_else(|| DEV_TOSS_SECRET_KEY.into()),
             ),
-            toss_client_key: env_opt(get, "TOSS_CLIENT_KEY")
-                .unwrap_or_else(|| DEV_TOSS_CLIENT_KEY.into()),
+            toss_client_key: toss_client_key.unwrap_or_else(|| DEV_TOSS_CLIENT_KEY.into()),
             webhook_secret: SecretString::from(
                 webhook_secret.unwrap_or_else(|| DEV_WEBHOOK_SECRET.into()),
             ),
@@ -367,6 +353,7 @@ impl Config {
             alert_time_scale,
             auth,
             database,
+            edge,
         })
     }
 
@@ -408,6 +395,235 @@ impl Config {
         }
         v.extend(self.auth.secrets());
         v
+    }
+}
+
+// --- Production requirements, edge limits, shutdown, abuse caps, retention -------------------
+
+/// The shortest secret accepted for HMAC keys (webhooks, HS256 tokens): 256 bits, so offline
+/// brute force of a captured signature or token is out of reach.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// How configuration is read: a variable's value, if set.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// One thing production insists on: the variable, what it must hold, and the check.
+pub struct ProductionRequirement {
+    pub variable: &'static str,
+    /// Completes "`variable` …": what the operator must set.
+    pub requirement: &'static str,
+    check: fn(Lookup<'_>) -> bool,
+}
+
+/// Every refusal of `COURSEPAY_ENV=production`, in one table: [`Config::from_lookup`] checks
+/// exactly these, and the README's production list is this table.
+pub fn production_requirements() -> &'static [ProductionRequirement] {
+    PRODUCTION_REQUIREMENTS
+}
+
+const PRODUCTION_REQUIREMENTS: &[ProductionRequirement] = &[
+    ProductionRequirement {
+        variable: "DATABASE_URL",
+        requirement: "must point to PostgreSQL (postgres://…)",
+        check: |get| env_opt(get, "DATABASE_URL").is_some_and(|u| u.starts_with("postgres")),
+    },
+    ProductionRequirement {
+        variable: "TOSS_API_BASE",
+        requirement: "must be set to Toss's https:// API base (the built-in sandbox is refused)",
+        check: |get| {
+            env_opt(get, "TOSS_API_BASE").is_some_and(|b| {
+                b.strip_prefix("https://")
+                    .is_some_and(|rest| !rest.is_empty())
+                    && !b.contains("sandbox")
+            })
+        },
+    },
+    ProductionRequirement {
+        variable: "TOSS_SECRET_KEY",
+        requirement: "must be a live_sk_ key",
+        check: |get| env_opt(get, "TOSS_SECRET_KEY").is_some_and(|k| k.starts_with("live_sk_")),
+    },
+    ProductionRequirement {
+        variable: "TOSS_CLIENT_KEY",
+        requirement: "must be a live_ck_ key (the storefront's half of the live key pair)",
+        check: |get| env_opt(get, "TOSS_CLIENT_KEY").is_some_and(|k| k.starts_with("live_ck_")),
+    },
+    ProductionRequirement {
+        variable: "WEBHOOK_SECRET",
+        requirement: "must be set, at least 32 bytes, and not the built-in development secret",
+        check: |get| env_opt(get, "WEBHOOK_SECRET").is_some_and(|s| strong_secret(&s)),
+    },
+    ProductionRequirement {
+        variable: "WEBHOOK_SECRET_PREVIOUS",
+        requirement: "when set, at least 32 bytes and not a built-in development secret",
+        check: |get| env_opt(get, "WEBHOOK_SECRET_PREVIOUS").is_none_or(|s| strong_secret(&s)),
+    },
+    ProductionRequirement {
+        variable: "JWT_SECRET",
+        requirement: "(or SUPABASE_JWT_SECRET) must be at least 32 bytes and not the built-in development secret; it may be unset only when SUPABASE_URL or SUPABASE_JWKS_URL names the project's signing keys (then no HS256 token is accepted)",
+        check: |get| match env_opt(get, "JWT_SECRET").or_else(|| env_opt(get, "SUPABASE_JWT_SECRET")) {
+            Some(s) => strong_secret(&s),
+            None => {
+                env_opt(get, "SUPABASE_URL").is_some() || env_opt(get, "SUPABASE_JWKS_URL").is_some()
+            }
+        },
+    },
+    ProductionRequirement {
+        variable: "JWT_SECRET_PREVIOUS",
+        requirement: "when set, at least 32 bytes and not a built-in development secret",
+        check: |get| env_opt(get, "JWT_SECRET_PREVIOUS").is_none_or(|s| strong_secret(&s)),
+    },
+    ProductionRequirement {
+        variable: "CORS_ALLOWED_ORIGINS",
+        requirement: "must list the storefront's origins, each scheme://host[:port] (no *, no path)",
+        check: |get| {
+            env_opt(get, "CORS_ALLOWED_ORIGINS").is_some_and(|v| {
+                let origins = split_origins(&v);
+                !origins.is_empty() && origins.iter().all(|o| valid_origin(o))
+            })
+        },
+    },
+];
+
+/// The refusals of production for this environment, each naming its variable and never its
+/// value.
+fn production_problems(get: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    PRODUCTION_REQUIREMENTS
+        .iter()
+        .filter(|r| !(r.check)(get))
+        .map(|r| format!("{} {} in production", r.variable, r.requirement))
+        .collect()
+}
+
+/// Long enough and none of the secrets published in this repository.
+fn strong_secret(s: &str) -> bool {
+    s.len() >= MIN_SECRET_BYTES
+        && ![DEV_JWT_SECRET, DEV_WEBHOOK_SECRET, DEV_TOSS_SECRET_KEY].contains(&s)
+}
+
+fn split_origins(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
+/// A browser origin: `http(s)://host[:port]`, nothing before or after (a path, a wildcard or a
+/// missing scheme never matches what a browser sends, so it is a typo).
+pub fn valid_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    // The port is after the last ':' unless that ':' is inside an [IPv6] literal.
+    let (host, port) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        }
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
+}
+
+/// Limits at the edge (connections, requests), the shutdown grace, abuse caps and retention:
+/// the settings that make the service safe to expose. All have safe defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// A client must send a request's headers within this; a half-open connection is closed.
+    pub header_read_timeout: Duration,
+    /// A request that takes longer is answered 503 `E_REQUEST_TIMEOUT` (a confirm's work goes on
+    /// in its own task and settles the order anyway).
+    pub request_timeout: Duration,
+    /// An idle keep-alive connection (no request in flight) is closed after this.
+    pub keepalive_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take before the process exits.
+    pub shutdown_grace: Duration,
+    /// After SIGTERM/SIGINT, how long new connections are still accepted while `/readyz` says
+    /// 503, so a load balancer notices before the port closes (0: stop accepting at once).
+    pub drain_delay: Duration,
+    /// Unpaid (PENDING, not expired) orders one user may hold; 0 = no limit.
+    pub max_open_orders_per_user: u32,
+    /// Orders one reconciler pass looks up at Toss at most.
+    pub reconcile_budget: u32,
+    /// How often expired idempotency keys and one-time tokens are purged.
+    pub purge_interval: Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
+            max_open_orders_per_user: 10,
+            reconcile_budget: 50,
+            purge_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl EdgeLimits {
+    fn from_lookup(
+        get: &dyn Fn(&str) -> Option<String>,
+        problems: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let d = EdgeLimits::default();
+        let mut positive_secs = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            let v = env_secs(get, name, default.as_secs())?;
+            if v.is_zero() {
+                problems.push(format!("{name} must be at least 1"));
+            }
+            Ok(v)
+        };
+        let header_read_timeout =
+            positive_secs("HTTP_HEADER_READ_TIMEOUT_SECONDS", d.header_read_timeout)?;
+        let request_timeout = positive_secs("HTTP_REQUEST_TIMEOUT_SECONDS", d.request_timeout)?;
+        let keepalive_timeout =
+            positive_secs("HTTP_KEEPALIVE_TIMEOUT_SECONDS", d.keepalive_timeout)?;
+        let shutdown_grace = positive_secs("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace)?;
+        let purge_interval = positive_secs("PURGE_INTERVAL_SECONDS", d.purge_interval)?;
+        let drain_delay = env_secs(get, "SHUTDOWN_DRAIN_SECONDS", d.drain_delay.as_secs())?;
+        let max_connections = env_u32(get, "HTTP_MAX_CONNECTIONS", d.max_connections as u32)?;
+        let reconcile_budget = env_u32(get, "RECONCILE_BUDGET", d.reconcile_budget)?;
+        for (name, v) in [
+            ("HTTP_MAX_CONNECTIONS", max_connections),
+            ("RECONCILE_BUDGET", reconcile_budget),
+        ] {
+            if v == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
+        Ok(EdgeLimits {
+            header_read_timeout,
+            request_timeout,
+            keepalive_timeout,
+            max_connections: max_connections as usize,
+            shutdown_grace,
+            drain_delay,
+            max_open_orders_per_user: env_u32(
+                get,
+                "MAX_OPEN_ORDERS_PER_USER",
+                d.max_open_orders_per_user,
+            )?,
+            reconcile_budget,
+            purge_interval,
+        })
     }
 }
 
@@ -566,6 +782,42 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "DATABASE_STATEMENT_TIMEOUT_MS",
         "PostgreSQL statement_timeout of the service's connections (default 30000; 0 = none)",
     ),
+    (
+        "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+        "a client must send its request headers within this, or is disconnected (default 10)",
+    ),
+    (
+        "HTTP_REQUEST_TIMEOUT_SECONDS",
+        "longer requests are answered 503 E_REQUEST_TIMEOUT (default 60)",
+    ),
+    (
+        "HTTP_KEEPALIVE_TIMEOUT_SECONDS",
+        "idle keep-alive connections are closed after this (default 60)",
+    ),
+    (
+        "HTTP_MAX_CONNECTIONS",
+        "connections served at once; more wait to be accepted (default 1024)",
+    ),
+    (
+        "SHUTDOWN_GRACE_SECONDS",
+        "after SIGTERM/SIGINT, how long in-flight requests may finish (default 30)",
+    ),
+    (
+        "SHUTDOWN_DRAIN_SECONDS",
+        "after SIGTERM/SIGINT, keep accepting this long while /readyz says 503 (default 0)",
+    ),
+    (
+        "MAX_OPEN_ORDERS_PER_USER",
+        "unpaid orders one user may hold at once (default 10; 0 = no limit)",
+    ),
+    (
+        "RECONCILE_BUDGET",
+        "orders one reconciler pass looks up at Toss at most (default 50)",
+    ),
+    (
+        "PURGE_INTERVAL_SECONDS",
+        "how often expired idempotency keys and one-time tokens are deleted (default 300)",
+    ),
 ];
 
 #[cfg(test)]
@@ -614,13 +866,18 @@ mod tests {
             ("DATABASE_URL", "postgres://u@db/coursepay"),
             ("TOSS_API_BASE", "https://api.tosspayments.com"),
             ("TOSS_SECRET_KEY", "live_sk_abc"),
+            ("TOSS_CLIENT_KEY", "live_ck_abc"),
             ("WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef"),
-            ("SUPABASE_JWT_SECRET", "super-secret-jwt"),
+            (
+                "SUPABASE_JWT_SECRET",
+                "super-secret-jwt-of-at-least-32-bytes",
+            ),
             ("CORS_ALLOWED_ORIGINS", "https://shop.example.com/"),
         ])
         .unwrap();
         assert_eq!(c.cors_allowed_origins, vec!["https://shop.example.com"]);
         assert!(!format!("{c:?}").contains("super-secret-jwt"));
+        assert_eq!(c.edge, EdgeLimits::default());
     }
 
     #[test]
@@ -732,5 +989,182 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.0.contains("CORS"));
+    }
+    /// A production environment that passes every requirement; tests break one at a time.
+    const GOOD_PRODUCTION: &[(&str, &str)] = &[
+        ("COURSEPAY_ENV", "production"),
+        ("DATABASE_URL", "postgres://u@db/coursepay"),
+        ("TOSS_API_BASE", "https://api.tosspayments.com"),
+        ("TOSS_SECRET_KEY", "live_sk_secretvalue"),
+        ("TOSS_CLIENT_KEY", "live_ck_clientvalue"),
+        ("WEBHOOK_SECRET", "webhook-secret-value-0123456789abcdef"),
+        ("JWT_SECRET", "jwt-secret-value-0123456789abcdef0123"),
+        ("CORS_ALLOWED_ORIGINS", "https://shop.example.com"),
+    ];
+
+    fn production_with(over: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut vars: Vec<(&str, &str)> = GOOD_PRODUCTION
+            .iter()
+            .filter(|(k, _)| !over.iter().any(|(o, _)| o == k))
+            .copied()
+            .collect();
+        vars.extend(over.iter().filter(|(_, v)| !v.is_empty()));
+        cfg(&vars)
+    }
+
+    #[test]
+    fn every_production_requirement_refuses_by_name_never_by_value() {
+        assert!(production_with(&[]).is_ok());
+        // One violation per requirement of the table, with a value that must not be echoed.
+        let cases: &[(&str, &str)] = &[
+            ("DATABASE_URL", "sqlite://leak-db"),
+            ("TOSS_API_BASE", "http://api.tosspayments.com/leak"),
+            ("TOSS_SECRET_KEY", "test_sk_leakvalue"),
+            ("TOSS_CLIENT_KEY", "test_ck_leakvalue"),
+            ("WEBHOOK_SECRET", "short-leak"),
+            ("WEBHOOK_SECRET_PREVIOUS", "short-leak-previous"),
+            ("JWT_SECRET", "short-leak-jwt"),
+            ("CORS_ALLOWED_ORIGINS", "shop.example.com"),
+        ];
+        let names: Vec<&str> = production_requirements()
+            .iter()
+            .map(|r| r.variable)
+            .collect();
+        assert_eq!(names, cases.iter().map(|c| c.0).collect::<Vec<_>>());
+        for (name, bad) in cases {
+            let err = production_with(&[(name, bad)]).unwrap_err();
+            assert!(err.0.contains(&format!("{name} ")), "{name}: {}", err.0);
+            assert!(!err.0.contains(bad), "{name} echoed its value: {}", err.0);
+        }
+        // Missing counts as well, except for the optional previous secret.
+        for r in production_requirements() {
+            let res = production_with(&[(r.variable, "")]);
+            assert_eq!(
+                res.is_ok(),
+                r.variable == "WEBHOOK_SECRET_PREVIOUS",
+                "{}",
+                r.variable
+            );
+        }
+    }
+
+    #[test]
+    fn production_refuses_development_secrets_and_weak_previous_ones() {
+        for (name, dev) in [
+            ("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+            ("WEBHOOK_SECRET_PREVIOUS", DEV_WEBHOOK_SECRET),
+            ("JWT_SECRET", DEV_JWT_SECRET),
+        ] {
+            let err = production_with(&[(name, dev)]).unwrap_err();
+            assert!(err.0.contains(name), "{name}: {}", err.0);
+            assert!(!err.0.contains(dev));
+        }
+        // SUPABASE_JWT_SECRET is held to the same rule when JWT_SECRET is absent.
+        let err = production_with(&[("JWT_SECRET", ""), ("SUPABASE_JWT_SECRET", "too-short")])
+            .unwrap_err();
+        assert!(err.0.contains("JWT_SECRET"), "{}", err.0);
+        // The previous webhook secret is checked like the current one in every environment.
+        let err = cfg(&[("WEBHOOK_SECRET_PREVIOUS", "short")]).unwrap_err();
+        assert!(err.0.contains("WEBHOOK_SECRET_PREVIOUS"), "{}", err.0);
+    }
+
+    #[test]
+    fn a_live_secret_key_needs_a_live_client_key_everywhere() {
+        for client in [None, Some("test_ck_abc")] {
+            let mut vars = vec![("TOSS_SECRET_KEY", "live_sk_abc")];
+            if let Some(c) = client {
+                vars.push(("TOSS_CLIENT_KEY", c));
+            }
+            let err = cfg(&vars).unwrap_err();
+            assert!(err.0.contains("TOSS_CLIENT_KEY"), "{}", err.0);
+        }
+        assert!(
+            cfg(&[
+                ("TOSS_SECRET_KEY", "live_sk_abc"),
+                ("TOSS_CLIENT_KEY", "live_ck_abc")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn origins_must_be_scheme_host_port() {
+        for ok in [
+            "https://shop.example.com",
+            "http://localhost:5173",
+            "https://[::1]:8443",
+            "http://127.0.0.1",
+        ] {
+            assert!(valid_origin(ok), "{ok}");
+        }
+        for bad in [
+            "shop.example.com",
+            "*",
+            "https://*.example.com",
+            "https://shop.example.com/path",
+            "ftp://shop.example.com",
+            "https://",
+            "https://shop..example.com",
+            "https://shop.example.com:0",
+            "https://shop.example.com:99999",
+            "https://[nothex]:80",
+        ] {
+            assert!(!valid_origin(bad), "{bad}");
+        }
+        let err = production_with(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://shop.example.com, https://*.example.com",
+        )])
+        .unwrap_err();
+        assert!(err.0.contains("CORS_ALLOWED_ORIGINS"));
+        assert!(cfg(&[("CORS_ALLOWED_ORIGINS", "localhost:5173")]).is_err());
+        assert!(
+            cfg(&[("CORS_ALLOWED_ORIGINS", "*")]).is_ok(),
+            "development may say *"
+        );
+    }
+
+    #[test]
+    fn edge_limits_defaults_overrides_and_refusals() {
+        let d = cfg(&[]).unwrap().edge;
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.max_connections, 1024);
+        assert_eq!(d.max_open_orders_per_user, 10);
+        let c = cfg(&[
+            ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "2"),
+            ("HTTP_REQUEST_TIMEOUT_SECONDS", "5"),
+            ("HTTP_KEEPALIVE_TIMEOUT_SECONDS", "7"),
+            ("HTTP_MAX_CONNECTIONS", "64"),
+            ("SHUTDOWN_GRACE_SECONDS", "3"),
+            ("SHUTDOWN_DRAIN_SECONDS", "4"),
+            ("MAX_OPEN_ORDERS_PER_USER", "0"),
+            ("RECONCILE_BUDGET", "9"),
+            ("PURGE_INTERVAL_SECONDS", "11"),
+        ])
+        .unwrap()
+        .edge;
+        assert_eq!(
+            c,
+            EdgeLimits {
+                header_read_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(5),
+                keepalive_timeout: Duration::from_secs(7),
+                max_connections: 64,
+                shutdown_grace: Duration::from_secs(3),
+                drain_delay: Duration::from_secs(4),
+                max_open_orders_per_user: 0,
+                reconcile_budget: 9,
+                purge_interval: Duration::from_secs(11),
+            }
+        );
+        for bad in [
+            ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("RECONCILE_BUDGET", "0"),
+            ("SHUTDOWN_GRACE_SECONDS", "soon"),
+        ] {
+            let err = cfg(&[bad]).unwrap_err();
+            assert!(err.0.contains(bad.0), "{}", err.0);
+        }
     }
 }

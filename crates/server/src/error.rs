@@ -61,6 +61,7 @@ impl From<store::StoreError> for Error {
     fn from(e: store::StoreError) -> Self {
         match e {
             store::StoreError::AlreadyEnrolled => Error::new(ErrorCode::AlreadyEnrolled),
+            store::StoreError::TooManyOpenOrders => Error::new(ErrorCode::TooManyOpenOrders),
             store::StoreError::Unavailable(cause) => {
                 let mut err = Error::new(ErrorCode::ServiceUnavailable).with_retry_after(1);
                 err.internal = Some(cause);

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod database;
+pub mod edge;
 pub mod error;
 pub mod flows;
 pub mod http;
@@ -22,21 +23,36 @@ pub mod ops;
 pub mod webhook;
 
 pub use app::App;
+
+/// This build's release: the package version, the git commit it was built from and when
+/// (stamped by `build.rs`; `unknown` when built without git).
+pub mod build {
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    pub const GIT_COMMIT: &str = env!("COURSEPAY_GIT_COMMIT");
+    pub const BUILD_TIME: &str = env!("COURSEPAY_BUILD_TIME");
+    /// What `coursepay --version` prints after the program name.
+    pub const LONG_VERSION: &str = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("COURSEPAY_GIT_COMMIT"),
+        ", built ",
+        env!("COURSEPAY_BUILD_TIME"),
+        ")"
+    );
+}
 pub use error::Error;
 
 use std::future::Future;
 
-/// Serve `router` on `listener` until `shutdown` resolves. Tests bind port 0 first, then call
-/// this in a task: no sleeping for the server to come up.
+/// Serve `router` on `listener` with the default edge limits until `shutdown` resolves. Tests
+/// bind port 0 first, then call this in a task: no sleeping for the server to come up.
+/// `coursepay serve` calls [`edge::serve`] with the configured limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    edge::serve(listener, router, config::EdgeLimits::default(), shutdown)
+        .await
+        .map(|_| ())
 }

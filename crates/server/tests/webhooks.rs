@@ -250,11 +250,14 @@ async fn previous_secret_accepted_during_rotation(backend: Backend) {
     let t = spawn_with(backend, secrets(NEW, Some(OLD))).await;
     let p = t.paid_in_window(10_000).await;
     let body = status_body(&p.payment_key, &p.order_id, "DONE");
-    received(&deliver(&t, &body, &signed(OLD, now(), &body)).await);
-    received(&deliver(&t, &body, &signed(NEW, now(), &body)).await);
+    // Three deliveries of one body at three timestamps (the same body and timestamp would be
+    // one delivery, whatever secret signed it: see no_signature_combination_replays_a_delivery).
+    let base = now();
+    received(&deliver(&t, &body, &signed(OLD, base, &body)).await);
+    received(&deliver(&t, &body, &signed(NEW, base - 2, &body)).await);
     // Two values (sender mid-rotation): one matching is enough.
-    let (ts, a) = sign_x_signature(OLDER.as_bytes(), now() - 1, &body);
-    let (_, b) = sign_x_signature(OLD.as_bytes(), now() - 1, &body);
+    let (ts, a) = sign_x_signature(OLDER.as_bytes(), base - 1, &body);
+    let (_, b) = sign_x_signature(OLD.as_bytes(), base - 1, &body);
     let both = vec![
         ("X-Timestamp".to_owned(), ts),
         ("X-Signature".to_owned(), format!("{a},{b}")),
@@ -506,6 +509,65 @@ async fn lookup_failure_is_503_and_a_retry_processes(backend: Backend) {
     ));
     received(&deliver(&t, &body, &retry).await);
     assert_eq!(status_of(&t, &p.order_id).await, "PAID");
+}
+
+/// The replay mark is what was signed (timestamp + body), not a signature value: a delivery
+/// signed with both secrets during a rotation cannot be replayed with only one of its values,
+/// in another order, or with a value added.
+async fn no_signature_combination_replays_a_delivery(backend: Backend) {
+    let t = spawn_with(backend, secrets(NEW, Some(OLD))).await;
+    let p = t.paid_in_window(10_000).await;
+    approve_at_toss(&t, &p).await;
+    let body = status_body(&p.payment_key, &p.order_id, "DONE");
+    let ts = now();
+    let (ts_new, new) = sign_x_signature(NEW.as_bytes(), ts, &body);
+    let (_, old) = sign_x_signature(OLD.as_bytes(), ts, &body);
+    let (_, older) = sign_x_signature(OLDER.as_bytes(), ts, &body);
+    let with = |sig: String| {
+        vec![
+            ("X-Timestamp".to_owned(), ts_new.clone()),
+            ("X-Signature".to_owned(), sig),
+        ]
+    };
+    received(&deliver(&t, &body, &with(format!("{new},{old}"))).await);
+    assert_eq!(status_of(&t, &p.order_id).await, "PAID");
+    let lookups_after_first = lookups(&t).await;
+    for (case, sig) in [
+        ("only the previous secret's value", old.clone()),
+        ("only the current secret's value", new.clone()),
+        ("values reversed", format!("{old},{new}")),
+        ("an unknown value added", format!("{older},{old}")),
+    ] {
+        let r = deliver(&t, &body, &with(sig)).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{case}: {:?}", r.body);
+        assert_eq!(r.code(), "E_WEBHOOK_REPLAYED", "{case}");
+    }
+    assert_eq!(
+        lookups(&t).await,
+        lookups_after_first,
+        "no replay was processed"
+    );
+}
+
+/// A delivery whose processing failed is not remembered: the very same request (same
+/// timestamp, same signature, no transmission id) sent again is processed.
+async fn failed_delivery_can_be_resent_identically(backend: Backend) {
+    let t = spawn_with(backend, |_| {}).await;
+    let p = t.paid_in_window(10_000).await;
+    approve_at_toss(&t, &p).await;
+    let body = status_body(&p.payment_key, &p.order_id, "DONE");
+    t.fault(json!({"mode": "status5xx", "count": 20, "operations": ["lookup"]}))
+        .await;
+    let headers = signed(DEV_WEBHOOK_SECRET, now(), &body);
+    let r = deliver(&t, &body, &headers).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(status_of(&t, &p.order_id).await, "PENDING");
+    t.clear_faults().await;
+    received(&deliver(&t, &body, &headers).await);
+    assert_eq!(status_of(&t, &p.order_id).await, "PAID");
+    // Processed now, so a third copy is a replay.
+    let r = deliver(&t, &body, &headers).await;
+    assert_eq!(r.code(), "E_WEBHOOK_REPLAYED");
 }
 
 async fn unknown_event_and_toss_signed_events(backend: Backend) {
@@ -800,6 +862,8 @@ webhook_tests!(
     replay_across_instances_database,
     replay_across_instances_redis,
     replay_guard_down_is_503,
+    no_signature_combination_replays_a_delivery,
+    failed_delivery_can_be_resent_identically,
     same_transmission_id_is_processed_once,
     out_of_order_done_and_aborted_end_paid,
     forged_done_for_unpaid_order_changes_nothing,

@@ -37,6 +37,9 @@ pub enum StoreError {
     /// `create_order` for a course the user already has (ENROLLED).
     #[error("user is already enrolled in this course")]
     AlreadyEnrolled,
+    /// `create_order` for a user who already holds `max_open_per_user` unpaid orders.
+    #[error("user holds too many unpaid orders")]
+    TooManyOpenOrders,
     /// A named constraint refused the write; the name says which invariant held.
     #[error("constraint {0} violated")]
     Constraint(String),
@@ -77,7 +80,11 @@ pub trait Store: Send + Sync + 'static {
 
     // --- orders --------------------------------------------------------------------------
     /// Insert a PENDING order. Refuses with [`StoreError::AlreadyEnrolled`] when the user has an
-    /// ENROLLED enrollment for the course (checked in the same statement/transaction).
+    /// ENROLLED enrollment for the course, and with [`StoreError::TooManyOpenOrders`] when they
+    /// hold `max_open_per_user` unpaid orders already (both checked in the same
+    /// statement/transaction; on PostgreSQL concurrent checkouts of one user can each see the
+    /// count before the others' inserts, so the cap is exact only per user and moment, which
+    /// the checkout rate limit keeps small).
     async fn create_order(&self, new: NewOrder) -> Result<Order>;
 
     async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>>;
@@ -177,8 +184,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<AttemptSubmit>;
     // --- operations ----------------------------------------------------------------------
     /// Lease up to `limit` open (PENDING/CONFIRMING) orders last touched before `older_than`
-    /// whose lease is free (none, or expired before `now`) to `owner` until `lease_until`,
-    /// oldest first. One statement on PostgreSQL (`FOR UPDATE SKIP LOCKED`), one transaction on
+    /// whose lease is free (none, or expired before `now`) to `owner` until `lease_until`.
+    /// Orders that can have money behind them come first: CONFIRMING, then PENDING ones a
+    /// confirm reached (a payment key), then PENDING ones still payable, then PENDING ones past
+    /// their expiry; within a class the least recently leased first, so a large backlog is
+    /// worked through in turn. One statement on PostgreSQL (`FOR UPDATE SKIP LOCKED`), one transaction on
     /// SQLite: two concurrent callers never get the same order. Leasing is not a state change
     /// (updated_at and the event log are untouched).
     async fn lease_open_orders(
@@ -189,6 +199,16 @@ pub trait Store: Send + Sync + 'static {
         older_than: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<Order>>;
+
+    /// PENDING orders past their expiry that the reconciler already looked up at least
+    /// `min_lookups` times since (each lease of such an order counts one): abandoned checkouts
+    /// to expire without asking Toss again. Oldest expiry first.
+    async fn abandoned_orders(
+        &self,
+        now: OffsetDateTime,
+        min_lookups: i64,
+        limit: i64,
+    ) -> Result<Vec<OrderId>>;
 
     /// The reconciler's backlog: how many orders are open (PENDING/CONFIRMING, created at or
     /// before `now`) and when the oldest of them was created.
@@ -233,6 +253,12 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool>;
+
+    /// Retention: delete up to `limit` rows whose expiry is at or before `now` from each
+    /// expiring table (idempotency keys; one-time tokens: webhook replay marks and transmission
+    /// ids). Returns what was deleted per table and kind; fewer than `limit` rows from every
+    /// table means nothing expired is left.
+    async fn purge_expired(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<PurgedRows>>;
 
     /// Forget a token [`remember_once`](Store::remember_once) accepted, so it is accepted
     /// again (a webhook whose processing failed must be processed when Toss retries it).

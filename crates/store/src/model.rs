@@ -54,6 +54,9 @@ pub struct NewOrder {
     pub now: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub ctx: EventContext,
+    /// Refuse with [`crate::StoreError::TooManyOpenOrders`] when the user already holds this
+    /// many unpaid (PENDING, unexpired) orders. None: no limit.
+    pub max_open_per_user: Option<u32>,
 }
 
 /// Who caused a state change, for the event log (DESIGN: who, what, when, request id).
@@ -317,4 +320,12 @@ pub struct PaymentControls {
     pub reason: Option<String>,
     pub updated_at: OffsetDateTime,
     pub updated_by: String,
+}
+
+/// Rows one retention batch deleted: from `table`, of `kind` (one-time tokens) or `-`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedRows {
+    pub table: &'static str,
+    pub kind: String,
+    pub rows: u64,
 }

@@ -30,7 +30,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+/// The migrations this binary carries. A database migrated by a newer release (one more
+/// migration applied) is accepted: every migration is written to stay compatible with the
+/// previous release's binary, so rolling back one release never needs a down-migration.
+static MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/postgres")
+};
 
 /// How often `settle` re-runs its statement after losing a race to a concurrent settle or
 /// claim of the same order (each re-run sees the winner's committed rows, so one is enough in
@@ -247,6 +253,10 @@ WITH created AS (
         SELECT 1 FROM enrollments
         WHERE user_id = $2 AND course_id = $3 AND status = 'ENROLLED'
     )
+    AND ($11::bigint IS NULL OR (
+        SELECT count(*) FROM orders
+        WHERE user_id = $2 AND status = 'PENDING' AND expires_at > $6
+    ) < $11)
     RETURNING *
 ),
 event AS (
@@ -258,6 +268,21 @@ event AS (
     FROM created
 )
 SELECT * FROM created";
+
+/// Why CREATE_ORDER inserted nothing: enrolled already, else the open-order cap.
+const ENROLLED_IN: &str = "
+SELECT EXISTS (
+    SELECT 1 FROM enrollments WHERE user_id = $1 AND course_id = $2 AND status = 'ENROLLED'
+)";
+
+const PURGE_IDEMPOTENCY_KEYS: &str = "
+DELETE FROM idempotency_keys
+WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)";
+
+const PURGE_ONE_TIME_TOKENS: &str = "
+DELETE FROM one_time_tokens
+WHERE ctid IN (SELECT ctid FROM one_time_tokens WHERE expires_at <= $1 LIMIT $2)
+RETURNING kind";
 
 const GET_ORDER: &str = "SELECT * FROM orders WHERE order_id = $1";
 
@@ -512,18 +537,39 @@ WITH picked AS (
     WHERE status IN ('PENDING', 'CONFIRMING')
       AND updated_at < $4
       AND (reconcile_lease_until IS NULL OR reconcile_lease_until <= $2)
-    ORDER BY updated_at, order_id
+    ORDER BY CASE
+                 WHEN status = 'CONFIRMING' THEN 0
+                 WHEN payment_key IS NOT NULL THEN 1
+                 WHEN expires_at > $2 THEN 2
+                 ELSE 3
+             END,
+             reconcile_lease_until NULLS FIRST, updated_at, order_id
     LIMIT $5
     FOR UPDATE SKIP LOCKED
 ),
 leased AS (
     UPDATE orders o
-    SET reconcile_lease_until = $3, reconcile_lease_owner = $1
+    SET reconcile_lease_until = $3, reconcile_lease_owner = $1,
+        reconcile_lookups_expired = o.reconcile_lookups_expired
+            + CASE WHEN o.status = 'PENDING' AND o.expires_at <= $2 THEN 1 ELSE 0 END
     FROM picked
     WHERE o.order_id = picked.order_id
     RETURNING o.*
 )
-SELECT * FROM leased ORDER BY updated_at, order_id";
+SELECT * FROM leased
+ORDER BY CASE
+             WHEN status = 'CONFIRMING' THEN 0
+             WHEN payment_key IS NOT NULL THEN 1
+             WHEN expires_at > $2 THEN 2
+             ELSE 3
+         END,
+         updated_at, order_id";
+
+const ABANDONED_ORDERS: &str = "
+SELECT order_id FROM orders
+WHERE status = 'PENDING' AND expires_at <= $1 AND reconcile_lookups_expired >= $2
+ORDER BY expires_at, order_id
+LIMIT $3";
 
 const OPEN_ORDER_BACKLOG: &str = "
 SELECT count(*) AS count, min(created_at) AS oldest
@@ -875,12 +921,27 @@ impl Store for PgStore {
             .bind(&new.ctx.actor)
             .bind(new.ctx.request_id.as_deref())
             .bind(new.ctx.now.unwrap_or(new.now))
+            .bind(new.max_open_per_user.map(i64::from))
             .fetch_optional(&self.pool)
             .await
             .map_err(from_pg)?;
         match row {
             Some(row) => row::order(&row),
-            None => Err(StoreError::AlreadyEnrolled),
+            None if new.max_open_per_user.is_none() => Err(StoreError::AlreadyEnrolled),
+            None => {
+                roundtrips::add(1);
+                let enrolled: bool = sqlx::query_scalar(ENROLLED_IN)
+                    .bind(new.user_id.0)
+                    .bind(new.course_id.0)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(from_pg)?;
+                Err(if enrolled {
+                    StoreError::AlreadyEnrolled
+                } else {
+                    StoreError::TooManyOpenOrders
+                })
+            }
         }
     }
 
@@ -1375,6 +1436,25 @@ impl Store for PgStore {
         rows.iter().map(row::order).collect()
     }
 
+    async fn abandoned_orders(
+        &self,
+        now: OffsetDateTime,
+        min_lookups: i64,
+        limit: i64,
+    ) -> Result<Vec<OrderId>> {
+        let _s = roundtrips::statement("abandoned_orders");
+        let ids: Vec<String> = sqlx::query_scalar(ABANDONED_ORDERS)
+            .bind(now)
+            .bind(min_lookups)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        ids.iter()
+            .map(|id| OrderId::parse(id).map_err(|e| bad_column("order_id", e)))
+            .collect()
+    }
+
     async fn open_order_backlog(
         &self,
         now: OffsetDateTime,
@@ -1471,6 +1551,25 @@ impl Store for PgStore {
             .await
             .map_err(from_pg)?;
         Ok(row.is_some())
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<PurgedRows>> {
+        let _timed = roundtrips::timer("purge_expired");
+        roundtrips::add(2);
+        let keys = sqlx::query(PURGE_IDEMPOTENCY_KEYS)
+            .bind(now)
+            .bind(limit)
+            .execute(&self.pool)
+            .await
+            .map_err(from_pg)?
+            .rows_affected();
+        let kinds: Vec<String> = sqlx::query_scalar(PURGE_ONE_TIME_TOKENS)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_pg)?;
+        Ok(crate::shared::purged(keys, kinds))
     }
 
     async fn forget_once(&self, kind: &str, token: &str) -> Result<()> {

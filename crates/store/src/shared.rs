@@ -86,3 +86,23 @@ pub(crate) fn key_use(seen_fingerprint: &str, fingerprint: &str) -> KeyUse {
         KeyUse::DifferentRequest
     }
 }
+
+/// What a purge deleted, per table and kind, from the idempotency keys' count and the kinds of
+/// the one-time tokens deleted.
+pub(crate) fn purged(idempotency_keys: u64, token_kinds: Vec<String>) -> Vec<crate::PurgedRows> {
+    let mut out = vec![crate::PurgedRows {
+        table: "idempotency_keys",
+        kind: "-".to_owned(),
+        rows: idempotency_keys,
+    }];
+    let mut by_kind: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for k in token_kinds {
+        *by_kind.entry(k).or_default() += 1;
+    }
+    out.extend(by_kind.into_iter().map(|(kind, rows)| crate::PurgedRows {
+        table: "one_time_tokens",
+        kind,
+        rows,
+    }));
+    out
+}

@@ -35,7 +35,13 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The migrations this binary carries. A database migrated by a newer release (one more
+/// migration applied) is accepted: every migration is written to stay compatible with the
+/// previous release's binary, so rolling back one release never needs a down-migration.
+static MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/sqlite")
+};
 
 /// How long a writer waits for another writer's transaction before giving up with
 /// [`StoreError::Unavailable`].
@@ -221,13 +227,27 @@ SELECT order_id FROM orders
 WHERE status IN ('PENDING', 'CONFIRMING')
   AND updated_at < $1
   AND (reconcile_lease_until IS NULL OR reconcile_lease_until <= $2)
-ORDER BY updated_at, order_id
+ORDER BY CASE
+             WHEN status = 'CONFIRMING' THEN 0
+             WHEN payment_key IS NOT NULL THEN 1
+             WHEN expires_at > $2 THEN 2
+             ELSE 3
+         END,
+         reconcile_lease_until IS NOT NULL, reconcile_lease_until, updated_at, order_id
 LIMIT $3";
 
 const LEASE_ORDER: &str = "
-UPDATE orders SET reconcile_lease_until = $2, reconcile_lease_owner = $3
+UPDATE orders SET reconcile_lease_until = $2, reconcile_lease_owner = $3,
+    reconcile_lookups_expired = reconcile_lookups_expired
+        + CASE WHEN status = 'PENDING' AND expires_at <= $4 THEN 1 ELSE 0 END
 WHERE order_id = $1
 RETURNING *";
+
+const ABANDONED_ORDERS: &str = "
+SELECT order_id FROM orders
+WHERE status = 'PENDING' AND expires_at <= $1 AND reconcile_lookups_expired >= $2
+ORDER BY expires_at, order_id
+LIMIT $3";
 
 const OPEN_ORDER_BACKLOG: &str = "
 SELECT count(*) AS count, min(created_at) AS oldest
@@ -264,7 +284,26 @@ WHERE NOT EXISTS (
     SELECT 1 FROM enrollments
     WHERE user_id = $2 AND course_id = $3 AND status = 'ENROLLED'
 )
+AND ($8 IS NULL OR (
+    SELECT count(*) FROM orders
+    WHERE user_id = $2 AND status = 'PENDING' AND expires_at > $6
+) < $8)
 RETURNING *";
+
+/// Why CREATE_ORDER inserted nothing: enrolled already, else the open-order cap.
+const ENROLLED_IN: &str = "
+SELECT EXISTS (
+    SELECT 1 FROM enrollments WHERE user_id = $1 AND course_id = $2 AND status = 'ENROLLED'
+)";
+
+const PURGE_IDEMPOTENCY_KEYS: &str = "
+DELETE FROM idempotency_keys
+WHERE rowid IN (SELECT rowid FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)";
+
+const PURGE_ONE_TIME_TOKENS: &str = "
+DELETE FROM one_time_tokens
+WHERE rowid IN (SELECT rowid FROM one_time_tokens WHERE expires_at <= $1 LIMIT $2)
+RETURNING kind";
 
 const GET_ORDER: &str = "SELECT * FROM orders WHERE order_id = $1";
 
@@ -557,12 +596,29 @@ impl Store for SqliteStore {
             .bind(&new.order_name)
             .bind(ts(new.now))
             .bind(ts(new.expires_at))
+            .bind(new.max_open_per_user.map(i64::from))
             .fetch_optional(&mut *tx)
             .await
             .map_err(from_sqlite)?;
         let Some(row) = row else {
+            let enrolled = match new.max_open_per_user {
+                None => true,
+                Some(_) => {
+                    roundtrips::add(1);
+                    sqlx::query_scalar::<_, bool>(ENROLLED_IN)
+                        .bind(new.user_id.0)
+                        .bind(new.course_id.0)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(from_sqlite)?
+                }
+            };
             rollback(tx).await?;
-            return Err(StoreError::AlreadyEnrolled);
+            return Err(if enrolled {
+                StoreError::AlreadyEnrolled
+            } else {
+                StoreError::TooManyOpenOrders
+            });
         };
         let order = row::order(&row)?;
         insert_event(
@@ -1422,6 +1478,7 @@ impl Store for SqliteStore {
                 .bind(&order_id)
                 .bind(ts(lease_until))
                 .bind(owner)
+                .bind(ts(now))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(from_sqlite)?;
@@ -1429,6 +1486,25 @@ impl Store for SqliteStore {
         }
         commit(tx).await?;
         Ok(leased)
+    }
+
+    async fn abandoned_orders(
+        &self,
+        now: OffsetDateTime,
+        min_lookups: i64,
+        limit: i64,
+    ) -> Result<Vec<OrderId>> {
+        let _s = roundtrips::statement("abandoned_orders");
+        let ids: Vec<String> = sqlx::query_scalar(ABANDONED_ORDERS)
+            .bind(ts(now))
+            .bind(min_lookups)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        ids.iter()
+            .map(|id| OrderId::parse(id).map_err(|e| bad_column("order_id", e)))
+            .collect()
     }
 
     async fn open_order_backlog(
@@ -1544,6 +1620,25 @@ impl Store for SqliteStore {
             .await
             .map_err(from_sqlite)?;
         Ok(row.is_some())
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<PurgedRows>> {
+        let _timed = roundtrips::timer("purge_expired");
+        roundtrips::add(2);
+        let keys = sqlx::query(PURGE_IDEMPOTENCY_KEYS)
+            .bind(ts(now))
+            .bind(limit)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlite)?
+            .rows_affected();
+        let kinds: Vec<String> = sqlx::query_scalar(PURGE_ONE_TIME_TOKENS)
+            .bind(ts(now))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlite)?;
+        Ok(crate::shared::purged(keys, kinds))
     }
 
     async fn forget_once(&self, kind: &str, token: &str) -> Result<()> {

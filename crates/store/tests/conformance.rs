@@ -168,6 +168,7 @@ async fn order_at(db: &Db, user: UserId, course: &Course, minutes: i64) -> Order
             now: t(minutes),
             expires_at: t(minutes + 30),
             ctx: ctx(&format!("user:{}", user.0), minutes),
+            max_open_per_user: None,
         })
         .await
         .unwrap()
@@ -311,6 +312,7 @@ async fn create_order_refuses_already_enrolled(db: Db) {
             now: t(10),
             expires_at: t(40),
             ctx: ctx("user:x", 10),
+            max_open_per_user: None,
         })
         .await;
     assert!(
@@ -333,6 +335,7 @@ async fn create_order_refuses_already_enrolled(db: Db) {
             now: t(0),
             expires_at: t(30),
             ctx: ctx("user:x", 0),
+            max_open_per_user: None,
         })
         .await
         .unwrap_err();
@@ -355,6 +358,7 @@ async fn create_order_refuses_already_enrolled(db: Db) {
             now: t(0),
             expires_at: t(30),
             ctx: ctx("user:x", 0),
+            max_open_per_user: None,
         })
         .await
         .unwrap_err();
@@ -1996,6 +2000,208 @@ fn kinds(events: &[store::Event]) -> Vec<&str> {
     events.iter().map(|e| e.kind.as_str()).collect()
 }
 
+// --- abuse caps and retention ----------------------------------------------------------------
+
+fn capped(user: UserId, course: &Course, minutes: i64, cap: u32) -> NewOrder {
+    NewOrder {
+        order_id: OrderId::generate(),
+        user_id: user,
+        course_id: course.id,
+        amount: course.price,
+        order_name: course.title.clone(),
+        now: t(minutes),
+        expires_at: t(minutes + 30),
+        ctx: ctx("user:capped", minutes),
+        max_open_per_user: Some(cap),
+    }
+}
+
+async fn create_order_caps_open_orders_per_user(db: Db) {
+    let user = UserId::new();
+    let courses = [
+        course(&db, 10_000).await,
+        course(&db, 20_000).await,
+        course(&db, 30_000).await,
+    ];
+    for c in &courses[..2] {
+        db.store.create_order(capped(user, c, 0, 2)).await.unwrap();
+    }
+    let before = db.raw.count("SELECT count(*) FROM orders").await;
+    let err = db
+        .store
+        .create_order(capped(user, &courses[2], 1, 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooManyOpenOrders), "{err:?}");
+    assert_eq!(db.raw.count("SELECT count(*) FROM orders").await, before);
+    // Another user is not affected; no cap means no cap.
+    db.store
+        .create_order(capped(UserId::new(), &courses[2], 1, 2))
+        .await
+        .unwrap();
+    // Already enrolled wins over the cap: the clearer answer.
+    let mine = order(&db, user, &courses[2]).await;
+    buy(&db, &mine, "pk_cap_enrolled").await;
+    let err = db
+        .store
+        .create_order(capped(user, &courses[2], 3, 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyEnrolled), "{err:?}");
+    // Expired orders do not count: 31 minutes later the first two are past their expiry.
+    db.store
+        .create_order(capped(user, &courses[0], 31, 2))
+        .await
+        .unwrap();
+}
+
+async fn lease_priority_and_abandoned_orders(db: Db) {
+    let c = course(&db, 10_000).await;
+    // Oldest first by time, but the classes must win: an expired abandoned checkout (created
+    // at 0, expired at 30), a payable abandoned one (created at 20), a PENDING order a confirm
+    // reached and released (payment key), a CONFIRMING one (created last).
+    let expired = order_at(&db, UserId::new(), &c, 0).await;
+    let payable = order_at(&db, UserId::new(), &c, 20).await;
+    let released = order_at(&db, UserId::new(), &c, 21).await;
+    claim(&db, &released, "pk_prio_released", 22).await;
+    assert!(
+        db.store
+            .release_order(&released.order_id, &ctx("system", 23))
+            .await
+            .unwrap()
+    );
+    let confirming = order_at(&db, UserId::new(), &c, 24).await;
+    claim(&db, &confirming, "pk_prio_confirming", 25).await;
+    let leased = db
+        .store
+        .lease_open_orders("p", t(40), t(41), t(39), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&OrderId> = leased.iter().map(|o| &o.order_id).collect();
+    assert_eq!(
+        ids,
+        [
+            &confirming.order_id,
+            &released.order_id,
+            &payable.order_id,
+            &expired.order_id
+        ]
+    );
+    // A budget of one takes the CONFIRMING order, however many others wait.
+    let one = db
+        .store
+        .lease_open_orders("p", t(41), t(42), t(39), 1)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].order_id, confirming.order_id);
+    // Lookups after expiry are counted per lease: the expired order has had one (t41's
+    // budget of one did not take it), so it is not abandoned at 2; the payable one never is.
+    assert!(
+        db.store
+            .abandoned_orders(t(42), 2, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = db
+        .store
+        .lease_open_orders("p", t(42), t(43), t(39), 10)
+        .await
+        .unwrap();
+    assert!(again.iter().any(|o| o.order_id == expired.order_id));
+    let abandoned = db.store.abandoned_orders(t(43), 2, 10).await.unwrap();
+    assert_eq!(abandoned, std::slice::from_ref(&expired.order_id));
+    assert!(
+        db.store
+            .abandoned_orders(t(43), 3, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn purge_expired_deletes_in_batches(db: Db) {
+    let s = db.store.as_ref();
+    for i in 0..5 {
+        s.remember_idempotency_key("confirm:u", &format!("old-{i}"), "fp", t(0), t(10))
+            .await
+            .unwrap();
+        s.remember_once("webhook-sig", &format!("old-{i}"), t(0), t(10))
+            .await
+            .unwrap();
+    }
+    s.remember_once("toss-transmission", "old-tx", t(0), t(10))
+        .await
+        .unwrap();
+    s.remember_idempotency_key("confirm:u", "live", "fp", t(0), t(100))
+        .await
+        .unwrap();
+    s.remember_once("webhook-sig", "live", t(0), t(100))
+        .await
+        .unwrap();
+    let keys = || db.raw.count("SELECT count(*) FROM idempotency_keys");
+    let tokens = || db.raw.count("SELECT count(*) FROM one_time_tokens");
+    assert_eq!((keys().await, tokens().await), (6, 7));
+
+    // Nothing has expired yet.
+    let none = s.purge_expired(t(9), 4).await.unwrap();
+    assert!(none.iter().all(|p| p.rows == 0), "{none:?}");
+    assert_eq!((keys().await, tokens().await), (6, 7));
+
+    // Batches of 4: the tables shrink batch by batch, the live rows stay.
+    let first = s.purge_expired(t(10), 4).await.unwrap();
+    let rows = |purged: &[store::PurgedRows], table: &str| -> u64 {
+        purged
+            .iter()
+            .filter(|p| p.table == table)
+            .map(|p| p.rows)
+            .sum()
+    };
+    assert_eq!(rows(&first, "idempotency_keys"), 4);
+    assert_eq!(rows(&first, "one_time_tokens"), 4);
+    assert_eq!((keys().await, tokens().await), (2, 3));
+    let second = s.purge_expired(t(10), 4).await.unwrap();
+    assert_eq!(rows(&second, "idempotency_keys"), 1);
+    assert_eq!(rows(&second, "one_time_tokens"), 2);
+    assert_eq!((keys().await, tokens().await), (1, 1));
+    let kinds: HashSet<&str> = first
+        .iter()
+        .chain(&second)
+        .filter(|p| p.table == "one_time_tokens")
+        .map(|p| p.kind.as_str())
+        .collect();
+    assert_eq!(kinds, HashSet::from(["webhook-sig", "toss-transmission"]));
+    assert!(
+        s.purge_expired(t(10), 4)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.rows == 0)
+    );
+    // What is live still answers as remembered.
+    assert!(
+        !s.remember_once("webhook-sig", "live", t(11), t(111))
+            .await
+            .unwrap()
+    );
+}
+
+/// Rolling back one release: the previous binary starts on a database that a newer release
+/// migrated further (a migration it does not know is applied).
+async fn migrations_from_a_newer_release_are_tolerated(db: Db) {
+    let sql = if db.is_pg() {
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990101, 'from a newer release', true, '\\x00'::bytea, 0)"
+    } else {
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990101, 'from a newer release', 1, X'00', 0)"
+    };
+    db.raw.exec(sql).await.unwrap();
+    db.store.migrate().await.unwrap();
+    db.store.ready().await.unwrap();
+}
+
 // --- both backends ---------------------------------------------------------------------------
 
 macro_rules! conformance {
@@ -2020,6 +2226,10 @@ macro_rules! conformance {
 }
 
 conformance!(
+    migrations_from_a_newer_release_are_tolerated,
+    create_order_caps_open_orders_per_user,
+    lease_priority_and_abandoned_orders,
+    purge_expired_deletes_in_batches,
     ready_and_migrate_twice,
     courses_crud,
     create_order_refuses_already_enrolled,

@@ -91,6 +91,7 @@ async fn purchase(store: &dyn Store, user: UserId) -> OrderId {
             order_name: course.title.clone(),
             now: now(),
             expires_at: now() + time::Duration::minutes(30),
+            max_open_per_user: None,
             ctx: ctx("user"),
         })
         .await
@@ -556,6 +557,7 @@ async fn printed_migrations_apply_as_plain_sql_and_reference_auth_users() {
             order_name: "c".into(),
             now: now(),
             expires_at: now() + time::Duration::minutes(30),
+            max_open_per_user: None,
             ctx: ctx("user"),
         })
         .await

@@ -30,6 +30,7 @@ pub async fn checkout(app: &App, user: UserId, course_id: CourseId) -> Result<Or
             now,
             expires_at: now + app.config.order_ttl,
             ctx: event_ctx(format!("user:{user}")),
+            max_open_per_user: Some(app.config.edge.max_open_orders_per_user).filter(|n| *n > 0),
         })
         .await?;
     crate::context::record(|f| {

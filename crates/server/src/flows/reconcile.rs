@@ -17,13 +17,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Orders leased per pass.
-pub const BATCH: i64 = 100;
+/// A PENDING order past its expiry cannot be claimed any more, so no confirm of ours can
+/// charge it: after this many lookups since its expiry it is expired without asking Toss again.
+pub const LOOKUPS_AFTER_EXPIRY: i64 = 3;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
-    /// Orders this pass leased and looked at.
+    /// Orders this pass leased and looked at (at most `RECONCILE_BUDGET`).
     pub leased: usize,
+    /// Abandoned checkouts expired without a lookup ([`LOOKUPS_AFTER_EXPIRY`]).
+    pub abandoned: usize,
     pub paid: usize,
     pub failed: usize,
     pub expired: usize,
@@ -69,10 +72,29 @@ pub fn lease_for(app: &App) -> Duration {
     app.config.toss_timeout * 4 + app.config.reconcile_interval
 }
 
-/// One pass: lease up to [`BATCH`] open orders older than [`grace`] and resolve each.
+/// One pass. First abandoned checkouts that were looked up [`LOOKUPS_AFTER_EXPIRY`] times
+/// since their expiry are expired without a Toss call. Then up to `RECONCILE_BUDGET` open
+/// orders older than [`grace`] are leased — those that can have money behind them first (see
+/// [`store::Store::lease_open_orders`]) — and resolved one by one. A shutdown stops the pass
+/// between two orders; the orders not reached keep their lease until it expires.
 pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport> {
     let mut report = ReconcileReport::default();
     let now = OffsetDateTime::now_utc();
+    let budget = i64::from(app.config.edge.reconcile_budget.max(1));
+    let ev = crate::flows::event_ctx("reconciler".to_owned());
+    for order_id in app
+        .store
+        .abandoned_orders(now, LOOKUPS_AFTER_EXPIRY, budget)
+        .await?
+    {
+        if app
+            .store
+            .fail_order(&order_id, OrderStatus::Expired, Some("ABANDONED"), &ev)
+            .await?
+        {
+            report.abandoned += 1;
+        }
+    }
     if app.breaker.is_open() {
         report.skipped_circuit_open = true;
         app.reconciler.ran(now);
@@ -80,10 +102,19 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
     }
     let orders = app
         .store
-        .lease_open_orders(instance, now, now + lease_for(app), now - grace(app), BATCH)
+        .lease_open_orders(
+            instance,
+            now,
+            now + lease_for(app),
+            now - grace(app),
+            budget,
+        )
         .await?;
     report.leased = orders.len();
     for order in orders {
+        if app.shutdown.is_draining() {
+            break;
+        }
         // Throttled by Toss: the client backs off (each further refusal doubles the wait);
         // asking about the remaining orders now would only prolong it.
         if app.toss.lookup_backoff().is_some() {
@@ -115,11 +146,12 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
         }
     }
     app.reconciler.ran(OffsetDateTime::now_utc());
-    if report.leased > 0 || report.refunds_settled > 0 {
+    if report.leased > 0 || report.refunds_settled > 0 || report.abandoned > 0 {
         tracing::info!(
             target: "coursepay::reconcile",
             instance,
             leased = report.leased,
+            abandoned = report.abandoned,
             paid = report.paid,
             failed = report.failed,
             expired = report.expired,
@@ -148,7 +180,8 @@ pub fn instance_id() -> String {
 
 /// The background loop `coursepay serve` starts: one pass every `RECONCILE_INTERVAL_SECONDS`
 /// (with up to 10% jitter so instances started together spread out). Errors are logged and the
-/// loop goes on.
+/// loop goes on. It ends when shutdown begins: at once while waiting, or after the order in
+/// hand when a pass is running.
 pub fn spawn(app: App) -> tokio::task::JoinHandle<()> {
     let instance = instance_id();
     tokio::spawn(async move {
@@ -156,9 +189,14 @@ pub fn spawn(app: App) -> tokio::task::JoinHandle<()> {
             .config
             .reconcile_interval
             .max(Duration::from_millis(100));
+        let stop = app.shutdown.wait();
+        tokio::pin!(stop);
         loop {
             let jitter = interval.mul_f64(rand::random::<f64>() * 0.1);
-            tokio::time::sleep(interval + jitter).await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval + jitter) => {}
+                _ = &mut stop => break,
+            }
             if let Err(e) = reconcile_once(&app, &instance).await {
                 tracing::warn!(target: "coursepay::reconcile", instance = %instance, code = %e.code, error = ?e.internal, "reconcile pass failed");
             }

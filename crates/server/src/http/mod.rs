@@ -1,8 +1,8 @@
 //! The HTTP surface (docs/api.md). Middleware, outermost first: request context (request id,
 //! trace context, round-trip counter, the summary log line) → locale (Accept-Language,
-//! [`locale`]) → catch panic → CORS → rate limit → body limit → routes. Auth is an extractor;
-//! errors are rendered in [`problem`] only. The `observe` middleware also records the request's
-//! metrics and feeds confirms to the alert evaluator.
+//! [`locale`]) → catch panic → CORS → request timeout → rate limit → body limit → routes. Auth is
+//! an extractor; errors are rendered in [`problem`] only. The `observe` middleware also records
+//! the request's metrics and feeds confirms to the alert evaluator.
 
 pub mod client_ip;
 pub mod extract;
@@ -76,12 +76,13 @@ pub fn router(app: App) -> Router {
         api = api.route("/v1/dev/token", post(web::dev_token));
     }
     let api = api.with_state(app.clone());
-    let mut r =
-        api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .layer(middleware::from_fn_with_state(
-                app,
-                crate::ops::ratelimit::limit,
-            ));
+    let mut r = api
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::ops::ratelimit::limit,
+        ))
+        .layer(middleware::from_fn_with_state(app, request_timeout));
     if let Some(cors) = cors {
         r = r.layer(cors);
     }
@@ -218,6 +219,22 @@ async fn observe(req: Request, next: Next) -> Response {
         resp.headers().contains_key("idempotent-replayed"),
     );
     resp
+}
+
+/// `HTTP_REQUEST_TIMEOUT_SECONDS`: a request still running after it is answered 503
+/// `E_REQUEST_TIMEOUT` (retryable). Dropping the handler's future is safe: a confirm's work runs
+/// in its own task and settles the order whatever happens to the request.
+async fn request_timeout(
+    axum::extract::State(app): axum::extract::State<App>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(app.config.edge.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => Error::new(ErrorCode::RequestTimeout)
+            .with_retry_after(1)
+            .into_response(),
+    }
 }
 
 /// nginx's status for "the client closed the connection before the answer".

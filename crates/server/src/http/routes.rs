@@ -51,6 +51,10 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(app): State<App>) -> Result<Json<Value>> {
     name("readyz");
+    if app.shutdown.is_draining() {
+        return Err(Error::new(ErrorCode::ServiceUnavailable)
+            .with_detail("shutting down: send new requests to another instance"));
+    }
     app.store
         .ready()
         .await
@@ -61,9 +65,9 @@ pub async fn readyz(State(app): State<App>) -> Result<Json<Value>> {
 pub async fn version() -> Json<Value> {
     name("version");
     Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "gitCommit": option_env!("COURSEPAY_GIT_COMMIT").unwrap_or("unknown"),
-        "buildTime": option_env!("COURSEPAY_BUILD_TIME").unwrap_or("unknown"),
+        "version": crate::build::VERSION,
+        "gitCommit": crate::build::GIT_COMMIT,
+        "buildTime": crate::build::BUILD_TIME,
     }))
 }
 

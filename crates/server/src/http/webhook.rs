@@ -65,7 +65,7 @@ async fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
     ip: IpAddr,
-) -> Result<Authenticated> {
+) -> Result<(Authenticated, Option<String>)> {
     let bad = |why: signature::Invalid| refuse(app, ip, why.as_str());
     let now = OffsetDateTime::now_utc();
     if headers.contains_key("x-signature") {
@@ -84,13 +84,13 @@ async fn authenticate(
         let first = app
             .webhooks
             .replay
-            .first_use(app.store.as_ref(), &accepted.signature_hex, now)
+            .first_use(app.store.as_ref(), &accepted.replay_key, now)
             .await?;
         if !first {
             tracing::warn!(target: "coursepay::webhook", client_ip = %ip, "webhook signature replayed");
             return Err(Error::new(ErrorCode::WebhookReplayed));
         }
-        return Ok(Authenticated::Signed);
+        return Ok((Authenticated::Signed, Some(accepted.replay_key)));
     }
     if headers.contains_key("tosspayments-webhook-signature") {
         let sig = single(headers, "tosspayments-webhook-signature")
@@ -105,10 +105,10 @@ async fn authenticate(
             .as_ref()
             .map(|k| k.expose_secret().as_bytes());
         signature::verify_toss_signature(sig, time, body, key).map_err(bad)?;
-        return Ok(Authenticated::Signed);
+        return Ok((Authenticated::Signed, None));
     }
     match app.config.webhook_verify {
-        crate::config::WebhookVerify::Lookup => Ok(Authenticated::Unsigned),
+        crate::config::WebhookVerify::Lookup => Ok((Authenticated::Unsigned, None)),
         crate::config::WebhookVerify::Signature => Err(refuse(app, ip, "unsigned")),
     }
 }
@@ -131,12 +131,20 @@ pub async fn toss(State(app): State<App>, req: Request) -> Result<Response> {
             Error::invalid("body: could not be read")
         }
     })?;
-    let auth = authenticate(&app, &headers, &body, ip).await?;
-    let transmission_id =
-        single(&headers, "tosspayments-webhook-transmission-id").map_err(|_| {
-            Error::invalid("tosspayments-webhook-transmission-id: given more than once")
-        })?;
-    match process(&app, transmission_id, &body).await {
+    let (auth, replay_key) = authenticate(&app, &headers, &body, ip).await?;
+    let outcome = match single(&headers, "tosspayments-webhook-transmission-id") {
+        Ok(transmission_id) => process(&app, transmission_id, &body).await,
+        Err(_) => Err(Error::invalid(
+            "tosspayments-webhook-transmission-id: given more than once",
+        )),
+    };
+    // Not processed: the same signed request may be sent again and must then be processed.
+    if outcome.is_err()
+        && let Some(key) = &replay_key
+    {
+        app.webhooks.replay.forget(app.store.as_ref(), key).await;
+    }
+    match outcome {
         Ok(outcome) => {
             if outcome != Processed::Applied {
                 crate::context::record(|f| f.status = Some("IGNORED".into()));

@@ -33,6 +33,9 @@ pub const WEBHOOK_INVALID_SIGNATURES: &str = "coursepay_webhook_invalid_signatur
 pub const RECONCILER_BACKLOG: &str = "coursepay_reconciler_backlog";
 pub const OLDEST_OPEN_ORDER_AGE: &str = "coursepay_oldest_open_order_age_seconds";
 pub const ALERT_FIRING: &str = "coursepay_alert_firing";
+pub const PURGED_ROWS: &str = "coursepay_purged_rows_total";
+pub const HTTP_CONNECTIONS: &str = "coursepay_http_connections";
+pub const HTTP_CONNECTIONS_TIMED_OUT: &str = "coursepay_http_connections_timed_out_total";
 pub const ALL: &[&str] = &[
     HTTP_REQUESTS,
     HTTP_DURATION,
@@ -47,6 +50,9 @@ pub const ALL: &[&str] = &[
     RECONCILER_BACKLOG,
     OLDEST_OPEN_ORDER_AGE,
     ALERT_FIRING,
+    PURGED_ROWS,
+    HTTP_CONNECTIONS,
+    HTTP_CONNECTIONS_TIMED_OUT,
 ];
 
 /// Latency buckets, 5 ms … 10 s, with an edge at the seed's 1.5 s p95 target so the alert's
@@ -151,6 +157,33 @@ fn describe() {
         "Age of the oldest open order since it was last touched"
     );
     describe_gauge!(ALERT_FIRING, "In-process alert rules: 1 firing, 0 ok");
+    describe_counter!(
+        PURGED_ROWS,
+        "Expired rows deleted by the retention purge, by table and kind"
+    );
+    describe_gauge!(HTTP_CONNECTIONS, "Client connections open now");
+    describe_counter!(
+        HTTP_CONNECTIONS_TIMED_OUT,
+        "Connections closed for sending no complete request headers in time (reason=header) or idling (reason=idle)"
+    );
+}
+
+/// Rows one purge batch deleted from `table` (`kind`: the one-time token kind, or `-`).
+pub fn record_purged(table: &'static str, kind: &str, rows: u64) {
+    install();
+    counter!(PURGED_ROWS, "table" => table, "kind" => kind.to_owned()).increment(rows);
+}
+
+/// The open-connection gauge moved by `delta` (+1 accepted, -1 closed).
+pub fn record_connection(delta: f64) {
+    install();
+    gauge!(HTTP_CONNECTIONS).increment(delta);
+}
+
+/// A connection closed by the edge for being too slow (`reason`: header or idle).
+pub fn record_connection_timeout(reason: &'static str) {
+    install();
+    counter!(HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason).increment(1);
 }
 
 /// Route label: the template axum matched, or "unmatched" (never the raw path).

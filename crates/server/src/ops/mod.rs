@@ -11,3 +11,5 @@ pub mod metrics;
 pub mod pause;
 pub mod ratelimit;
 pub mod recent;
+pub mod retention;
+pub mod shutdown;

@@ -1,7 +1,12 @@
-//! The replay guard: an accepted X-Signature value is remembered for [`REPLAY_WINDOW`] and a
-//! second use within it is refused (409 `E_WEBHOOK_REPLAYED`). The timestamp tolerance is
-//! ±300 s, so 10 minutes covers every instant at which a captured request could still pass
-//! the freshness check.
+//! The replay guard: an accepted X-Signature delivery is remembered for [`REPLAY_WINDOW`] and a
+//! second use within it is refused (409 `E_WEBHOOK_REPLAYED`). The mark is the digest of what
+//! was signed — timestamp and body — not the signature value: during a rotation a delivery
+//! carries one value per secret, and resending it with only one of them (or in another order)
+//! must still count as the same delivery. The timestamp tolerance is ±300 s, so 10 minutes
+//! covers every instant at which a captured request could still pass the freshness check.
+//!
+//! A delivery whose processing failed is forgotten again ([`ReplayGuard::forget`]), so the
+//! sender's retry of the very same request is processed.
 //!
 //! Backends: the database (`one_time_tokens`, the default; shared by every instance on the same
 //! database) or, when `REDIS_URL` is set, Redis (`SET key 1 NX PX 600000`, shared by every
@@ -53,16 +58,16 @@ impl ReplayGuard {
         }
     }
 
-    /// True the first time `signature_hex` is seen within the window; false for a replay.
+    /// True the first time `replay_key` is seen within the window; false for a replay.
     pub async fn first_use(
         &self,
         store: &dyn Store,
-        signature_hex: &str,
+        replay_key: &str,
         now: OffsetDateTime,
     ) -> Result<bool> {
         match self {
             ReplayGuard::Store => Ok(store
-                .remember_once(KIND, signature_hex, now, now + REPLAY_WINDOW)
+                .remember_once(KIND, replay_key, now, now + REPLAY_WINDOW)
                 .await?),
             ReplayGuard::Redis { client, conn } => {
                 let mut conn = conn
@@ -71,7 +76,7 @@ impl ReplayGuard {
                     .map_err(redis_unavailable)?
                     .clone();
                 let set: Option<String> = redis::cmd("SET")
-                    .arg(format!("{REDIS_PREFIX}{signature_hex}"))
+                    .arg(format!("{REDIS_PREFIX}{replay_key}"))
                     .arg(1)
                     .arg("NX")
                     .arg("PX")
@@ -82,6 +87,38 @@ impl ReplayGuard {
                 Ok(set.is_some())
             }
             ReplayGuard::Broken(why) => Err(unavailable(why)),
+        }
+    }
+}
+
+impl ReplayGuard {
+    /// Forget an accepted delivery whose processing failed, so its retry is processed. A
+    /// failure here is logged: the retry is then refused as a replay until the window ends,
+    /// and the reconciler settles the order meanwhile.
+    pub async fn forget(&self, store: &dyn Store, replay_key: &str) {
+        let result = match self {
+            ReplayGuard::Store => store
+                .forget_once(KIND, replay_key)
+                .await
+                .map_err(|e| e.to_string()),
+            ReplayGuard::Redis { client, conn } => {
+                match conn
+                    .get_or_try_init(|| client.get_connection_manager_with_config(redis_config()))
+                    .await
+                {
+                    Ok(conn) => redis::cmd("DEL")
+                        .arg(format!("{REDIS_PREFIX}{replay_key}"))
+                        .query_async::<i64>(&mut conn.clone())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("redis {:?}", e.kind())),
+                    Err(e) => Err(format!("redis {:?}", e.kind())),
+                }
+            }
+            ReplayGuard::Broken(why) => Err(why.clone()),
+        };
+        if let Err(cause) = result {
+            tracing::warn!(target: "coursepay::webhook", cause = %cause, "could not release the replay mark of a failed delivery");
         }
     }
 }

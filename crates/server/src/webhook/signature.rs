@@ -53,7 +53,22 @@ impl Invalid {
 /// A signature that verified: the matched value, lowercase hex (the replay guard's token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
+    /// The signature value that matched.
     pub signature_hex: String,
+    /// What the replay guard remembers: SHA-256 of exactly what was signed (timestamp and
+    /// body), independent of which secret or which of several signature values matched — so
+    /// resending a delivery with another combination of values is still the same delivery.
+    pub replay_key: String,
+}
+
+/// Hex SHA-256 over `parts` concatenated.
+fn digest(parts: &[&[u8]]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    hex::encode(h.finalize())
 }
 
 /// Parse `X-Signature`: one or more comma-separated `v1=<64 lowercase hex>`. ASCII spaces
@@ -121,6 +136,7 @@ pub fn verify_x_signature(
             if mac.clone().verify_slice(v).is_ok() {
                 return Ok(Accepted {
                     signature_hex: hex::encode(v),
+                    replay_key: digest(&[timestamp.as_bytes(), b".", body]),
                 });
             }
         }
@@ -178,6 +194,7 @@ pub fn verify_toss_signature(
         if mac.clone().verify_slice(v).is_ok() {
             return Ok(Accepted {
                 signature_hex: hex::encode(v),
+                replay_key: digest(&[body, b":", transmission_time.as_bytes()]),
             });
         }
     }

@@ -81,7 +81,8 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Te
     let app = App::new(store.clone(), toss, config);
     let router = server::http::router(app.clone()).nest("/toss-sandbox", sandbox.router());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, router, async {
+    let edge = app.config.edge;
+    tokio::spawn(server::edge::serve(listener, router, edge, async {
         let _ = rx.await;
     }));
     TestApp {

@@ -1,0 +1,303 @@
+//! The edge: accepting connections and speaking HTTP with the limits that make the service safe
+//! to expose (`EdgeLimits` in the configuration).
+//!
+//! - **Connection cap**: at most `HTTP_MAX_CONNECTIONS` connections are served at once; the
+//!   accept loop waits for a free slot, so further clients wait in the kernel's queue instead of
+//!   costing memory and file descriptors.
+//! - **Header-read timeout**: a connection must deliver a request's complete headers within
+//!   `HTTP_HEADER_READ_TIMEOUT_SECONDS`, counted from the accept (first request) or from the
+//!   first byte of the next request on a kept-alive connection. Half-open and dribbling
+//!   ("slowloris") connections are closed when it passes.
+//! - **Keep-alive idle timeout**: a connection with no request in flight and no byte received
+//!   for `HTTP_KEEPALIVE_TIMEOUT_SECONDS` is closed.
+//! - **Graceful shutdown**: when `shutdown` resolves the listener is closed, every connection
+//!   is told to finish its in-flight request and close, and after `SHUTDOWN_GRACE_SECONDS` the
+//!   rest are cut.
+//!
+//! (The per-request timeout is a middleware of the router, so its answer is a problem+json
+//! written by the same code as every other error.)
+//!
+//! Each connection tracks its phase — awaiting headers, requests in flight, idle — in a
+//! [`ConnState`]: the socket wrapper sees bytes arrive, the service wrapper sees requests start
+//! and end, and the connection's task sleeps until the current phase's deadline.
+
+use crate::config::EdgeLimits;
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// What a connection is doing, and until when it may keep doing it.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Waiting for (the rest of) a request's headers.
+    AwaitingHeaders { deadline: Instant },
+    /// This many requests are being answered: no deadline (the request timeout bounds them).
+    InFlight(usize),
+    /// Kept alive between requests.
+    Idle { deadline: Instant },
+}
+
+struct ConnState {
+    phase: Mutex<Phase>,
+    changed: Notify,
+    limits: EdgeLimits,
+}
+
+impl ConnState {
+    fn new(limits: EdgeLimits) -> Self {
+        ConnState {
+            phase: Mutex::new(Phase::AwaitingHeaders {
+                deadline: Instant::now() + limits.header_read_timeout,
+            }),
+            changed: Notify::new(),
+            limits,
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(Phase) -> Phase) {
+        if let Ok(mut p) = self.phase.lock() {
+            *p = f(*p);
+        }
+        self.changed.notify_one();
+    }
+
+    /// Bytes arrived: an idle connection starts a request, whose headers are now timed.
+    fn received(&self) {
+        let idle = matches!(self.phase.lock().map(|p| *p), Ok(Phase::Idle { .. }));
+        if idle {
+            let deadline = Instant::now() + self.limits.header_read_timeout;
+            self.update(|p| match p {
+                Phase::Idle { .. } => Phase::AwaitingHeaders { deadline },
+                other => other,
+            });
+        }
+    }
+
+    fn request_started(self: &Arc<Self>) -> InFlightGuard {
+        self.update(|p| match p {
+            Phase::InFlight(n) => Phase::InFlight(n + 1),
+            _ => Phase::InFlight(1),
+        });
+        InFlightGuard(self.clone())
+    }
+
+    /// The current deadline and what passing it means, or None while requests are in flight.
+    fn deadline(&self) -> Option<(Instant, &'static str)> {
+        match self.phase.lock().map(|p| *p) {
+            Ok(Phase::AwaitingHeaders { deadline }) => Some((deadline, "header")),
+            Ok(Phase::Idle { deadline }) => Some((deadline, "idle")),
+            Ok(Phase::InFlight(_)) | Err(_) => None,
+        }
+    }
+}
+
+/// Ends a request's in-flight phase even when hyper drops the request's future (the client
+/// went away).
+struct InFlightGuard(Arc<ConnState>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + self.0.limits.keepalive_timeout;
+        self.0.update(|p| match p {
+            Phase::InFlight(n) if n > 1 => Phase::InFlight(n - 1),
+            _ => Phase::Idle { deadline },
+        });
+    }
+}
+
+/// The socket, reporting received bytes to its [`ConnState`].
+struct Watched {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.received();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Counts the connection in the open-connections gauge while it lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> Self {
+        crate::ops::metrics::record_connection(1.0);
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        crate::ops::metrics::record_connection(-1.0);
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    limits: EdgeLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _open = OpenConnection::new();
+    let _ = stream.set_nodelay(true);
+    let state = Arc::new(ConnState::new(limits));
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        state: state.clone(),
+    });
+    let svc_state = state.clone();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(remote));
+        let guard = svc_state.request_started();
+        let answer = router.clone().oneshot(req.map(axum::body::Body::new));
+        async move {
+            let resp = answer.await;
+            drop(guard);
+            resp
+        }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let deadline = state.deadline();
+        let until_deadline = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = state.changed.notified() => {}
+            _ = until_deadline => {
+                // Re-read: a request may have started at the very deadline.
+                if let Some((at, reason)) = state.deadline()
+                    && Instant::now() >= at
+                {
+                    crate::ops::metrics::record_connection_timeout(reason);
+                    tracing::debug!(target: "coursepay::edge", client = %remote, reason, "connection closed: timeout");
+                    return; // dropping the connection closes the socket
+                }
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Serve `router` on `listener` with `limits` until `shutdown` resolves, then drain: stop
+/// accepting, let in-flight requests finish (each connection closes after its answer) and cut
+/// what is left after `limits.shutdown_grace`. Returns how many connections were cut.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: EdgeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<usize> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Reap finished connections so the set does not grow.
+        while conns.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed
+            },
+        };
+        let (stream, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(target: "coursepay::edge", error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let stop = stop_rx.clone();
+        conns.spawn(async move {
+            serve_connection(stream, remote, router, limits, stop).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    stop_tx.send_replace(true);
+    let in_flight = conns.len();
+    if in_flight > 0 {
+        tracing::info!(target: "coursepay::shutdown", connections = in_flight, "stopped accepting; finishing in-flight requests");
+    }
+    let grace = tokio::time::sleep(limits.shutdown_grace);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            next = conns.join_next() => if next.is_none() { return Ok(0) },
+            _ = &mut grace => {
+                let cut = conns.len();
+                tracing::warn!(target: "coursepay::shutdown", connections = cut, "grace period over: closing connections still busy");
+                conns.abort_all();
+                return Ok(cut);
+            }
+        }
+    }
+}
