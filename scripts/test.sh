@@ -7,6 +7,9 @@
 #
 #   scripts/test.sh            # all tests
 #   scripts/test.sh -p coursepay-store   # extra arguments go to cargo test
+#
+# The full run (no arguments) then fuzzes a live server against its OpenAPI document on both
+# stores (scripts/fuzz-api.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,3 +71,10 @@ export COURSEPAY_REQUIRE_PG=1
 
 log "running every test (SQLite + PostgreSQL at $PGHOST:$PGPORT/$DB)"
 cargo test --workspace --all-targets "$@"
+
+if [ "$#" -eq 0 ]; then
+  log "schema fuzzing (schemathesis) against coursepay serve on SQLite and PostgreSQL"
+  scripts/fuzz-api.sh
+else
+  log "arguments given: schema fuzzing (scripts/fuzz-api.sh) runs only in the full run"
+fi

@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn contract_statuses() {
-        // Fixed by API.md: clients and acceptance tests depend on these.
+        // Fixed by the contract (docs/api.md): clients and acceptance tests depend on these.
         assert_eq!(ErrorCode::AmountMismatch.http_status(), 400);
         assert_eq!(ErrorCode::PaymentRejected.http_status(), 402);
         assert_eq!(ErrorCode::OrderExpired.http_status(), 410);

@@ -20,7 +20,7 @@ pub const DEV_WEBHOOK_SECRET: &str = "coursepay-development-webhook-secret-32-by
 pub const DEV_TOSS_SECRET_KEY: &str = "test_sk_coursepay_sandbox";
 pub const DEV_TOSS_CLIENT_KEY: &str = "test_ck_coursepay_sandbox";
 
-/// How unsigned webhooks are treated (API.md "Webhooks").
+/// How unsigned webhooks are treated (docs/api.md, "Webhooks").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookVerify {
     /// Only deliveries with a valid X-Signature / Toss signature are accepted.

@@ -1,4 +1,4 @@
-//! Structured logs: one JSON object per line on stdout (API.md "Logs").
+//! Structured logs: one JSON object per line on stdout (docs/api.md, "Logs").
 //!
 //! Two kinds of lines share one writer: `tracing` events (JSON, flattened) and the per-request
 //! summary line written by [`request_line`], which carries the seed's ten standard fields with

@@ -16,7 +16,7 @@
 //!
 //! Not Toss: Toss does not sign payment webhooks. The sandbox adds `X-Timestamp` (unix seconds)
 //! and `X-Signature: v1=<hex HMAC-SHA256(secret, "<X-Timestamp>.<body>")>` when a secret is set,
-//! the scheme coursepay expects from a signing relay (API.md, "Webhooks"); both are fresh on
+//! the scheme coursepay expects from a signing relay (docs/api.md, "Webhooks"); both are fresh on
 //! every attempt and use real time, not the sandbox clock, because the receiver checks them
 //! against its own clock.
 //!

@@ -3,8 +3,8 @@
 //! Wire types ([`wire`]) stay Toss-shaped; callers get [`PaymentView`], already parsed into
 //! domain types, and [`TossError`], which says first of all whether the outcome of a call is
 //! *known*. That distinction is the whole point: a confirm that timed out or got a 5xx may have
-//! charged the buyer, so it is resolved by looking the payment up, never by guessing
-//! (TOSS.md: "mapping every Toss error to 400 ... shows failed for a paid order").
+//! charged the buyer, so it is resolved by looking the payment up, never by guessing (mapping
+//! every Toss error to a plain failure would show "failed" for an order that was paid).
 
 pub mod wire;
 
@@ -74,7 +74,7 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 }
 
 /// Toss's error codes that mean "the call may or may not have taken effect; ask again".
-/// TOSS.md: retry by code, not by HTTP status (PROVIDER_ERROR is a 400).
+/// Decided by code, not by HTTP status: Toss answers PROVIDER_ERROR with a 400.
 const UNKNOWN_OUTCOME_CODES: &[&str] = &[
     "PROVIDER_ERROR",
     "FAILED_INTERNAL_SYSTEM_PROCESSING",

@@ -6,7 +6,7 @@ use domain::{CourseId, ErrorCode, Money};
 use store::{Course, NewCourse};
 use time::OffsetDateTime;
 
-/// A course price as API.md allows it: 100..=100,000,000 KRW.
+/// A course price as the API allows it: 100..=100,000,000 KRW.
 pub fn parse_price(won: i64) -> Result<Money> {
     if !(100..=100_000_000).contains(&won) {
         return Err(Error::invalid(

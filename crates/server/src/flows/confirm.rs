@@ -1,4 +1,4 @@
-//! The confirm flow (DESIGN.md "The confirm flow"): claim in one round trip, answer every
+//! The confirm flow (docs/architecture.md, "Request lifecycle of a confirm"): claim in one round trip, answer every
 //! non-claim from the order as found, call Toss with an order-derived Idempotency-Key, settle in
 //! one round trip through the one settle function.
 //!

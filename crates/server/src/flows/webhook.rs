@@ -1,4 +1,4 @@
-//! What an authentic webhook delivery does (API.md "Webhooks"). Its body is never trusted:
+//! What an authentic webhook delivery does (docs/api.md, "Webhooks"). Its body is never trusted:
 //! it only names a payment, which is re-read from Toss (by paymentKey for
 //! PAYMENT_STATUS_CHANGED, by orderId for DEPOSIT_CALLBACK) and handed to
 //! [`apply_view`] — the same dispatch settle-on-read and the reconciler use. Because that acts

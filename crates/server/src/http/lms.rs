@@ -1,4 +1,4 @@
-//! Handlers for the LMS side (API.md "Enrollments and exams", "Refunds"): parse, call one flow,
+//! Handlers for the LMS side (docs/api.md, "Enrollments and exams", "Refunds"): parse, call one flow,
 //! render. The refund runs in a detached task like a confirm: once Toss may have been asked,
 //! a client that disconnects must not cut the recording of its answer short.
 

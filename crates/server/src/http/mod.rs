@@ -1,4 +1,4 @@
-//! The HTTP surface (API.md). Middleware, outermost first: request context (request id, trace
+//! The HTTP surface (docs/api.md). Middleware, outermost first: request context (request id, trace
 //! context, round-trip counter, the summary log line) → catch panic → CORS → rate limit →
 //! body limit → routes. Auth is an extractor; errors are rendered in [`problem`] only. The
 //! `observe` middleware also records the request's metrics and feeds confirms to the alert
@@ -7,6 +7,7 @@
 pub mod client_ip;
 pub mod extract;
 pub mod lms;
+pub mod openapi;
 pub mod ops_routes;
 pub mod problem;
 pub mod routes;
@@ -62,6 +63,7 @@ pub fn router(app: App) -> Router {
             "/v1/exam-attempts/{attemptId}/submit",
             post(lms::submit_exam_attempt),
         )
+        .merge(openapi::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(app.clone());
@@ -97,6 +99,8 @@ fn function_name_of(method: &Method, route: &str) -> Option<&'static str> {
         (_, "/metrics") => "metrics",
         (_, "/v1/i18n/{locale}") => "i18n",
         (_, "/v1/config") => "public-config",
+        (_, "/openapi.json") => "openapi",
+        (_, "/docs" | "/docs/" | "/docs/{*rest}") => "docs",
         ("POST", "/v1/admin/courses") => "create-course",
         ("GET", "/v1/courses") => "list-courses",
         ("GET", "/v1/courses/{courseId}") => "get-course",

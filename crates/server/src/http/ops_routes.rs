@@ -1,4 +1,4 @@
-//! Operator endpoints (API.md "Operations"): the payments pause switch and the status page.
+//! Operator endpoints (docs/api.md, "Operations"): the payments pause switch and the status page.
 
 use crate::App;
 use crate::error::{Error, Result};

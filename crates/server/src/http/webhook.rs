@@ -1,4 +1,4 @@
-//! `POST /v1/webhooks/toss`: authenticity first, in API.md's order, on the raw body bytes —
+//! `POST /v1/webhooks/toss`: authenticity first, in the order docs/api.md gives, on the raw body bytes —
 //! then [`crate::flows::webhook::process`]. The IP throttle runs before the body is read, so a
 //! blocked sender costs us nothing but this check.
 
@@ -59,7 +59,7 @@ enum Authenticated {
     Unsigned,
 }
 
-/// Steps 1–3 of API.md "Webhooks".
+/// Steps 1–3 of docs/api.md, "Webhooks".
 async fn authenticate(
     app: &App,
     headers: &HeaderMap,

@@ -1,4 +1,4 @@
-//! Webhook authenticity (API.md "Webhooks"): what decides whether a request on
+//! Webhook authenticity (docs/api.md, "Webhooks"): what decides whether a request on
 //! `POST /v1/webhooks/toss` is believed at all, before any of its content is looked at.
 //!
 //! - [`signature`]: the X-Signature and Toss signature schemes, pure functions over raw bytes;

@@ -1,4 +1,4 @@
-//! Webhook request authenticity, as pure functions over the raw body bytes (API.md "Webhooks"):
+//! Webhook request authenticity, as pure functions over the raw body bytes (docs/api.md, "Webhooks"):
 //!
 //! - coursepay's own scheme, used by a signing relay, the sandbox and `coursepay webhook send`:
 //!   `X-Timestamp: <unix seconds>` and `X-Signature: v1=<64 lowercase hex>[,v1=…]`, the hex being
