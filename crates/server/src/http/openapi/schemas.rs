@@ -24,6 +24,7 @@ const ORDER_ID: &str = "ord_0190a5f5a1b2c3d4e5f6a7b8c9d0e1f2";
 macro_rules! string_enum_schema {
     ($(#[$doc:meta])* $name:ident, $values:expr, $description:literal) => {
         $(#[$doc])*
+        #[derive(Serialize)]
         pub struct $name;
         impl utoipa::PartialSchema for $name {
             fn schema() -> RefOr<Schema> {
@@ -430,7 +431,7 @@ impl utoipa::PartialSchema for I18nMessages {
                  every locale.",
             ))
             .additional_properties(Some(
-                ObjectBuilder::new().schema_type(Type::String).build(),
+                ObjectBuilder::new().schema_type(Type::String),
             ));
         for code in domain::ErrorCode::ALL {
             o = o
@@ -438,7 +439,7 @@ impl utoipa::PartialSchema for I18nMessages {
                     code.i18n_key(),
                     ObjectBuilder::new()
                         .schema_type(Type::String)
-                        .example(Some(code.message(domain::Locale::En).into())),
+                        .examples([code.message(domain::Locale::En)]),
                 )
                 .required(code.i18n_key());
         }
