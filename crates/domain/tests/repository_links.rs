@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 const SKIP_DIRS: &[&str] = &["target", "node_modules", "dist", ".git", ".venv"];
 const TEXT_EXTENSIONS: &[&str] = &[
-    "md", "rs", "sh", "toml", "yml", "yaml", "ts", "tsx", "js", "mjs", "html", "sql", "json",
-    "py", "txt",
+    "md", "rs", "sh", "toml", "yml", "yaml", "ts", "tsx", "js", "mjs", "html", "sql", "json", "py",
+    "txt",
 ];
 
 fn repo_root() -> PathBuf {
@@ -95,9 +95,15 @@ fn links_and_named_documents_exist_in_the_tree() {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };
-        let shown = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+        let shown = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         if text.contains("../shared") {
-            problems.push(format!("{shown}: points outside the repository (../shared)"));
+            problems.push(format!(
+                "{shown}: points outside the repository (../shared)"
+            ));
         }
         if file.extension().is_some_and(|e| e == "md") {
             for link in markdown_links(&text) {
@@ -118,7 +124,9 @@ fn links_and_named_documents_exist_in_the_tree() {
                 || file.parent().is_some_and(|p| p.join(&name).exists())
                 || markdown_names.iter().any(|m| m == base_name);
             if !exists {
-                problems.push(format!("{shown}: names {name}, which is not in the repository"));
+                problems.push(format!(
+                    "{shown}: names {name}, which is not in the repository"
+                ));
             }
         }
     }
@@ -137,7 +145,10 @@ fn the_checks_catch_what_they_should() {
     );
     assert_eq!(
         // Built at run time so that this file does not itself name a missing document.
-        named_documents(&format!("read {}.md, then `docs/api.md`; not x.mdx", "OUTSIDE")),
+        named_documents(&format!(
+            "read {}.md, then `docs/api.md`; not x.mdx",
+            "OUTSIDE"
+        )),
         vec!["OUTSIDE.md".to_owned(), "docs/api.md".to_owned()]
     );
 }

@@ -312,8 +312,8 @@ mod tests {
 
     #[test]
     fn committed_document_matches_the_code() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/toss-sandbox.openapi.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/toss-sandbox.openapi.json");
         let mut generated = serde_json::to_string_pretty(document()).unwrap_or_default();
         generated.push('\n');
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
@@ -342,7 +342,10 @@ mod tests {
             let doc_path = route
                 .replace("{payment_key}", "{paymentKey}")
                 .replace("{order_id}", "{orderId}");
-            assert!(paths.contains_key(&doc_path), "{route} is not in the sandbox document");
+            assert!(
+                paths.contains_key(&doc_path),
+                "{route} is not in the sandbox document"
+            );
             seen += 1;
         }
         assert!(seen > 10, "parsed too few routes");

@@ -87,7 +87,11 @@ pub const ERRORS: &[(&str, &[&[ErrorCode]])] = &[
     ("getCourse", &[&[E::CourseNotFound, E::ServiceUnavailable]]),
     (
         "checkout",
-        &[USER_AUTH, BODY, &[E::CourseNotFound, E::AlreadyEnrolled, E::ServiceUnavailable]],
+        &[
+            USER_AUTH,
+            BODY,
+            &[E::CourseNotFound, E::AlreadyEnrolled, E::ServiceUnavailable],
+        ],
     ),
     (
         "confirmPayment",
@@ -111,7 +115,10 @@ pub const ERRORS: &[(&str, &[&[ErrorCode]])] = &[
     ),
     (
         "getOrder",
-        &[USER_AUTH, &[E::InvalidRequest, E::OrderNotFound, E::ServiceUnavailable]],
+        &[
+            USER_AUTH,
+            &[E::InvalidRequest, E::OrderNotFound, E::ServiceUnavailable],
+        ],
     ),
     (
         "refundPayment",
@@ -169,7 +176,10 @@ pub const ERRORS: &[(&str, &[&[ErrorCode]])] = &[
             ],
         ],
     ),
-    ("pausePayments", &[USER_AUTH, BODY, &[E::ServiceUnavailable]]),
+    (
+        "pausePayments",
+        &[USER_AUTH, BODY, &[E::ServiceUnavailable]],
+    ),
     ("resumePayments", &[USER_AUTH, &[E::ServiceUnavailable]]),
     ("adminStatus", &[USER_AUTH, &[E::ServiceUnavailable]]),
 ];
@@ -302,7 +312,12 @@ fn complete_operation(op: &mut Value) {
             r.entry("headers")
                 .or_insert_with(|| json!({}))
                 .as_object_mut()
-                .map(|h| h.insert("X-Request-Id".into(), json!({"$ref": "#/components/headers/X-Request-Id"})));
+                .map(|h| {
+                    h.insert(
+                        "X-Request-Id".into(),
+                        json!({"$ref": "#/components/headers/X-Request-Id"}),
+                    )
+                });
         }
     }
 }
@@ -316,8 +331,11 @@ fn error_responses(codes: Vec<ErrorCode>) -> Vec<(String, Value)> {
     statuses
         .into_iter()
         .map(|status| {
-            let these: Vec<ErrorCode> =
-                codes.iter().copied().filter(|c| c.http_status() == status).collect();
+            let these: Vec<ErrorCode> = codes
+                .iter()
+                .copied()
+                .filter(|c| c.http_status() == status)
+                .collect();
             let description = these
                 .iter()
                 .map(|c| format!("`{}`: {}", c.as_str(), c.message(Locale::En)))
@@ -345,8 +363,12 @@ fn error_responses(codes: Vec<ErrorCode>) -> Vec<(String, Value)> {
                     "examples": examples
                 }}
             });
-            if these.iter().any(|c| *c == E::RateLimited || *c == E::ServiceUnavailable) {
-                response["headers"] = json!({"Retry-After": {"$ref": "#/components/headers/Retry-After"}});
+            if these
+                .iter()
+                .any(|c| *c == E::RateLimited || *c == E::ServiceUnavailable)
+            {
+                response["headers"] =
+                    json!({"Retry-After": {"$ref": "#/components/headers/Retry-After"}});
             }
             (status.to_string(), response)
         })
@@ -374,7 +396,9 @@ fn problem_example(code: ErrorCode) -> Value {
 fn add_links(doc: &mut Value) {
     let links: &[(&str, &str, &str, Value)] = &[
         (
-            "/v1/admin/courses", "post", "201",
+            "/v1/admin/courses",
+            "post",
+            "201",
             json!({
                 "GetCourse": {"operationId": "getCourse",
                     "parameters": {"courseId": "$response.body#/id"}},
@@ -383,7 +407,9 @@ fn add_links(doc: &mut Value) {
             }),
         ),
         (
-            "/v1/checkout", "post", "201",
+            "/v1/checkout",
+            "post",
+            "201",
             json!({
                 "ConfirmPayment": {"operationId": "confirmPayment",
                     "description": "The payment window's success redirect carries the provider's \
@@ -395,7 +421,9 @@ fn add_links(doc: &mut Value) {
             }),
         ),
         (
-            "/v1/payments/confirm", "post", "200",
+            "/v1/payments/confirm",
+            "post",
+            "200",
             json!({
                 "GetOrder": {"operationId": "getOrder",
                     "parameters": {"orderId": "$response.body#/orderId"}},
@@ -408,7 +436,9 @@ fn add_links(doc: &mut Value) {
             }),
         ),
         (
-            "/v1/enrollments/{enrollmentId}/exam-attempts", "post", "201",
+            "/v1/enrollments/{enrollmentId}/exam-attempts",
+            "post",
+            "201",
             json!({
                 "SubmitExamAttempt": {"operationId": "submitExamAttempt",
                     "parameters": {"attemptId": "$response.body#/id"}}

@@ -11,7 +11,6 @@
 
 use super::schemas::*;
 
-
 // --- operations ---------------------------------------------------------------------------
 
 /// Liveness: the process answers.

@@ -8,8 +8,8 @@
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 /// The demo course `coursepay serve` creates in development, so the examples work as they are.
 const COURSE_ID: &str = "00000000-0000-4000-8000-00000000c0a1";
@@ -60,11 +60,7 @@ string_enum_schema!(
     domain::ErrorCode::ALL.iter().map(|c| c.as_str()),
     "Every error code the API answers with. Clients branch on it, never on `detail`."
 );
-string_enum_schema!(
-    Currency,
-    ["KRW"],
-    "Always KRW; amounts are integer won."
-);
+string_enum_schema!(Currency, ["KRW"], "Always KRW; amounts are integer won.");
 
 /// An RFC 9457 problem: every error answer, with `Content-Type: application/problem+json`.
 #[derive(Serialize, ToSchema)]
@@ -430,9 +426,7 @@ impl utoipa::PartialSchema for I18nMessages {
                 "One message per error code, keyed `ui.payment.error.<code>`: every code in \
                  every locale.",
             ))
-            .additional_properties(Some(
-                ObjectBuilder::new().schema_type(Type::String),
-            ));
+            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)));
         for code in domain::ErrorCode::ALL {
             o = o
                 .property(

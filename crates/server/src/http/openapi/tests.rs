@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 fn repo_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// Compare a committed file with what the code generates; rewrite it under UPDATE_OPENAPI=1.
@@ -45,8 +47,14 @@ fn api_reference_error_catalog_matches_the_catalog() {
     const END: &str = "<!-- error-catalog:end -->";
     let rel = "docs/api.md";
     let text = std::fs::read_to_string(repo_file(rel)).expect("docs/api.md exists");
-    let start = text.find(BEGIN).expect("docs/api.md has the error-catalog:begin marker") + BEGIN.len();
-    let end = text[start..].find(END).expect("docs/api.md has the error-catalog:end marker") + start;
+    let start = text
+        .find(BEGIN)
+        .expect("docs/api.md has the error-catalog:begin marker")
+        + BEGIN.len();
+    let end = text[start..]
+        .find(END)
+        .expect("docs/api.md has the error-catalog:end marker")
+        + start;
     let mut regenerated = String::new();
     regenerated.push_str(&text[..start]);
     regenerated.push_str(&error_catalog_markdown());
@@ -137,7 +145,10 @@ fn every_route_is_documented_and_every_operation_routed() {
         undocumented.is_empty(),
         "routes without an operation in http/openapi/operations.rs: {undocumented:?}"
     );
-    assert!(unrouted.is_empty(), "operations without a route: {unrouted:?}");
+    assert!(
+        unrouted.is_empty(),
+        "operations without a route: {unrouted:?}"
+    );
 }
 
 #[test]
@@ -146,24 +157,31 @@ fn every_operation_lists_its_errors_and_each_answer_is_a_problem() {
     let mut ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("item") {
-            let id = op["operationId"].as_str().expect("every operation has an id");
+            let id = op["operationId"]
+                .as_str()
+                .expect("every operation has an id");
             assert!(ids.insert(id.to_owned()), "duplicate operationId {id}");
             let codes = errors_of(id)
                 .unwrap_or_else(|| panic!("{method} {path} ({id}) has no entry in ERRORS"));
             for code in codes {
                 let status = code.http_status().to_string();
                 let answer = &op["responses"][&status];
-                let listed = &answer["content"]["application/problem+json"]["schema"]["allOf"][1]
-                    ["properties"]["code"]["enum"];
+                let listed = &answer["content"]["application/problem+json"]["schema"]["allOf"][1]["properties"]
+                    ["code"]["enum"];
                 assert!(
-                    listed.as_array().is_some_and(|l| l.contains(&json!(code.as_str()))),
+                    listed
+                        .as_array()
+                        .is_some_and(|l| l.contains(&json!(code.as_str()))),
                     "{id}: {status} does not list {code}"
                 );
             }
         }
     }
     for (id, _) in ERRORS {
-        assert!(ids.contains(*id), "ERRORS names {id}, which no operation has");
+        assert!(
+            ids.contains(*id),
+            "ERRORS names {id}, which no operation has"
+        );
     }
 }
 
@@ -173,12 +191,23 @@ fn contract_basics() {
     assert_eq!(doc["openapi"], "3.1.0");
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
     for name in [
-        "Problem", "ErrorCode", "Course", "Checkout", "ConfirmRequest", "ConfirmResult", "Order",
-        "Enrollment", "ExamAttempt", "RefundResult", "OrderStatus",
+        "Problem",
+        "ErrorCode",
+        "Course",
+        "Checkout",
+        "ConfirmRequest",
+        "ConfirmResult",
+        "Order",
+        "Enrollment",
+        "ExamAttempt",
+        "RefundResult",
+        "OrderStatus",
     ] {
         assert!(schemas.contains_key(name), "component {name} missing");
     }
-    let codes = schemas["ErrorCode"]["enum"].as_array().expect("ErrorCode enum");
+    let codes = schemas["ErrorCode"]["enum"]
+        .as_array()
+        .expect("ErrorCode enum");
     assert_eq!(codes.len(), ErrorCode::ALL.len());
     let confirm = &doc["paths"]["/v1/payments/confirm"]["post"];
     assert_eq!(confirm["security"][0]["bearerAuth"], json!([]));
@@ -191,8 +220,8 @@ fn contract_basics() {
     );
     assert!(confirm["responses"]["200"]["headers"]["Idempotent-Replayed"].is_object());
     assert_eq!(
-        confirm["responses"]["400"]["content"]["application/problem+json"]["schema"]["allOf"][1]
-            ["properties"]["code"]["enum"],
+        confirm["responses"]["400"]["content"]["application/problem+json"]["schema"]["allOf"][1]["properties"]
+            ["code"]["enum"],
         json!(["E_INVALID_REQUEST", "E_AMOUNT_MISMATCH"])
     );
     assert!(confirm["responses"]["429"]["headers"]["Retry-After"].is_object());
