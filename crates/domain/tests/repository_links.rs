@@ -92,6 +92,10 @@ fn links_and_named_documents_exist_in_the_tree() {
         .collect();
     let mut problems = Vec::new();
     for file in &files {
+        // This file spells out what it looks for.
+        if file.ends_with(file!().rsplit('/').next().unwrap_or(file!())) {
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };

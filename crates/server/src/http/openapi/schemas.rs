@@ -316,8 +316,11 @@ pub struct Alert {
     rule: String,
     /// firing or ok.
     state: String,
-    value: f64,
-    threshold: f64,
+    /// Null when there is no value yet.
+    #[schema(required)]
+    value: Option<f64>,
+    #[schema(required)]
+    threshold: Option<f64>,
     #[schema(required, format = DateTime)]
     since: Option<String>,
 }
