@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-25}"
-VENV=target/schemathesis-venv
+VENV="$PWD/target/schemathesis-venv"
 log() { printf '==> fuzz: %s\n' "$*" >&2; }
 
 if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
@@ -67,11 +67,12 @@ PASSED=0
 fuzz() {
   local name="$1" token="$2" phases="$3"; shift 3
   local out="$WORK/st-$name.txt" status=0
-  "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
+  # From the scratch directory: schemathesis keeps a cache where it runs.
+  (cd "$WORK" && "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
     --checks "$CHECKS" --phases "$phases" \
     --max-examples "$MAX_EXAMPLES" --seed 9 --workers 2 --no-shrink \
     --request-timeout 20 --warnings off \
-    -H "Authorization: Bearer $token" "$@" >"$out" 2>&1 || status=$?
+    -H "Authorization: Bearer $token" "$@") >"$out" 2>&1 || status=$?
   grep -E 'generated|passed|failed|Seed' "$out" | tail -n 6 >&2
   local generated passed
   generated=$(grep -oE '[0-9]+ generated' "$out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
