@@ -9,6 +9,8 @@
 #   scripts/test.sh -p coursepay-store   # extra arguments go to cargo test
 #
 # With no arguments it then runs the storefront's checks and browser tests (scripts/web-test.sh).
+# The full run (no arguments) then fuzzes a live server against its OpenAPI document on both
+# stores (scripts/fuzz-api.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,4 +102,11 @@ if [ $# -eq 0 ] || [ "${COURSEPAY_WEB_TESTS:-}" = 1 ]; then
   scripts/web-test.sh
 else
   log "storefront tests not run: a subset of the Rust tests was asked for (COURSEPAY_WEB_TESTS=1 runs them too)"
+fi
+
+if [ "$#" -eq 0 ]; then
+  log "schema fuzzing (schemathesis) against coursepay serve on SQLite and PostgreSQL"
+  scripts/fuzz-api.sh
+else
+  log "arguments given: schema fuzzing (scripts/fuzz-api.sh) runs only in the full run"
 fi

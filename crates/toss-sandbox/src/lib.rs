@@ -38,6 +38,7 @@
 //! | `GET /sandbox/stats` | call counters |
 //! | `POST /sandbox/webhooks`, `GET /sandbox/webhooks` | webhook settings / deliveries |
 //! | `GET /sandbox/requests` | the last API requests' traceparent and Idempotency-Key |
+//! | `GET /sandbox/openapi.json` | this API as an OpenAPI 3.1 document (`openapi`) |
 
 mod api;
 mod checkout;
@@ -47,6 +48,7 @@ mod control;
 mod faults;
 mod idempotency;
 mod ledger;
+pub mod openapi;
 mod requests;
 mod throttle;
 mod webhooks;
@@ -284,6 +286,7 @@ impl Sandbox {
                 post(control::advance_clock).get(control::get_clock),
             )
             .route("/sandbox/stats", get(control::stats))
+            .route("/sandbox/openapi.json", get(openapi::serve))
             .route(
                 "/sandbox/webhooks",
                 post(control::set_webhook).get(control::deliveries),

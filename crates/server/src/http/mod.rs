@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod extract;
 pub mod lms;
 pub mod locale;
+pub mod openapi;
 pub mod ops_routes;
 pub mod preflight_routes;
 pub mod problem;
@@ -70,6 +71,7 @@ pub fn router(app: App) -> Router {
             "/v1/exam-attempts/{attemptId}/submit",
             post(lms::submit_exam_attempt),
         )
+        .merge(openapi::router())
         .fallback(web::fallback)
         .method_not_allowed_fallback(routes::method_not_allowed);
     if app.config.env != crate::config::Environment::Production {
@@ -110,6 +112,8 @@ fn function_name_of(method: &Method, route: &str) -> Option<&'static str> {
         (_, "/metrics") => "metrics",
         (_, "/v1/i18n/{locale}") => "i18n",
         (_, "/v1/config") => "public-config",
+        (_, "/openapi.json") => "openapi",
+        (_, "/docs" | "/docs/" | "/docs/{*rest}") => "docs",
         ("POST", "/v1/admin/courses") => "create-course",
         ("GET", "/v1/courses") => "list-courses",
         ("GET", "/v1/courses/{courseId}") => "get-course",
