@@ -263,12 +263,7 @@ async fn migrate(print: bool, dir: Option<std::path::PathBuf>) -> Result<(), Str
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty());
     let settings = server::database::DatabaseSettings::from_env().map_err(|e| e.to_string())?;
-    server::database::open(
-        database_url,
-        &settings,
-        server::database::Migrations::Apply,
-    )
-    .await?;
+    server::database::open(database_url, &settings, server::database::Migrations::Apply).await?;
     eprintln!("coursepay: migrations applied");
     Ok(())
 }
@@ -475,7 +470,8 @@ fn token(user: Option<String>, role: String, ttl: i64) -> Result<(), String> {
     if let Some(p) = problems.first() {
         return Err(p.clone());
     }
-    let keys = server::auth::JwtKeys::from_settings(&secrecy::SecretString::from(secret), &settings);
+    let keys =
+        server::auth::JwtKeys::from_settings(&secrecy::SecretString::from(secret), &settings);
     let user = match (role.as_str(), user) {
         ("service_role", _) => None,
         ("authenticated", Some(u)) => {

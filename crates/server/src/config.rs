@@ -461,10 +461,13 @@ const PRODUCTION_REQUIREMENTS: &[ProductionRequirement] = &[
     ProductionRequirement {
         variable: "JWT_SECRET",
         requirement: "(or SUPABASE_JWT_SECRET) must be at least 32 bytes and not the built-in development secret; it may be unset only when SUPABASE_URL or SUPABASE_JWKS_URL names the project's signing keys (then no HS256 token is accepted)",
-        check: |get| match env_opt(get, "JWT_SECRET").or_else(|| env_opt(get, "SUPABASE_JWT_SECRET")) {
+        check: |get| match env_opt(get, "JWT_SECRET")
+            .or_else(|| env_opt(get, "SUPABASE_JWT_SECRET"))
+        {
             Some(s) => strong_secret(&s),
             None => {
-                env_opt(get, "SUPABASE_URL").is_some() || env_opt(get, "SUPABASE_JWKS_URL").is_some()
+                env_opt(get, "SUPABASE_URL").is_some()
+                    || env_opt(get, "SUPABASE_JWKS_URL").is_some()
             }
         },
     },

@@ -125,6 +125,15 @@ struct AdvanceClock {
     advance_seconds: i64,
 }
 
+/// Lookup throttling (Toss's `FORBIDDEN_CONSECUTIVE_REQUEST`): lookups allowed per second per
+/// payment; null turns it off.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ThrottleSettings {
+    #[schema(required)]
+    lookups_per_second: Option<u32>,
+}
+
 #[derive(Serialize, ToSchema)]
 struct SandboxClock {
     /// The sandbox's now, in Toss's format (KST offset).
@@ -198,6 +207,18 @@ fn list_payments() {}
     responses((status = 200, body = TossPayment, description = "The virtual account received its money"),
         (status = "4XX", body = TossError, description = "Unknown payment or not waiting for a deposit")))]
 fn deposit() {}
+
+#[utoipa::path(post, path = "/sandbox/payments/{paymentKey}/reverse-deposit",
+    operation_id = "reverseDeposit", tag = "sandbox", params(("paymentKey" = String, Path)),
+    responses((status = 200, body = TossPayment, description = "The deposit was reversed: the payment waits for a deposit again"),
+        (status = "4XX", body = TossError, description = "Unknown payment or no deposit to reverse")))]
+fn reverse_deposit() {}
+
+#[utoipa::path(post, path = "/sandbox/throttle", operation_id = "setThrottle", tag = "sandbox",
+    request_body = ThrottleSettings,
+    responses((status = 200, body = ThrottleSettings, description = "The throttle in force"),
+        (status = 400, body = TossError, description = "INVALID_REQUEST")))]
+fn set_throttle() {}
 
 #[utoipa::path(get, path = "/sandbox/checkout", operation_id = "checkoutPage", tag = "sandbox",
     params(("orderId" = String, Query), ("amount" = i64, Query), ("orderName" = Option<String>, Query),
@@ -276,7 +297,7 @@ fn openapi() {}
             `coursepay serve` serves it at `/toss-sandbox` in development.",
         license(name = "MIT OR Apache-2.0")),
     paths(toss_confirm, toss_lookup, toss_lookup_by_order, toss_cancel, create_payment,
-        list_payments, deposit, checkout_page, checkout_approve, checkout_decline,
+        list_payments, deposit, reverse_deposit, set_throttle, checkout_page, checkout_approve, checkout_decline,
         checkout_cancel, add_fault, clear_faults, advance_clock, get_clock, stats, set_webhook,
         list_deliveries, list_requests, openapi),
     tags((name = "toss", description = "Toss-compatible routes"),

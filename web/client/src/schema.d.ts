@@ -95,6 +95,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/config-report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The yes/no configuration report (`coursepay preflight` reads it): which secrets are set and
+         *     strong enough, key modes, CORS, breaker settings, the store kind; never a value.
+         */
+        get: operations["configReport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/courses": {
         parameters: {
             query?: never;
@@ -106,6 +126,23 @@ export interface paths {
         put?: never;
         /** Create a published course. */
         post: operations["createCourse"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/logs/recent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The last request summary lines of this instance (redacted), for checking the log format. */
+        get: operations["recentLogs"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -225,6 +262,26 @@ export interface paths {
         get: operations["getCourse"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dev/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Development only: a token for a new (or the given) user, for the storefront's one-click
+         *     sign-in. The route does not exist when `COURSEPAY_ENV=production`.
+         */
+        post: operations["devToken"];
         delete?: never;
         options?: never;
         head?: never;
@@ -429,15 +486,34 @@ export interface components {
             refunds: components["schemas"]["RefundBacklog"];
         };
         Alert: {
+            /** @description What `samples` counts, in words. */
+            gate: string;
+            /**
+             * Format: int64
+             * @description The volume the rule needs before it can fire (its gate).
+             */
+            minSamples: number;
             rule: string;
+            /**
+             * Format: int64
+             * @description The volume it has now.
+             */
+            samples: number;
             /** Format: date-time */
             since: string | null;
-            /** @description firing or ok. */
+            /**
+             * @description `firing`, `ok`, or `not enough data` while `samples` is below `minSamples` (the rule
+             *     cannot fire yet).
+             * @example ok
+             */
             state: string;
             /** Format: double */
-            threshold: number;
-            /** Format: double */
-            value: number;
+            threshold: number | null;
+            /**
+             * Format: double
+             * @description Null when there is no value yet.
+             */
+            value: number | null;
         };
         /**
          * @description A new order, to open the payment window with (`orderId`, `amount`, `orderName`,
@@ -581,6 +657,22 @@ export interface components {
          * @enum {string}
          */
         Currency: "KRW";
+        /** @description A development token (`POST /v1/dev/token`; absent when `COURSEPAY_ENV=production`). */
+        DevToken: {
+            /** @description A bearer token of the user (HS256, 12 hours). */
+            accessToken: string;
+            /** Format: date-time */
+            expiresAt: string;
+            /** @example bearer */
+            tokenType: string;
+            /** Format: uuid */
+            userId: string;
+        };
+        /** @description The request of `POST /v1/dev/token`: an existing user's id, or nothing for a new user. */
+        DevTokenRequest: {
+            /** Format: uuid */
+            userId?: string | null;
+        };
         /**
          * @example {
          *       "courseId": "00000000-0000-4000-8000-00000000c0a1",
@@ -613,7 +705,7 @@ export interface components {
          * @description Every error code the API answers with. Clients branch on it, never on `detail`.
          * @enum {string}
          */
-        ErrorCode: "E_INVALID_REQUEST" | "E_PAYLOAD_TOO_LARGE" | "E_UNAUTHORIZED" | "E_FORBIDDEN" | "E_NOT_FOUND" | "E_METHOD_NOT_ALLOWED" | "E_COURSE_NOT_FOUND" | "E_ORDER_NOT_FOUND" | "E_ORDER_EXPIRED" | "E_ALREADY_ENROLLED" | "E_AMOUNT_MISMATCH" | "E_CONFIRM_IN_PROGRESS" | "E_PAYMENT_REJECTED" | "E_PG_UNAVAILABLE" | "E_PG_TIMEOUT" | "E_PAYMENTS_PAUSED" | "E_IDEMPOTENCY_KEY_REUSED" | "E_PAYMENT_NOT_FOUND" | "E_REFUND_NOT_ALLOWED" | "E_ENROLLMENT_NOT_FOUND" | "E_NOT_ENROLLED" | "E_ATTEMPT_NOT_FOUND" | "E_ATTEMPT_ALREADY_SUBMITTED" | "E_ATTEMPT_LIMIT_REACHED" | "E_WEBHOOK_INVALID_SIG" | "E_WEBHOOK_REPLAYED" | "E_RATE_LIMITED" | "E_SERVICE_UNAVAILABLE" | "E_INTERNAL";
+        ErrorCode: "E_INVALID_REQUEST" | "E_PAYLOAD_TOO_LARGE" | "E_UNAUTHORIZED" | "E_FORBIDDEN" | "E_NOT_FOUND" | "E_METHOD_NOT_ALLOWED" | "E_COURSE_NOT_FOUND" | "E_ORDER_NOT_FOUND" | "E_ORDER_EXPIRED" | "E_ALREADY_ENROLLED" | "E_AMOUNT_MISMATCH" | "E_CONFIRM_IN_PROGRESS" | "E_PAYMENT_REJECTED" | "E_PG_UNAVAILABLE" | "E_PG_TIMEOUT" | "E_PAYMENTS_PAUSED" | "E_IDEMPOTENCY_KEY_REUSED" | "E_PAYMENT_NOT_FOUND" | "E_REFUND_NOT_ALLOWED" | "E_ENROLLMENT_NOT_FOUND" | "E_NOT_ENROLLED" | "E_ATTEMPT_NOT_FOUND" | "E_ATTEMPT_ALREADY_SUBMITTED" | "E_ATTEMPT_LIMIT_REACHED" | "E_TOO_MANY_OPEN_ORDERS" | "E_WEBHOOK_INVALID_SIG" | "E_WEBHOOK_REPLAYED" | "E_RATE_LIMITED" | "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT" | "E_INTERNAL";
         /**
          * @description An exam attempt; `score` and `submittedAt` are null until it is submitted.
          * @example {
@@ -705,8 +797,12 @@ export interface components {
             "ui.payment.error.E_RATE_LIMITED": string;
             /** @example This payment cannot be refunded by that amount. */
             "ui.payment.error.E_REFUND_NOT_ALLOWED": string;
+            /** @example The request took too long. Please try again shortly. */
+            "ui.payment.error.E_REQUEST_TIMEOUT": string;
             /** @example The service is temporarily unavailable. Please try again shortly. */
             "ui.payment.error.E_SERVICE_UNAVAILABLE": string;
+            /** @example You have too many unpaid orders. Finish a payment in progress or try again later. */
+            "ui.payment.error.E_TOO_MANY_OPEN_ORDERS": string;
             /** @example Please sign in again. */
             "ui.payment.error.E_UNAUTHORIZED": string;
             /** @example The webhook signature is not valid. */
@@ -841,6 +937,15 @@ export interface components {
             /** @description The provider's client key for the payment window (public by design). */
             tossClientKey: string;
         };
+        /**
+         * @description The last request summary lines of this instance, oldest first, with person and credential
+         *     fields redacted.
+         */
+        RecentLogs: {
+            items: unknown[];
+            /** @description The fields replaced by "[redacted]". */
+            redactedFields: string[];
+        };
         ReconcilerStatus: {
             /**
              * Format: int64
@@ -864,6 +969,21 @@ export interface components {
             stuck: number;
         };
         /**
+         * @description The buyer's bank account for refunding a deposited virtual-account payment.
+         * @example {
+         *       "accountNumber": "1002345678901",
+         *       "bank": "20",
+         *       "holderName": "김토스"
+         *     }
+         */
+        RefundReceiveAccount: {
+            /** @description Digits only. */
+            accountNumber: string;
+            /** @description The provider's bank code. */
+            bank: string;
+            holderName: string;
+        };
+        /**
          * @description `POST /v1/payments/{paymentId}/refund`: without `amount`, everything left is refunded.
          * @example {
          *       "amount": 5000,
@@ -875,6 +995,7 @@ export interface components {
             amount?: number | null;
             /** @description 1 to 200 characters (the provider's limit), no control characters. */
             reason: string;
+            refund_receive_account?: components["schemas"]["RefundReceiveAccount"] | null;
         };
         /**
          * @example {
@@ -1027,6 +1148,21 @@ export interface operations {
                     };
                 };
             };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
         };
     };
     healthz: {
@@ -1081,6 +1217,21 @@ export interface operations {
                         code?: "E_INTERNAL";
                         /** @constant */
                         status?: 500;
+                    };
+                };
+            };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
                     };
                 };
             };
@@ -1141,6 +1292,21 @@ export interface operations {
                     };
                 };
             };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
         };
     };
     openapi: {
@@ -1195,6 +1361,21 @@ export interface operations {
                         code?: "E_INTERNAL";
                         /** @constant */
                         status?: 500;
+                    };
+                };
+            };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
                     };
                 };
             };
@@ -1260,7 +1441,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -1270,7 +1451,109 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    configReport: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report: an object of yes/no facts, never a value */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -1397,7 +1680,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -1407,7 +1690,127 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    recentLogs: {
+        parameters: {
+            query?: {
+                /** @description How many lines (default 50) */
+                limit?: number;
+            };
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Lines, oldest first */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecentLogs"];
+                };
+            };
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -1534,7 +1937,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -1544,7 +1947,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -1637,7 +2040,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -1647,7 +2050,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -1740,7 +2143,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -1750,7 +2153,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -1846,7 +2249,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_ALREADY_ENROLLED`: You are already enrolled in this course. */
+            /** @description `E_ALREADY_ENROLLED`: You are already enrolled in this course. `E_TOO_MANY_OPEN_ORDERS`: You have too many unpaid orders. Finish a payment in progress or try again later. */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1855,7 +2258,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_ALREADY_ENROLLED";
+                        code?: "E_ALREADY_ENROLLED" | "E_TOO_MANY_OPEN_ORDERS";
                         /** @constant */
                         status?: 409;
                     };
@@ -1907,7 +2310,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -1917,7 +2320,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -1980,6 +2383,21 @@ export interface operations {
                     };
                 };
             };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
         };
     };
     listCourses: {
@@ -2037,7 +2455,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -2047,7 +2465,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -2128,7 +2546,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -2138,7 +2556,114 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    devToken: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Optional: the user */
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["DevTokenRequest"] | null;
+            };
+        };
+        responses: {
+            /** @description A bearer token */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DevToken"];
+                };
+            };
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PAYLOAD_TOO_LARGE";
+                        /** @constant */
+                        status?: 413;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -2249,7 +2774,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -2259,7 +2784,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -2385,7 +2910,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -2395,7 +2920,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -2555,7 +3080,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -2565,7 +3090,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -2646,6 +3171,21 @@ export interface operations {
                         code?: "E_INTERNAL";
                         /** @constant */
                         status?: 500;
+                    };
+                };
+            };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
                     };
                 };
             };
@@ -2736,7 +3276,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -2746,7 +3286,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -2872,7 +3412,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -2882,7 +3422,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_SERVICE_UNAVAILABLE";
+                        code?: "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -3088,7 +3628,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_PAYMENTS_PAUSED`: Payments are paused for a moment. Please try again later. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_PAYMENTS_PAUSED`: Payments are paused for a moment. Please try again later. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -3098,7 +3638,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_PG_UNAVAILABLE" | "E_PAYMENTS_PAUSED" | "E_SERVICE_UNAVAILABLE";
+                        code?: "E_PG_UNAVAILABLE" | "E_PAYMENTS_PAUSED" | "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -3273,7 +3813,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -3283,7 +3823,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_PG_UNAVAILABLE" | "E_SERVICE_UNAVAILABLE";
+                        code?: "E_PG_UNAVAILABLE" | "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -3435,7 +3975,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. */
+            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
@@ -3445,7 +3985,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "E_PG_UNAVAILABLE" | "E_SERVICE_UNAVAILABLE";
+                        code?: "E_PG_UNAVAILABLE" | "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
                     };
@@ -3520,6 +4060,21 @@ export interface operations {
                         code?: "E_INTERNAL";
                         /** @constant */
                         status?: 500;
+                    };
+                };
+            };
+            /** @description `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
                     };
                 };
             };

@@ -48,6 +48,9 @@ use utoipa::OpenApi;
         operations::pause_payments,
         operations::resume_payments,
         operations::admin_status,
+        operations::config_report,
+        operations::recent_logs,
+        operations::dev_token,
     ),
     components(schemas(schemas::Problem, schemas::ErrorCode)),
     tags(
@@ -68,8 +71,8 @@ use ErrorCode as E;
 const USER_AUTH: &[ErrorCode] = &[E::Unauthorized, E::Forbidden];
 /// Codes every operation with a JSON body can give.
 const BODY: &[ErrorCode] = &[E::InvalidRequest, E::PayloadTooLarge];
-/// Codes every operation can give: the rate limit and a server fault.
-const EVERYWHERE: &[ErrorCode] = &[E::RateLimited, E::Internal];
+/// Codes every operation can give: the rate limit, the request timeout and a server fault.
+const EVERYWHERE: &[ErrorCode] = &[E::RateLimited, E::RequestTimeout, E::Internal];
 
 /// The error codes of each operation (by operation id), besides [`EVERYWHERE`]. The document's
 /// error answers are built from this list and the catalog (status, title, ko/en messages).
@@ -90,7 +93,12 @@ pub const ERRORS: &[(&str, &[&[ErrorCode]])] = &[
         &[
             USER_AUTH,
             BODY,
-            &[E::CourseNotFound, E::AlreadyEnrolled, E::ServiceUnavailable],
+            &[
+                E::CourseNotFound,
+                E::AlreadyEnrolled,
+                E::TooManyOpenOrders,
+                E::ServiceUnavailable,
+            ],
         ],
     ),
     (
@@ -182,6 +190,9 @@ pub const ERRORS: &[(&str, &[&[ErrorCode]])] = &[
     ),
     ("resumePayments", &[USER_AUTH, &[E::ServiceUnavailable]]),
     ("adminStatus", &[USER_AUTH, &[E::ServiceUnavailable]]),
+    ("configReport", &[USER_AUTH]),
+    ("recentLogs", &[USER_AUTH, &[E::InvalidRequest]]),
+    ("devToken", &[BODY]),
 ];
 
 /// The error codes an operation can give, in catalog order.

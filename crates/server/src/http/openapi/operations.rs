@@ -203,3 +203,27 @@ fn resume_payments() {}
     responses((status = 200, description = "Status", body = AdminStatus)),
     security(("serviceRole" = [])))]
 fn admin_status() {}
+
+/// The yes/no configuration report (`coursepay preflight` reads it): which secrets are set and
+/// strong enough, key modes, CORS, breaker settings, the store kind; never a value.
+#[utoipa::path(get, path = "/v1/admin/config-report", operation_id = "configReport",
+    tag = "admin",
+    responses((status = 200, description = "The report: an object of yes/no facts, never a value",
+        body = serde_json::Value)),
+    security(("serviceRole" = [])))]
+fn config_report() {}
+
+/// The last request summary lines of this instance (redacted), for checking the log format.
+#[utoipa::path(get, path = "/v1/admin/logs/recent", operation_id = "recentLogs", tag = "admin",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200,
+        description = "How many lines (default 50)")),
+    responses((status = 200, description = "Lines, oldest first", body = RecentLogs)),
+    security(("serviceRole" = [])))]
+fn recent_logs() {}
+
+/// Development only: a token for a new (or the given) user, for the storefront's one-click
+/// sign-in. The route does not exist when `COURSEPAY_ENV=production`.
+#[utoipa::path(post, path = "/v1/dev/token", operation_id = "devToken", tag = "config",
+    request_body(content = Option<DevTokenRequest>, description = "Optional: the user"),
+    responses((status = 200, description = "A bearer token", body = DevToken)))]
+fn dev_token() {}

@@ -264,6 +264,51 @@ pub struct RefundRequest {
     reason: String,
     #[schema(minimum = 1)]
     amount: Option<i64>,
+    /// Required for a virtual-account payment whose deposit was made (the provider pays the
+    /// refund into this account); refused for card payments. Never stored or logged.
+    refund_receive_account: Option<RefundReceiveAccount>,
+}
+
+/// The buyer's bank account for refunding a deposited virtual-account payment.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"bank": "20", "accountNumber": "1002345678901", "holderName": "김토스"}))]
+pub struct RefundReceiveAccount {
+    /// The provider's bank code.
+    bank: String,
+    /// Digits only.
+    account_number: String,
+    holder_name: String,
+}
+
+/// A development token (`POST /v1/dev/token`; absent when `COURSEPAY_ENV=production`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DevToken {
+    /// A bearer token of the user (HS256, 12 hours).
+    access_token: String,
+    #[schema(example = "bearer")]
+    token_type: String,
+    user_id: uuid::Uuid,
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+/// The request of `POST /v1/dev/token`: an existing user's id, or nothing for a new user.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DevTokenRequest {
+    user_id: Option<uuid::Uuid>,
+}
+
+/// The last request summary lines of this instance, oldest first, with person and credential
+/// fields redacted.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecentLogs {
+    items: Vec<serde_json::Value>,
+    /// The fields replaced by "[redacted]".
+    redacted_fields: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -314,8 +359,16 @@ pub struct Circuit {
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     rule: String,
-    /// firing or ok.
+    /// `firing`, `ok`, or `not enough data` while `samples` is below `minSamples` (the rule
+    /// cannot fire yet).
+    #[schema(example = "ok")]
     state: String,
+    /// The volume the rule needs before it can fire (its gate).
+    min_samples: u64,
+    /// The volume it has now.
+    samples: u64,
+    /// What `samples` counts, in words.
+    gate: String,
     /// Null when there is no value yet.
     #[schema(required)]
     value: Option<f64>,
