@@ -307,10 +307,15 @@ async fn healthy_serve_on_postgres_passes() {
     let (url, pool, schema) = pg_schema().await;
     let s = serve(&[
         ("DATABASE_URL", url.clone()),
+        ("DATABASE_SCHEMA", schema.clone()),
         ("WEBHOOK_SECRET_ROTATED_AT", today()),
     ])
     .await;
-    let (code, report) = preflight(&["--url", &s.base, "--database-url", &url, "--qa"], &[]).await;
+    let (code, report) = preflight(
+        &["--url", &s.base, "--database-url", &url, "--qa"],
+        &[("DATABASE_SCHEMA", &schema)],
+    )
+    .await;
     assert_healthy(code, &report);
     assert_eq!(status(&report, "perf.round_trips"), "PASS");
     assert!(
@@ -328,7 +333,16 @@ async fn healthy_serve_on_postgres_passes() {
     .await
     .unwrap();
     let (code, report) = preflight(
-        &["--url", &s.base, "--database-url", &url, "--confirms", "2"],
+        &[
+            "--url",
+            &s.base,
+            "--database-url",
+            &url,
+            "--database-schema",
+            &schema,
+            "--confirms",
+            "2",
+        ],
         &[],
     )
     .await;

@@ -45,6 +45,9 @@ pub struct Args {
     /// sqlite://file. Without it the schema rows are unverified and the gate fails.
     #[arg(long, env = "PREFLIGHT_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// The PostgreSQL schema holding coursepay's tables: the deployment's DATABASE_SCHEMA.
+    #[arg(long, env = "DATABASE_SCHEMA", default_value = "coursepay")]
+    pub database_schema: String,
     /// A service-role token (e.g. Supabase's service-role key). Default: one minted with
     /// JWT_SECRET / SUPABASE_JWT_SECRET (or the development secret).
     #[arg(long, env = "PREFLIGHT_ADMIN_TOKEN", hide_env_values = true)]
@@ -133,7 +136,9 @@ async fn run_inner(args: Args) -> Result<u8, String> {
                 );
             }
         }
-        Some(dsn) => schema::read(dsn).await?.evaluate(&mut r),
+        Some(dsn) => schema::read(dsn, &args.database_schema)
+            .await?
+            .evaluate(&mut r),
     }
 
     // A failing step marks what it could not check and the run goes on.

@@ -51,9 +51,11 @@ pub const NEEDED_INDEXES: &[(&str, &[&str], &str)] = &[
     ("refunds", &["payment_id"], "refunds per payment"),
 ];
 
-pub async fn read(dsn: &str) -> Result<Catalog, String> {
+/// Read the catalog of `dsn`; on PostgreSQL, of `pg_schema` (where the service keeps its
+/// tables: its DATABASE_SCHEMA).
+pub async fn read(dsn: &str, pg_schema: &str) -> Result<Catalog, String> {
     if dsn.starts_with("postgres") {
-        read_postgres(dsn).await
+        read_postgres(dsn, pg_schema).await
     } else if dsn.starts_with("sqlite") {
         read_sqlite(dsn).await
     } else {
@@ -61,13 +63,19 @@ pub async fn read(dsn: &str) -> Result<Catalog, String> {
     }
 }
 
-async fn read_postgres(dsn: &str) -> Result<Catalog, String> {
+async fn read_postgres(dsn: &str, pg_schema: &str) -> Result<Catalog, String> {
     let opts = sqlx::postgres::PgConnectOptions::from_str(dsn)
         .map_err(|e| format!("--database-url: {e}"))?;
     let mut conn = sqlx::PgConnection::connect_with(&opts)
         .await
         .map_err(|e| format!("connecting to PostgreSQL: {e}"))?;
     let err = |e: sqlx::Error| format!("reading the PostgreSQL catalog: {e}");
+    // current_schema() below is the service's schema, not the connecting role's default.
+    sqlx::query("SELECT set_config('search_path', $1, false)")
+        .bind(format!("\"{}\"", pg_schema.replace('"', "\"\"")))
+        .execute(&mut conn)
+        .await
+        .map_err(err)?;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
     )
