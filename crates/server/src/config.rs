@@ -189,10 +189,12 @@ impl Config {
         let toss_secret_key = env_opt(get, "TOSS_SECRET_KEY");
         let toss_client_key = env_opt(get, "TOSS_CLIENT_KEY");
         // A live secret key charges real cards: the storefront must then open Toss's live
-        // payment window too, whatever the environment says.
-        if toss_secret_key
-            .as_deref()
-            .is_some_and(|k| k.starts_with("live_sk_"))
+        // payment window too, whatever the environment says (production's own table already
+        // names TOSS_CLIENT_KEY).
+        if !prod
+            && toss_secret_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("live_sk_"))
             && !toss_client_key
                 .as_deref()
                 .is_some_and(|k| k.starts_with("live_ck_"))

@@ -535,7 +535,9 @@ fn configuration_of_supabase_keys() {
         ("DATABASE_URL", "postgres://u@db/coursepay"),
         ("TOSS_API_BASE", "https://api.tosspayments.com"),
         ("TOSS_SECRET_KEY", "live_sk_abc"),
+        ("TOSS_CLIENT_KEY", "live_ck_abc"),
         ("WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("CORS_ALLOWED_ORIGINS", "https://shop.example.com"),
     ];
     let with = |extra: &[(&'static str, &'static str)]| {
         let vars: Vec<(&str, &str)> = prod.iter().chain(extra).copied().collect();
