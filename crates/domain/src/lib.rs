@@ -12,6 +12,7 @@ pub mod ids;
 pub mod money;
 pub mod status;
 pub mod text;
+pub mod transition;
 
 pub use error::{ErrorCode, Locale};
 pub use ids::{
@@ -21,6 +22,7 @@ pub use ids::{
 pub use money::Money;
 pub use status::{EnrollmentStatus, OrderStatus, PaymentStatus, RefundStatus};
 pub use text::{FreeText, TextError, TextField};
+pub use transition::{EnrollmentEvent, OrderEvent, RefundEvent};
 
 /// The only payment provider coursepay speaks to today; stored in `payments.provider` so the
 /// UNIQUE(provider, provider_tx_id) constraint stays meaningful if a second one is added.

@@ -9,6 +9,7 @@
 //! Where money turns into an enrollment there is exactly one method, [`Store::settle`]; every
 //! path (confirm, settle-on-read, reconciler, webhooks) ends there.
 
+mod call;
 mod error;
 pub mod model;
 pub mod pgschema;
@@ -16,6 +17,7 @@ pub mod postgres;
 pub mod roundtrips;
 mod row;
 mod shared;
+mod sql;
 pub mod sqlite;
 pub mod testing;
 

@@ -12,11 +12,13 @@
 //!   newer row while its own snapshot still shows the older one. Where that matters (two
 //!   settles of one payment at once) the statement reports what it saw and is re-run.
 
+use crate::call::Call;
 use crate::error::from_pg;
 use crate::model::*;
 use crate::pgschema::{PgSettings, SqlFile};
 use crate::row::{self, Columns, bad_column};
-use crate::{Backend, Result, Store, StoreError, roundtrips};
+use crate::sql::*;
+use crate::{Backend, Result, Store, StoreError};
 use async_trait::async_trait;
 use domain::{
     AttemptId, CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId,
@@ -24,7 +26,7 @@ use domain::{
 };
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Decode, Postgres, Row, Type};
+use sqlx::{Decode, Postgres, Row, Type, query};
 use std::str::FromStr;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -233,16 +235,6 @@ fn is_unique_violation_of(err: &sqlx::Error, constraint: &str) -> bool {
     })
 }
 
-const CREATE_COURSE: &str = "
-INSERT INTO courses (id, title, price, currency, status, created_at, updated_at)
-VALUES ($1, $2, $3, 'KRW', 'PUBLISHED', $4, $4)
-RETURNING *";
-
-const LIST_COURSES: &str = "
-SELECT * FROM courses WHERE status = 'PUBLISHED' ORDER BY created_at, id";
-
-const GET_COURSE: &str = "SELECT * FROM courses WHERE id = $1";
-
 /// Insert the order unless the user is already ENROLLED; log it.
 const CREATE_ORDER: &str = "
 WITH created AS (
@@ -269,12 +261,6 @@ event AS (
 )
 SELECT * FROM created";
 
-/// Why CREATE_ORDER inserted nothing: enrolled already, else the open-order cap.
-const ENROLLED_IN: &str = "
-SELECT EXISTS (
-    SELECT 1 FROM enrollments WHERE user_id = $1 AND course_id = $2 AND status = 'ENROLLED'
-)";
-
 const PURGE_IDEMPOTENCY_KEYS: &str = "
 DELETE FROM idempotency_keys
 WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)";
@@ -283,8 +269,6 @@ const PURGE_ONE_TIME_TOKENS: &str = "
 DELETE FROM one_time_tokens
 WHERE ctid IN (SELECT ctid FROM one_time_tokens WHERE expires_at <= $1 LIMIT $2)
 RETURNING kind";
-
-const GET_ORDER: &str = "SELECT * FROM orders WHERE order_id = $1";
 
 /// PENDING → CONFIRMING if everything holds, else the order as found. `enrolled_elsewhere`
 /// is computed from the snapshot; a concurrent claim of another order for the same course
@@ -477,23 +461,6 @@ LEFT JOIN result_order ON true
 LEFT JOIN prior ON true
 LEFT JOIN payment ON true";
 
-const OPEN_ORDERS: &str = "
-SELECT * FROM orders
-WHERE status IN ('PENDING', 'CONFIRMING') AND updated_at < $1
-ORDER BY updated_at, order_id
-LIMIT $2";
-
-const LIST_ENROLLMENTS: &str = "
-SELECT * FROM enrollments WHERE user_id = $1 ORDER BY enrolled_at, id";
-
-const GET_ENROLLMENT: &str = "SELECT * FROM enrollments WHERE id = $1";
-
-const GET_PAYMENT: &str = "SELECT * FROM payments WHERE id = $1";
-
-const PAYMENT_FOR_ORDER: &str = "SELECT * FROM payments WHERE order_id = $1";
-
-const ORDER_EVENTS: &str = "SELECT * FROM payment_events WHERE order_id = $1 ORDER BY id";
-
 /// Insert the key, or take over an expired row. `seen` is the live row from the snapshot; a
 /// row inserted concurrently after the snapshot is read by a second statement.
 const REMEMBER_KEY: &str = "
@@ -511,22 +478,12 @@ SELECT EXISTS (SELECT 1 FROM fresh) AS fresh,
        (SELECT fingerprint FROM idempotency_keys
         WHERE scope = $1 AND key = $2 AND expires_at > $4) AS seen";
 
-const KEY_FINGERPRINT: &str = "
-SELECT fingerprint FROM idempotency_keys WHERE scope = $1 AND key = $2";
-
 const REMEMBER_ONCE: &str = "
 INSERT INTO one_time_tokens AS t (kind, token, expires_at)
 VALUES ($1, $2, $3)
 ON CONFLICT (kind, token) DO UPDATE SET expires_at = EXCLUDED.expires_at
 WHERE t.expires_at <= $4
 RETURNING 1";
-
-const FORGET_ONCE: &str = "DELETE FROM one_time_tokens WHERE kind = $1 AND token = $2";
-
-const RECORD_DEPOSIT_SECRET: &str = "
-UPDATE orders SET deposit_secret = $2 WHERE order_id = $1 RETURNING 1";
-
-const DEPOSIT_SECRET: &str = "SELECT deposit_secret FROM orders WHERE order_id = $1";
 
 /// Lease free open orders to one reconciler instance. `FOR UPDATE SKIP LOCKED` makes a
 /// concurrent leaser skip rows this statement holds (instead of waiting and then leasing them
@@ -565,19 +522,6 @@ ORDER BY CASE
          END,
          updated_at, order_id";
 
-const ABANDONED_ORDERS: &str = "
-SELECT order_id FROM orders
-WHERE status = 'PENDING' AND expires_at <= $1 AND reconcile_lookups_expired >= $2
-ORDER BY expires_at, order_id
-LIMIT $3";
-
-const OPEN_ORDER_BACKLOG: &str = "
-SELECT count(*) AS count, min(created_at) AS oldest
-FROM orders
-WHERE status IN ('PENDING', 'CONFIRMING') AND created_at <= $1";
-
-const PAYMENT_CONTROLS: &str = "SELECT * FROM payment_controls WHERE id = 1";
-
 /// Flip the switch and log who did it, in one statement.
 const SET_PAYMENTS_PAUSED: &str = "
 WITH updated AS (
@@ -593,9 +537,6 @@ event AS (
     FROM updated
 )
 SELECT * FROM updated";
-
-const APPLIED_MIGRATIONS: &str = "
-SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
 
 /// How often the refund/exam statements re-run after losing a race their snapshot could not
 /// see (a unique violation from a concurrent writer, a deadlock, a stale read).
@@ -796,17 +737,6 @@ event AS (
 )
 SELECT count(*) AS moved FROM failed";
 
-const GET_REFUND: &str = "SELECT * FROM refunds WHERE id = $1";
-
-const PAYMENT_REFUNDS: &str = "
-SELECT * FROM refunds WHERE payment_id = $1 ORDER BY created_at, id";
-
-const STUCK_REFUNDS: &str = "
-SELECT * FROM refunds
-WHERE status = 'REQUESTED' AND created_at < $1
-ORDER BY created_at, id
-LIMIT $2";
-
 /// The limit lives in the enrollment row (exam_attempts_started): the UPDATE's WHERE is
 /// re-checked on the newest row version after waiting for a concurrent start, so 20 concurrent
 /// starts with a limit of 3 make exactly 3. `before` is the snapshot, for the refusal reason.
@@ -828,10 +758,6 @@ SELECT before.status AS enrollment_status, before.used,
        ins.id, ins.enrollment_id, bumped.user_id, ins.score, ins.started_at, ins.submitted_at
 FROM before LEFT JOIN bumped ON true LEFT JOIN ins ON true";
 
-const GET_ATTEMPT: &str = "
-SELECT a.*, e.user_id FROM exam_attempts a JOIN enrollments e ON e.id = a.enrollment_id
-WHERE a.id = $1";
-
 const SUBMIT_ATTEMPT: &str = "
 WITH found AS (
     SELECT id FROM exam_attempts WHERE id = $1
@@ -845,6 +771,12 @@ SELECT (SELECT count(*) FROM found) AS found, done.*, e.user_id
 FROM (SELECT 1) AS one
 LEFT JOIN done ON true
 LEFT JOIN enrollments e ON e.id = done.enrollment_id";
+
+impl PgStore {
+    fn call(&self, name: &'static str) -> Call<'_, Postgres> {
+        Call::new(&self.pool, name)
+    }
+}
 
 #[async_trait]
 impl Store for PgStore {
@@ -863,54 +795,35 @@ impl Store for PgStore {
     }
 
     async fn ready(&self) -> Result<()> {
-        let _timed = roundtrips::timer("ready");
-        roundtrips::add(1);
-        let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_pg)?;
+        let call = self.call("ready");
+        let applied = call
+            .all(query(APPLIED_MIGRATIONS), |r| r.int("version"))
+            .await?;
         crate::shared::check_applied(&MIGRATOR, &applied)
     }
 
     async fn create_course(&self, new: NewCourse) -> Result<Course> {
-        let _timed = roundtrips::timer("create_course");
-        roundtrips::add(1);
-        let row = sqlx::query(CREATE_COURSE)
+        let q = query(CREATE_COURSE)
             .bind(new.id.0)
-            .bind(&new.title)
+            .bind(new.title)
             .bind(new.price.won())
-            .bind(new.now)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row::course(&row)
+            .bind(new.now);
+        self.call("create_course").one(q, row::course).await
     }
 
     async fn list_courses(&self) -> Result<Vec<Course>> {
-        let _timed = roundtrips::timer("list_courses");
-        roundtrips::add(1);
-        let rows = sqlx::query(LIST_COURSES)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        rows.iter().map(row::course).collect()
+        let call = self.call("list_courses");
+        call.all(query(LIST_COURSES), row::course).await
     }
 
     async fn get_course(&self, id: CourseId) -> Result<Option<Course>> {
-        let _timed = roundtrips::timer("get_course");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_COURSE)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row.as_ref().map(row::course).transpose()
+        let q = query(GET_COURSE).bind(id.0);
+        self.call("get_course").opt(q, row::course).await
     }
 
     async fn create_order(&self, new: NewOrder) -> Result<Order> {
-        let _timed = roundtrips::timer("create_order");
-        roundtrips::add(1);
-        let row = sqlx::query(CREATE_ORDER)
+        let call = self.call("create_order");
+        let q = query(CREATE_ORDER)
             .bind(new.order_id.as_str())
             .bind(new.user_id.0)
             .bind(new.course_id.0)
@@ -921,21 +834,13 @@ impl Store for PgStore {
             .bind(&new.ctx.actor)
             .bind(new.ctx.request_id.as_deref())
             .bind(new.ctx.now.unwrap_or(new.now))
-            .bind(new.max_open_per_user.map(i64::from))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        match row {
-            Some(row) => row::order(&row),
+            .bind(new.max_open_per_user.map(i64::from));
+        match call.opt(q, row::order).await? {
+            Some(order) => Ok(order),
             None if new.max_open_per_user.is_none() => Err(StoreError::AlreadyEnrolled),
             None => {
-                roundtrips::add(1);
-                let enrolled: bool = sqlx::query_scalar(ENROLLED_IN)
-                    .bind(new.user_id.0)
-                    .bind(new.course_id.0)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(from_pg)?;
+                let q = query(ENROLLED_IN).bind(new.user_id.0).bind(new.course_id.0);
+                let enrolled = call.one(q, |r| r.flag("enrolled")).await?;
                 Err(if enrolled {
                     StoreError::AlreadyEnrolled
                 } else {
@@ -946,32 +851,23 @@ impl Store for PgStore {
     }
 
     async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>> {
-        let _timed = roundtrips::timer("get_order");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_ORDER)
-            .bind(order_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row.as_ref().map(row::order).transpose()
+        let q = query(GET_ORDER).bind(order_id.as_str());
+        self.call("get_order").opt(q, row::order).await
     }
 
     async fn claim_order(&self, claim: ClaimRequest) -> Result<ClaimOutcome> {
-        let _timed = roundtrips::timer("claim_order");
+        let call = self.call("claim_order");
         let now = claim.ctx.at();
         for _ in 0..CLAIM_ATTEMPTS {
-            roundtrips::add(1);
-            let result = sqlx::query(CLAIM_ORDER)
+            let q = query(CLAIM_ORDER)
                 .bind(claim.order_id.as_str())
                 .bind(claim.user_id.0)
                 .bind(claim.amount.won())
                 .bind(claim.payment_key.as_str())
                 .bind(now)
                 .bind(&claim.ctx.actor)
-                .bind(claim.ctx.request_id.as_deref())
-                .fetch_optional(&self.pool)
-                .await;
-            let row = match result {
+                .bind(claim.ctx.request_id.as_deref());
+            let row = match call.try_opt(q).await {
                 Ok(Some(row)) => row,
                 Ok(None) => return Ok(ClaimOutcome::NotFound),
                 // Another order of this user for this course became CONFIRMING/PAID after our
@@ -1014,16 +910,12 @@ impl Store for PgStore {
     }
 
     async fn release_order(&self, order_id: &OrderId, ctx: &EventContext) -> Result<bool> {
-        let _timed = roundtrips::timer("release_order");
-        roundtrips::add(1);
-        let moved: i64 = sqlx::query_scalar(RELEASE_ORDER)
+        let q = query(RELEASE_ORDER)
             .bind(order_id.as_str())
             .bind(ctx.at())
             .bind(&ctx.actor)
-            .bind(ctx.request_id.as_deref())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
+            .bind(ctx.request_id.as_deref());
+        let moved = self.call("release_order").one(q, moved).await?;
         Ok(moved > 0)
     }
 
@@ -1034,32 +926,27 @@ impl Store for PgStore {
         code: Option<&str>,
         ctx: &EventContext,
     ) -> Result<bool> {
-        let _timed = roundtrips::timer("fail_order");
+        let call = self.call("fail_order");
         let kind = crate::shared::fail_event_kind(to)?;
-        roundtrips::add(1);
-        let moved: i64 = sqlx::query_scalar(FAIL_ORDER)
+        let q = query(FAIL_ORDER)
             .bind(order_id.as_str())
             .bind(to.as_str())
             .bind(code)
             .bind(ctx.at())
             .bind(kind)
             .bind(&ctx.actor)
-            .bind(ctx.request_id.as_deref())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        Ok(moved > 0)
+            .bind(ctx.request_id.as_deref());
+        Ok(call.one(q, moved).await? > 0)
     }
 
     async fn settle(&self, s: Settlement) -> Result<Settled> {
-        let _timed = roundtrips::timer("settle");
+        let call = self.call("settle");
         crate::shared::check_settlement(&s)?;
         let payment_id = PaymentId::new();
         let enrollment_id = EnrollmentId::new();
         let now = s.ctx.at();
         for attempt in 1..=SETTLE_ATTEMPTS {
-            roundtrips::add(1);
-            let result = sqlx::query(SETTLE)
+            let q = query(SETTLE)
                 .bind(s.order_id.as_str())
                 .bind(domain::PROVIDER_TOSS)
                 .bind(s.payment_key.as_str())
@@ -1073,11 +960,10 @@ impl Store for PgStore {
                 .bind(now)
                 .bind(&s.ctx.actor)
                 .bind(s.ctx.request_id.as_deref())
-                .bind(&s.source)
-                .fetch_one(&self.pool)
-                .await;
-            let row = match result {
-                Ok(row) => row,
+                .bind(&s.source);
+            let row = match call.try_opt(q).await {
+                Ok(Some(row)) => row,
+                Ok(None) => return Err(StoreError::NotFound),
                 Err(e) if attempt < SETTLE_ATTEMPTS && is_race(&e) => {
                     tracing::debug!(order_id = %s.order_id, attempt, error = %e, "settle raced; re-running");
                     continue;
@@ -1121,78 +1007,40 @@ impl Store for PgStore {
     }
 
     async fn open_orders(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Order>> {
-        let _timed = roundtrips::timer("open_orders");
-        roundtrips::add(1);
-        let rows = sqlx::query(OPEN_ORDERS)
-            .bind(older_than)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        rows.iter().map(row::order).collect()
+        let q = query(OPEN_ORDERS).bind(older_than).bind(limit);
+        self.call("open_orders").all(q, row::order).await
     }
 
     async fn list_enrollments(&self, user: UserId) -> Result<Vec<Enrollment>> {
-        let _timed = roundtrips::timer("list_enrollments");
-        roundtrips::add(1);
-        let rows = sqlx::query(LIST_ENROLLMENTS)
-            .bind(user.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        rows.iter().map(row::enrollment).collect()
+        let q = query(LIST_ENROLLMENTS).bind(user.0);
+        self.call("list_enrollments").all(q, row::enrollment).await
     }
 
     async fn get_enrollment(&self, id: EnrollmentId) -> Result<Option<Enrollment>> {
-        let _timed = roundtrips::timer("get_enrollment");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_ENROLLMENT)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row.as_ref().map(row::enrollment).transpose()
+        let q = query(GET_ENROLLMENT).bind(id.0);
+        self.call("get_enrollment").opt(q, row::enrollment).await
     }
 
     async fn get_payment(&self, id: PaymentId) -> Result<Option<Payment>> {
-        let _timed = roundtrips::timer("get_payment");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_PAYMENT)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row.as_ref().map(row::payment).transpose()
+        let q = query(GET_PAYMENT).bind(id.0);
+        self.call("get_payment").opt(q, row::payment).await
     }
 
     async fn payment_for_order(&self, order_id: &OrderId) -> Result<Option<Payment>> {
-        let _timed = roundtrips::timer("payment_for_order");
-        roundtrips::add(1);
-        let row = sqlx::query(PAYMENT_FOR_ORDER)
-            .bind(order_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row.as_ref().map(row::payment).transpose()
+        let q = query(PAYMENT_FOR_ORDER).bind(order_id.as_str());
+        self.call("payment_for_order").opt(q, row::payment).await
     }
 
     async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>> {
-        let _timed = roundtrips::timer("order_events");
-        roundtrips::add(1);
-        let rows = sqlx::query(ORDER_EVENTS)
-            .bind(order_id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        rows.iter().map(row::event).collect()
+        let q = query(ORDER_EVENTS).bind(order_id.as_str());
+        self.call("order_events").all(q, row::event).await
     }
 
     async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin> {
-        let _timed = roundtrips::timer("begin_refund");
+        let call = self.call("begin_refund");
         let now = new.ctx.at();
         for attempt in 1..=LMS_ATTEMPTS {
-            roundtrips::add(1);
-            let result = sqlx::query(BEGIN_REFUND)
+            let q = query(BEGIN_REFUND)
                 .bind(new.payment_id.0)
                 .bind(new.id.0)
                 .bind(new.amount.map(Money::won))
@@ -1201,10 +1049,8 @@ impl Store for PgStore {
                 .bind(&new.requested_by)
                 .bind(now)
                 .bind(&new.ctx.actor)
-                .bind(new.ctx.request_id.as_deref())
-                .fetch_optional(&self.pool)
-                .await;
-            let row = match result {
+                .bind(new.ctx.request_id.as_deref());
+            let row = match call.try_opt(q).await {
                 Ok(Some(row)) => row,
                 Ok(None) => return Ok(RefundBegin::PaymentNotFound),
                 // A concurrent request's REQUESTED row, committed after our snapshot: the re-run
@@ -1233,7 +1079,7 @@ impl Store for PgStore {
     }
 
     async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
-        let _timed = roundtrips::timer("record_cancellation");
+        let call = self.call("record_cancellation");
         let now = c.ctx.at();
         let txs: Vec<String> = c
             .cancels
@@ -1244,8 +1090,7 @@ impl Store for PgStore {
         let reasons: Vec<String> = c.cancels.iter().map(|x| x.reason.clone()).collect();
         let ids: Vec<Uuid> = c.cancels.iter().map(|_| RefundId::new().0).collect();
         for attempt in 1..=LMS_ATTEMPTS {
-            roundtrips::add(1);
-            let result = sqlx::query(RECORD_CANCELLATION)
+            let q = query(RECORD_CANCELLATION)
                 .bind(domain::PROVIDER_TOSS)
                 .bind(c.payment_key.as_str())
                 .bind(&txs)
@@ -1256,10 +1101,8 @@ impl Store for PgStore {
                 .bind(now)
                 .bind(&c.ctx.actor)
                 .bind(c.ctx.request_id.as_deref())
-                .bind(&c.source)
-                .fetch_optional(&self.pool)
-                .await;
-            let row = match result {
+                .bind(&c.source);
+            let row = match call.try_opt(q).await {
                 Ok(Some(row)) => row,
                 Ok(None) => return Err(StoreError::NotFound),
                 Err(e) if attempt < LMS_ATTEMPTS && is_race(&e) => {
@@ -1289,52 +1132,32 @@ impl Store for PgStore {
     }
 
     async fn fail_refund(&self, id: RefundId, code: &str, ctx: &EventContext) -> Result<bool> {
-        let _timed = roundtrips::timer("fail_refund");
-        roundtrips::add(1);
-        let moved: i64 = sqlx::query_scalar(FAIL_REFUND)
+        let q = query(FAIL_REFUND)
             .bind(id.0)
             .bind(code)
             .bind(ctx.at())
             .bind(&ctx.actor)
-            .bind(ctx.request_id.as_deref())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        Ok(moved > 0)
+            .bind(ctx.request_id.as_deref());
+        Ok(self.call("fail_refund").one(q, moved).await? > 0)
     }
 
     async fn get_refund(&self, id: RefundId) -> Result<Option<Refund>> {
-        let _timed = roundtrips::timer("get_refund");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_REFUND)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row.as_ref().map(|r| row::refund(r, "")).transpose()
+        let q = query(GET_REFUND).bind(id.0);
+        self.call("get_refund").opt(q, |r| row::refund(r, "")).await
     }
 
     async fn payment_refunds(&self, payment_id: PaymentId) -> Result<Vec<Refund>> {
-        let _timed = roundtrips::timer("payment_refunds");
-        roundtrips::add(1);
-        let rows = sqlx::query(PAYMENT_REFUNDS)
-            .bind(payment_id.0)
-            .fetch_all(&self.pool)
+        let q = query(PAYMENT_REFUNDS).bind(payment_id.0);
+        self.call("payment_refunds")
+            .all(q, |r| row::refund(r, ""))
             .await
-            .map_err(from_pg)?;
-        rows.iter().map(|r| row::refund(r, "")).collect()
     }
 
     async fn stuck_refunds(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Refund>> {
-        let _timed = roundtrips::timer("stuck_refunds");
-        roundtrips::add(1);
-        let rows = sqlx::query(STUCK_REFUNDS)
-            .bind(older_than)
-            .bind(limit)
-            .fetch_all(&self.pool)
+        let q = query(STUCK_REFUNDS).bind(older_than).bind(limit);
+        self.call("stuck_refunds")
+            .all(q, |r| row::refund(r, ""))
             .await
-            .map_err(from_pg)?;
-        rows.iter().map(|r| row::refund(r, "")).collect()
     }
 
     async fn start_attempt(
@@ -1344,18 +1167,15 @@ impl Store for PgStore {
         max_attempts: u32,
         now: OffsetDateTime,
     ) -> Result<AttemptStart> {
-        let _timed = roundtrips::timer("start_attempt");
+        let call = self.call("start_attempt");
         let max = i64::from(max_attempts);
         for attempt in 1..=LMS_ATTEMPTS {
-            roundtrips::add(1);
-            let result = sqlx::query(START_ATTEMPT)
+            let q = query(START_ATTEMPT)
                 .bind(enrollment_id.0)
                 .bind(attempt_id.0)
                 .bind(max)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await;
-            let row = match result {
+                .bind(now);
+            let row = match call.try_opt(q).await {
                 Ok(Some(row)) => row,
                 Ok(None) => return Ok(AttemptStart::EnrollmentNotFound),
                 Err(e) if attempt < LMS_ATTEMPTS && is_race(&e) => continue,
@@ -1380,14 +1200,8 @@ impl Store for PgStore {
     }
 
     async fn get_attempt(&self, id: AttemptId) -> Result<Option<ExamAttempt>> {
-        let _timed = roundtrips::timer("get_attempt");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_ATTEMPT)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row.as_ref().map(row::attempt).transpose()
+        let q = query(GET_ATTEMPT).bind(id.0);
+        self.call("get_attempt").opt(q, row::attempt).await
     }
 
     async fn submit_attempt(
@@ -1396,23 +1210,18 @@ impl Store for PgStore {
         score: i32,
         now: OffsetDateTime,
     ) -> Result<AttemptSubmit> {
-        let _timed = roundtrips::timer("submit_attempt");
-        roundtrips::add(1);
-        let row = sqlx::query(SUBMIT_ATTEMPT)
-            .bind(id.0)
-            .bind(score)
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        if row.opt_uuid("id")?.is_some() {
-            return Ok(AttemptSubmit::Submitted(row::attempt(&row)?));
-        }
-        if row.int("found")? > 0 {
-            Ok(AttemptSubmit::AlreadySubmitted)
-        } else {
-            Ok(AttemptSubmit::NotFound)
-        }
+        let q = query(SUBMIT_ATTEMPT).bind(id.0).bind(score).bind(now);
+        let call = self.call("submit_attempt");
+        call.one(q, |row| {
+            if row.opt_uuid("id")?.is_some() {
+                Ok(AttemptSubmit::Submitted(row::attempt(row)?))
+            } else if row.int("found")? > 0 {
+                Ok(AttemptSubmit::AlreadySubmitted)
+            } else {
+                Ok(AttemptSubmit::NotFound)
+            }
+        })
+        .await
     }
 
     async fn lease_open_orders(
@@ -1423,17 +1232,13 @@ impl Store for PgStore {
         older_than: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<Order>> {
-        let _s = roundtrips::statement("lease_open_orders");
-        let rows = sqlx::query(LEASE_OPEN_ORDERS)
+        let q = query(LEASE_OPEN_ORDERS)
             .bind(owner)
             .bind(now)
             .bind(lease_until)
             .bind(older_than)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        rows.iter().map(row::order).collect()
+            .bind(limit);
+        self.call("lease_open_orders").all(q, row::order).await
     }
 
     async fn abandoned_orders(
@@ -1442,39 +1247,26 @@ impl Store for PgStore {
         min_lookups: i64,
         limit: i64,
     ) -> Result<Vec<OrderId>> {
-        let _s = roundtrips::statement("abandoned_orders");
-        let ids: Vec<String> = sqlx::query_scalar(ABANDONED_ORDERS)
+        let q = query(ABANDONED_ORDERS)
             .bind(now)
             .bind(min_lookups)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        ids.iter()
-            .map(|id| OrderId::parse(id).map_err(|e| bad_column("order_id", e)))
-            .collect()
+            .bind(limit);
+        self.call("abandoned_orders").all(q, row::order_id).await
     }
 
     async fn open_order_backlog(
         &self,
         now: OffsetDateTime,
     ) -> Result<(i64, Option<OffsetDateTime>)> {
-        let _s = roundtrips::statement("open_order_backlog");
-        let row = sqlx::query(OPEN_ORDER_BACKLOG)
-            .bind(now)
-            .fetch_one(&self.pool)
+        let q = query(OPEN_ORDER_BACKLOG).bind(now);
+        self.call("open_order_backlog")
+            .one(q, |r| Ok((r.int("count")?, r.opt_ts("oldest")?)))
             .await
-            .map_err(from_pg)?;
-        Ok((row.int("count")?, row.opt_ts("oldest")?))
     }
 
     async fn payment_controls(&self) -> Result<PaymentControls> {
-        let _s = roundtrips::statement("payment_controls");
-        let row = sqlx::query(PAYMENT_CONTROLS)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row::controls(&row)
+        let call = self.call("payment_controls");
+        call.one(query(PAYMENT_CONTROLS), row::controls).await
     }
 
     async fn set_payments_paused(
@@ -1483,17 +1275,13 @@ impl Store for PgStore {
         reason: Option<&str>,
         ctx: &EventContext,
     ) -> Result<PaymentControls> {
-        let _s = roundtrips::statement("set_payments_paused");
-        let row = sqlx::query(SET_PAYMENTS_PAUSED)
+        let q = query(SET_PAYMENTS_PAUSED)
             .bind(paused)
             .bind(reason)
             .bind(ctx.at())
             .bind(&ctx.actor)
-            .bind(ctx.request_id.as_deref())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        row::controls(&row)
+            .bind(ctx.request_id.as_deref());
+        self.call("set_payments_paused").one(q, row::controls).await
     }
 
     async fn remember_idempotency_key(
@@ -1504,30 +1292,24 @@ impl Store for PgStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<KeyUse> {
-        let _timed = roundtrips::timer("remember_idempotency_key");
-        roundtrips::add(1);
-        let row = sqlx::query(REMEMBER_KEY)
+        let call = self.call("remember_idempotency_key");
+        let q = query(REMEMBER_KEY)
             .bind(scope)
             .bind(key)
             .bind(fingerprint)
             .bind(now)
-            .bind(expires_at)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_pg)?;
-        if row.flag("fresh")? {
+            .bind(expires_at);
+        let (fresh, seen) = call
+            .one(q, |r| Ok((r.flag("fresh")?, r.opt_text("seen")?)))
+            .await?;
+        if fresh {
             return Ok(KeyUse::Fresh);
         }
-        let seen = match row.opt_text("seen")? {
+        let seen = match seen {
             Some(seen) => seen,
             None => {
-                roundtrips::add(1);
-                sqlx::query_scalar(KEY_FINGERPRINT)
-                    .bind(scope)
-                    .bind(key)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(from_pg)?
+                let q = query(KEY_FINGERPRINT).bind(scope).bind(key);
+                call.one(q, |r| r.text("fingerprint")).await?
             }
         };
         Ok(crate::shared::key_use(&seen, fingerprint))
@@ -1540,70 +1322,53 @@ impl Store for PgStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool> {
-        let _timed = roundtrips::timer("remember_once");
-        roundtrips::add(1);
-        let row = sqlx::query(REMEMBER_ONCE)
+        let q = query(REMEMBER_ONCE)
             .bind(kind)
             .bind(token)
             .bind(expires_at)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
+            .bind(now);
+        let row = self.call("remember_once").opt(q, |_| Ok(())).await?;
         Ok(row.is_some())
     }
 
     async fn purge_expired(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<PurgedRows>> {
-        let _timed = roundtrips::timer("purge_expired");
-        roundtrips::add(2);
-        let keys = sqlx::query(PURGE_IDEMPOTENCY_KEYS)
-            .bind(now)
-            .bind(limit)
-            .execute(&self.pool)
-            .await
-            .map_err(from_pg)?
-            .rows_affected();
-        let kinds: Vec<String> = sqlx::query_scalar(PURGE_ONE_TIME_TOKENS)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_pg)?;
+        let call = self.call("purge_expired");
+        let keys = call
+            .exec(query(PURGE_IDEMPOTENCY_KEYS).bind(now).bind(limit))
+            .await?;
+        let q = query(PURGE_ONE_TIME_TOKENS).bind(now).bind(limit);
+        let kinds = call.all(q, |r| r.text("kind")).await?;
         Ok(crate::shared::purged(keys, kinds))
     }
 
     async fn forget_once(&self, kind: &str, token: &str) -> Result<()> {
-        let _timed = roundtrips::timer("forget_once");
-        roundtrips::add(1);
-        sqlx::query(FORGET_ONCE)
-            .bind(kind)
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(from_pg)?;
+        let q = query(FORGET_ONCE).bind(kind).bind(token);
+        self.call("forget_once").exec(q).await?;
         Ok(())
     }
 
     async fn record_deposit_secret(&self, order_id: &OrderId, secret: &str) -> Result<bool> {
-        let _timed = roundtrips::timer("record_deposit_secret");
-        roundtrips::add(1);
-        let row = sqlx::query(RECORD_DEPOSIT_SECRET)
+        let q = query(RECORD_DEPOSIT_SECRET)
             .bind(order_id.as_str())
-            .bind(secret)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
+            .bind(secret);
+        let row = self
+            .call("record_deposit_secret")
+            .opt(q, |_| Ok(()))
+            .await?;
         Ok(row.is_some())
     }
 
     async fn deposit_secret(&self, order_id: &OrderId) -> Result<Option<String>> {
-        let _timed = roundtrips::timer("deposit_secret");
-        roundtrips::add(1);
-        let secret: Option<Option<String>> = sqlx::query_scalar(DEPOSIT_SECRET)
-            .bind(order_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_pg)?;
+        let q = query(DEPOSIT_SECRET).bind(order_id.as_str());
+        let secret = self
+            .call("deposit_secret")
+            .opt(q, |r| r.opt_text("deposit_secret"))
+            .await?;
         Ok(secret.flatten())
     }
+}
+
+/// The `moved` count of the statements that report how many rows changed state.
+fn moved(r: &PgRow) -> Result<i64> {
+    r.int("moved")
 }

@@ -44,6 +44,10 @@ pub(crate) trait Columns {
     }
 }
 
+pub(crate) fn order_id(r: &impl Columns) -> Result<OrderId> {
+    OrderId::parse(&r.text("order_id")?).map_err(|e| bad_column("order_id", e))
+}
+
 pub(crate) fn course(r: &impl Columns) -> Result<Course> {
     Ok(Course {
         id: CourseId(r.uuid("id")?),

@@ -12,14 +12,17 @@
 //! (`2026-01-02T03:04:05.123456Z`, see [`ts`]): fixed width, so text order is time order and
 //! SQL comparisons (`expires_at > $now`) are correct. Microseconds, like PostgreSQL.
 
+use crate::call::{Call, Tx};
 use crate::error::from_sqlite;
 use crate::model::*;
 use crate::row::{self, Columns, bad_column};
-use crate::{Backend, Result, Store, StoreError, roundtrips};
+use crate::sql::*;
+use crate::{Backend, Result, Store, StoreError};
 use async_trait::async_trait;
+use domain::transition::DUPLICATE_PAYMENT;
 use domain::{
-    AttemptId, CourseId, EnrollmentId, EnrollmentStatus, Money, OrderId, OrderStatus, PaymentId,
-    PaymentStatus, RefundId, RefundStatus, UserId,
+    AttemptId, CourseId, EnrollmentId, EnrollmentStatus, Money, OrderEvent, OrderId, OrderStatus,
+    PaymentId, PaymentStatus, RefundId, RefundStatus, UserId,
 };
 use serde_json::json;
 use sqlx::migrate::Migrator;
@@ -27,7 +30,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Decode, Row, Sqlite, SqliteConnection, Transaction, Type};
+use sqlx::{Decode, Row, Sqlite, Type, query};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,24 +127,6 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        roundtrips::add(1);
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(from_sqlite)
-    }
-}
-
-async fn commit(tx: Transaction<'static, Sqlite>) -> Result<()> {
-    roundtrips::add(1);
-    tx.commit().await.map_err(from_sqlite)
-}
-
-async fn rollback(tx: Transaction<'static, Sqlite>) -> Result<()> {
-    roundtrips::add(1);
-    tx.rollback().await.map_err(from_sqlite)
 }
 
 fn get<'r, T>(row: &'r SqliteRow, col: &str) -> Result<T>
@@ -204,9 +189,8 @@ INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, 
                             request_id, detail, at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-async fn insert_event(conn: &mut SqliteConnection, ev: NewEvent<'_>) -> Result<()> {
-    roundtrips::add(1);
-    sqlx::query(INSERT_EVENT)
+async fn insert_event(tx: &mut Tx<Sqlite>, ev: NewEvent<'_>) -> Result<()> {
+    let q = query(INSERT_EVENT)
         .bind(ev.order_id)
         .bind(ev.payment_id)
         .bind(ev.kind)
@@ -215,10 +199,8 @@ async fn insert_event(conn: &mut SqliteConnection, ev: NewEvent<'_>) -> Result<(
         .bind(&ev.ctx.actor)
         .bind(ev.ctx.request_id.as_deref())
         .bind(ev.detail.to_string())
-        .bind(ts(ev.at))
-        .execute(conn)
-        .await
-        .map_err(from_sqlite)?;
+        .bind(ts(ev.at));
+    tx.exec(q).await?;
     Ok(())
 }
 
@@ -243,19 +225,6 @@ UPDATE orders SET reconcile_lease_until = $2, reconcile_lease_owner = $3,
 WHERE order_id = $1
 RETURNING *";
 
-const ABANDONED_ORDERS: &str = "
-SELECT order_id FROM orders
-WHERE status = 'PENDING' AND expires_at <= $1 AND reconcile_lookups_expired >= $2
-ORDER BY expires_at, order_id
-LIMIT $3";
-
-const OPEN_ORDER_BACKLOG: &str = "
-SELECT count(*) AS count, min(created_at) AS oldest
-FROM orders
-WHERE status IN ('PENDING', 'CONFIRMING') AND created_at <= $1";
-
-const PAYMENT_CONTROLS: &str = "SELECT * FROM payment_controls WHERE id = 1";
-
 const SET_PAYMENTS_PAUSED: &str = "
 UPDATE payment_controls
 SET paused = $1, reason = $2, updated_at = $3, updated_by = $4
@@ -265,16 +234,6 @@ RETURNING *";
 const INSERT_CONTROL_EVENT: &str = "
 INSERT INTO payment_events (order_id, kind, actor, request_id, detail, at)
 VALUES (NULL, $1, $2, $3, $4, $5)";
-
-const CREATE_COURSE: &str = "
-INSERT INTO courses (id, title, price, currency, status, created_at, updated_at)
-VALUES ($1, $2, $3, 'KRW', 'PUBLISHED', $4, $4)
-RETURNING *";
-
-const LIST_COURSES: &str = "
-SELECT * FROM courses WHERE status = 'PUBLISHED' ORDER BY created_at, id";
-
-const GET_COURSE: &str = "SELECT * FROM courses WHERE id = $1";
 
 const CREATE_ORDER: &str = "
 INSERT INTO orders (order_id, user_id, course_id, amount, order_name, status,
@@ -290,12 +249,6 @@ AND ($8 IS NULL OR (
 ) < $8)
 RETURNING *";
 
-/// Why CREATE_ORDER inserted nothing: enrolled already, else the open-order cap.
-const ENROLLED_IN: &str = "
-SELECT EXISTS (
-    SELECT 1 FROM enrollments WHERE user_id = $1 AND course_id = $2 AND status = 'ENROLLED'
-)";
-
 const PURGE_IDEMPOTENCY_KEYS: &str = "
 DELETE FROM idempotency_keys
 WHERE rowid IN (SELECT rowid FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)";
@@ -304,8 +257,6 @@ const PURGE_ONE_TIME_TOKENS: &str = "
 DELETE FROM one_time_tokens
 WHERE rowid IN (SELECT rowid FROM one_time_tokens WHERE expires_at <= $1 LIMIT $2)
 RETURNING kind";
-
-const GET_ORDER: &str = "SELECT * FROM orders WHERE order_id = $1";
 
 /// PENDING → CONFIRMING when everything holds (same conditions as PostgreSQL's claim).
 const CLAIM_ORDER: &str = "
@@ -403,23 +354,6 @@ SET status = $2, failure_code = $3, payment_key = $4, payment_id = $5, enrollmen
 WHERE order_id = $1
 RETURNING *";
 
-const OPEN_ORDERS: &str = "
-SELECT * FROM orders
-WHERE status IN ('PENDING', 'CONFIRMING') AND updated_at < $1
-ORDER BY updated_at, order_id
-LIMIT $2";
-
-const LIST_ENROLLMENTS: &str = "
-SELECT * FROM enrollments WHERE user_id = $1 ORDER BY enrolled_at, id";
-
-const GET_ENROLLMENT: &str = "SELECT * FROM enrollments WHERE id = $1";
-
-const GET_PAYMENT: &str = "SELECT * FROM payments WHERE id = $1";
-
-const PAYMENT_FOR_ORDER: &str = "SELECT * FROM payments WHERE order_id = $1";
-
-const ORDER_EVENTS: &str = "SELECT * FROM payment_events WHERE order_id = $1 ORDER BY id";
-
 /// Insert the key or take over an expired row; returns a row only then (Fresh).
 const REMEMBER_KEY: &str = "
 INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, expires_at)
@@ -431,27 +365,12 @@ SET fingerprint = excluded.fingerprint,
 WHERE idempotency_keys.expires_at <= excluded.created_at
 RETURNING 1";
 
-const KEY_FINGERPRINT: &str = "
-SELECT fingerprint FROM idempotency_keys WHERE scope = $1 AND key = $2";
-
 const REMEMBER_ONCE: &str = "
 INSERT INTO one_time_tokens (kind, token, expires_at)
 VALUES ($1, $2, $3)
 ON CONFLICT (kind, token) DO UPDATE SET expires_at = excluded.expires_at
 WHERE one_time_tokens.expires_at <= $4
 RETURNING 1";
-
-const FORGET_ONCE: &str = "DELETE FROM one_time_tokens WHERE kind = $1 AND token = $2";
-
-const RECORD_DEPOSIT_SECRET: &str = "
-UPDATE orders SET deposit_secret = $2 WHERE order_id = $1 RETURNING 1";
-
-const DEPOSIT_SECRET: &str = "SELECT deposit_secret FROM orders WHERE order_id = $1";
-
-const APPLIED_MIGRATIONS: &str = "
-SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
-
-const PAYMENT_BY_ID: &str = "SELECT * FROM payments WHERE id = $1";
 
 const PAYMENT_BY_KEY: &str = "
 SELECT * FROM payments WHERE provider = $1 AND provider_tx_id = $2";
@@ -465,7 +384,7 @@ INSERT INTO refunds (id, payment_id, amount, reason, status, transaction_key, id
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
 RETURNING *";
 
-const REFUND_TX_KNOWN: &str = "SELECT count(*) FROM refunds WHERE transaction_key = $1";
+const REFUND_TX_KNOWN: &str = "SELECT count(*) AS n FROM refunds WHERE transaction_key = $1";
 
 const REFUND_DONE: &str = "
 UPDATE refunds SET status = 'DONE', transaction_key = $2, updated_at = $3
@@ -494,17 +413,6 @@ RETURNING payment_id, amount";
 
 const ORDER_OF_PAYMENT: &str = "SELECT order_id FROM payments WHERE id = $1";
 
-const GET_REFUND: &str = "SELECT * FROM refunds WHERE id = $1";
-
-const PAYMENT_REFUNDS: &str = "
-SELECT * FROM refunds WHERE payment_id = $1 ORDER BY created_at, id";
-
-const STUCK_REFUNDS: &str = "
-SELECT * FROM refunds
-WHERE status = 'REQUESTED' AND created_at < $1
-ORDER BY created_at, id
-LIMIT $2";
-
 const ENROLLMENT_FOR_ATTEMPT: &str = "
 SELECT user_id, status, exam_attempts_started FROM enrollments WHERE id = $1";
 
@@ -515,15 +423,29 @@ const INSERT_ATTEMPT: &str = "
 INSERT INTO exam_attempts (id, enrollment_id, score, started_at, submitted_at)
 VALUES ($1, $2, NULL, $3, NULL)";
 
-const GET_ATTEMPT: &str = "
-SELECT a.*, e.user_id FROM exam_attempts a JOIN enrollments e ON e.id = a.enrollment_id
-WHERE a.id = $1";
-
 const SUBMIT_ATTEMPT: &str = "
 UPDATE exam_attempts SET score = $2, submitted_at = $3
 WHERE id = $1 AND submitted_at IS NULL";
 
-const ATTEMPT_EXISTS: &str = "SELECT count(*) FROM exam_attempts WHERE id = $1";
+const ATTEMPT_EXISTS: &str = "SELECT count(*) AS n FROM exam_attempts WHERE id = $1";
+
+impl SqliteStore {
+    /// A method that only reads.
+    fn call(&self, name: &'static str) -> Call<'_, Sqlite> {
+        Call::new(&self.pool, name)
+    }
+
+    /// A method that writes with one statement.
+    fn write(&self, name: &'static str) -> Call<'_, Sqlite> {
+        Call::new(&self.pool, name)
+    }
+
+    /// A method that writes in a transaction. `BEGIN IMMEDIATE`: the write lock is taken up
+    /// front (see the module docs).
+    async fn begin(&self, name: &'static str) -> Result<Tx<Sqlite>> {
+        self.write(name).begin("BEGIN IMMEDIATE").await
+    }
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -540,55 +462,35 @@ impl Store for SqliteStore {
     }
 
     async fn ready(&self) -> Result<()> {
-        let _timed = roundtrips::timer("ready");
-        roundtrips::add(1);
-        let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
+        let call = self.call("ready");
+        let applied = call
+            .all(query(APPLIED_MIGRATIONS), |r| r.int("version"))
+            .await?;
         crate::shared::check_applied(&MIGRATOR, &applied)
     }
 
     async fn create_course(&self, new: NewCourse) -> Result<Course> {
-        let _timed = roundtrips::timer("create_course");
-        roundtrips::add(1);
-        let row = sqlx::query(CREATE_COURSE)
+        let q = query(CREATE_COURSE)
             .bind(new.id.0)
-            .bind(&new.title)
+            .bind(new.title)
             .bind(new.price.won())
-            .bind(ts(new.now))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row::course(&row)
+            .bind(ts(new.now));
+        self.write("create_course").one(q, row::course).await
     }
 
     async fn list_courses(&self) -> Result<Vec<Course>> {
-        let _timed = roundtrips::timer("list_courses");
-        roundtrips::add(1);
-        let rows = sqlx::query(LIST_COURSES)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        rows.iter().map(row::course).collect()
+        let call = self.call("list_courses");
+        call.all(query(LIST_COURSES), row::course).await
     }
 
     async fn get_course(&self, id: CourseId) -> Result<Option<Course>> {
-        let _timed = roundtrips::timer("get_course");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_COURSE)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row.as_ref().map(row::course).transpose()
+        let q = query(GET_COURSE).bind(id.0);
+        self.call("get_course").opt(q, row::course).await
     }
 
     async fn create_order(&self, new: NewOrder) -> Result<Order> {
-        let _timed = roundtrips::timer("create_order");
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let row = sqlx::query(CREATE_ORDER)
+        let mut tx = self.begin("create_order").await?;
+        let q = query(CREATE_ORDER)
             .bind(new.order_id.as_str())
             .bind(new.user_id.0)
             .bind(new.course_id.0)
@@ -596,31 +498,22 @@ impl Store for SqliteStore {
             .bind(&new.order_name)
             .bind(ts(new.now))
             .bind(ts(new.expires_at))
-            .bind(new.max_open_per_user.map(i64::from))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let Some(row) = row else {
+            .bind(new.max_open_per_user.map(i64::from));
+        let Some(order) = tx.opt(q, row::order).await? else {
             let enrolled = match new.max_open_per_user {
                 None => true,
                 Some(_) => {
-                    roundtrips::add(1);
-                    sqlx::query_scalar::<_, bool>(ENROLLED_IN)
-                        .bind(new.user_id.0)
-                        .bind(new.course_id.0)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(from_sqlite)?
+                    let q = query(ENROLLED_IN).bind(new.user_id.0).bind(new.course_id.0);
+                    tx.one(q, |r| r.flag("enrolled")).await?
                 }
             };
-            rollback(tx).await?;
+            tx.rollback().await?;
             return Err(if enrolled {
                 StoreError::AlreadyEnrolled
             } else {
                 StoreError::TooManyOpenOrders
             });
         };
-        let order = row::order(&row)?;
         insert_event(
             &mut tx,
             NewEvent {
@@ -638,37 +531,25 @@ impl Store for SqliteStore {
             },
         )
         .await?;
-        commit(tx).await?;
+        tx.commit().await?;
         Ok(order)
     }
 
     async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>> {
-        let _timed = roundtrips::timer("get_order");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_ORDER)
-            .bind(order_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row.as_ref().map(row::order).transpose()
+        let q = query(GET_ORDER).bind(order_id.as_str());
+        self.call("get_order").opt(q, row::order).await
     }
 
     async fn claim_order(&self, claim: ClaimRequest) -> Result<ClaimOutcome> {
-        let _timed = roundtrips::timer("claim_order");
         let now = claim.ctx.at();
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let claimed = sqlx::query(CLAIM_ORDER)
+        let mut tx = self.begin("claim_order").await?;
+        let q = query(CLAIM_ORDER)
             .bind(claim.order_id.as_str())
             .bind(claim.user_id.0)
             .bind(claim.amount.won())
             .bind(claim.payment_key.as_str())
-            .bind(ts(now))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        if let Some(row) = claimed {
-            let order = row::order(&row)?;
+            .bind(ts(now));
+        if let Some(order) = tx.opt(q, row::order).await? {
             insert_event(
                 &mut tx,
                 NewEvent {
@@ -686,38 +567,29 @@ impl Store for SqliteStore {
                 },
             )
             .await?;
-            commit(tx).await?;
+            tx.commit().await?;
             return Ok(ClaimOutcome::Claimed(order));
         }
-        roundtrips::add(1);
-        let found = sqlx::query(ORDER_AND_ELSEWHERE)
-            .bind(claim.order_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        commit(tx).await?;
-        match found {
-            None => Ok(ClaimOutcome::NotFound),
-            Some(row) => Ok(ClaimOutcome::NotClaimed {
-                order: row::order(&row)?,
-                enrolled_elsewhere: row.flag("enrolled_elsewhere")?,
-            }),
-        }
+        let q = query(ORDER_AND_ELSEWHERE).bind(claim.order_id.as_str());
+        let found = tx
+            .opt(q, |r| Ok((row::order(r)?, r.flag("enrolled_elsewhere")?)))
+            .await?;
+        tx.commit().await?;
+        Ok(match found {
+            None => ClaimOutcome::NotFound,
+            Some((order, enrolled_elsewhere)) => ClaimOutcome::NotClaimed {
+                order,
+                enrolled_elsewhere,
+            },
+        })
     }
 
     async fn release_order(&self, order_id: &OrderId, ctx: &EventContext) -> Result<bool> {
-        let _timed = roundtrips::timer("release_order");
         let now = ctx.at();
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let released: Option<Option<String>> = sqlx::query_scalar(RELEASE_ORDER)
-            .bind(order_id.as_str())
-            .bind(ts(now))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let Some(payment_key) = released else {
-            commit(tx).await?;
+        let mut tx = self.begin("release_order").await?;
+        let q = query(RELEASE_ORDER).bind(order_id.as_str()).bind(ts(now));
+        let Some(payment_key) = tx.opt(q, |r| r.opt_text("payment_key")).await? else {
+            tx.commit().await?;
             return Ok(false);
         };
         insert_event(
@@ -734,7 +606,7 @@ impl Store for SqliteStore {
             },
         )
         .await?;
-        commit(tx).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -745,136 +617,114 @@ impl Store for SqliteStore {
         code: Option<&str>,
         ctx: &EventContext,
     ) -> Result<bool> {
-        let _timed = roundtrips::timer("fail_order");
         let kind = crate::shared::fail_event_kind(to)?;
         let now = ts(ctx.at());
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let logged = sqlx::query(FAIL_ORDER_EVENT)
+        let mut tx = self.begin("fail_order").await?;
+        let q = query(FAIL_ORDER_EVENT)
             .bind(order_id.as_str())
             .bind(kind)
             .bind(to.as_str())
             .bind(&ctx.actor)
             .bind(ctx.request_id.as_deref())
             .bind(json!({ "code": code }).to_string())
-            .bind(&now)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlite)?
-            .rows_affected();
-        if logged == 0 {
-            commit(tx).await?;
+            .bind(&now);
+        if tx.exec(q).await? == 0 {
+            tx.commit().await?;
             return Ok(false);
         }
-        roundtrips::add(1);
-        sqlx::query(FAIL_ORDER)
+        let q = query(FAIL_ORDER)
             .bind(order_id.as_str())
             .bind(to.as_str())
             .bind(code)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        commit(tx).await?;
+            .bind(&now);
+        tx.exec(q).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
     async fn settle(&self, s: Settlement) -> Result<Settled> {
-        let _timed = roundtrips::timer("settle");
         crate::shared::check_settlement(&s)?;
         let now = s.ctx.at();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin("settle").await?;
 
-        roundtrips::add(1);
-        let found = sqlx::query(SETTLE_READ)
+        let q = query(SETTLE_READ)
             .bind(s.order_id.as_str())
             .bind(domain::PROVIDER_TOSS)
-            .bind(s.payment_key.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let Some(found) = found else {
-            rollback(tx).await?;
+            .bind(s.payment_key.as_str());
+        let Some(found) = tx.opt(q, SettleRead::decode).await? else {
+            tx.rollback().await?;
             return Err(StoreError::NotFound);
         };
-        let order = row::order(&found)?;
-        if let Some(id) = found.opt_uuid("prior_payment_id")? {
-            commit(tx).await?;
+        if let Some(prior) = found.prior {
+            tx.commit().await?;
             return crate::shared::replayed_settlement(
-                order,
+                found.order,
                 &s.order_id,
-                PaymentId(id),
-                &found.text("prior_order_id")?,
-                found.opt_uuid("prior_enrollment_id")?.map(EnrollmentId),
-                found.ts("prior_approved_at")?,
+                prior.payment_id,
+                &prior.order_id,
+                prior.enrollment_id,
+                prior.approved_at,
             );
         }
-        if found.flag("other_payment")? {
-            rollback(tx).await?;
+        if found.other_payment {
+            tx.rollback().await?;
             return Err(StoreError::Constraint("payments_order_id_key".to_owned()));
         }
+        let order = found.order;
 
-        roundtrips::add(1);
-        let enrollment_id: Uuid = sqlx::query_scalar(SETTLE_ENROLL)
+        let q = query(SETTLE_ENROLL)
             .bind(EnrollmentId::new().0)
             .bind(order.user_id.0)
             .bind(order.course_id.0)
-            .bind(ts(now))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
+            .bind(ts(now));
+        let enrollment_id = EnrollmentId(tx.one(q, |r| r.uuid("id")).await?);
 
         let payment_id = PaymentId::new();
-        roundtrips::add(1);
-        sqlx::query(SETTLE_PAYMENT)
+        let q = query(SETTLE_PAYMENT)
             .bind(payment_id.0)
             .bind(domain::PROVIDER_TOSS)
             .bind(s.payment_key.as_str())
             .bind(order.order_id.as_str())
             .bind(order.user_id.0)
             .bind(order.course_id.0)
-            .bind(enrollment_id)
+            .bind(enrollment_id.0)
             .bind(s.amount.won())
             .bind(s.status.as_str())
             .bind(s.method.as_deref())
             .bind(s.secret.as_deref())
             .bind(ts(s.approved_at))
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
+            .bind(ts(now));
+        tx.exec(q).await?;
 
-        // PAID stays PAID; another CONFIRMING/PAID order for the course makes this one a
-        // duplicate payment (recorded, left for an operator to refund); REFUNDED is not touched.
         let from_status = order.status;
-        let (to_status, failure_code) = match order.status {
-            OrderStatus::Refunded => (OrderStatus::Refunded, order.failure_code.clone()),
-            OrderStatus::Paid => (OrderStatus::Paid, order.failure_code.clone()),
-            _ if found.flag("duplicate")? => {
-                (OrderStatus::Failed, Some("DUPLICATE_PAYMENT".to_owned()))
-            }
-            _ => (OrderStatus::Paid, None),
+        let event = OrderEvent::Settle {
+            duplicate: found.duplicate,
         };
-        let order = if from_status == OrderStatus::Refunded {
-            order
-        } else {
-            roundtrips::add(1);
-            let row = sqlx::query(SETTLE_ORDER)
-                .bind(s.order_id.as_str())
-                .bind(to_status.as_str())
-                .bind(failure_code.as_deref())
-                .bind(s.payment_key.as_str())
-                .bind(payment_id.0)
-                .bind(enrollment_id)
-                .bind(ts(s.approved_at))
-                .bind(ts(now))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(from_sqlite)?;
-            row::order(&row)?
+        let order = match from_status.after(event) {
+            None => order,
+            Some(to_status) => {
+                // A duplicate payment is recorded and flagged; PAID stays PAID with its code.
+                let failure_code = if to_status == OrderStatus::Failed {
+                    Some(DUPLICATE_PAYMENT.to_owned())
+                } else if to_status == from_status {
+                    order.failure_code.clone()
+                } else {
+                    None
+                };
+                let q = query(SETTLE_ORDER)
+                    .bind(s.order_id.as_str())
+                    .bind(to_status.as_str())
+                    .bind(failure_code)
+                    .bind(s.payment_key.as_str())
+                    .bind(payment_id.0)
+                    .bind(enrollment_id.0)
+                    .bind(ts(s.approved_at))
+                    .bind(ts(now));
+                tx.one(q, row::order).await?
+            }
         };
 
-        let kind = if to_status == OrderStatus::Failed {
+        let kind = if order.status == OrderStatus::Failed {
             "payment.duplicate"
         } else {
             "payment.settled"
@@ -886,7 +736,7 @@ impl Store for SqliteStore {
                 payment_id: Some(payment_id.0),
                 kind,
                 from_status: Some(from_status.as_str()),
-                to_status: Some(to_status.as_str()),
+                to_status: Some(order.status.as_str()),
                 ctx: &s.ctx,
                 detail: json!({
                     "source": s.source,
@@ -898,7 +748,7 @@ impl Store for SqliteStore {
             },
         )
         .await?;
-        commit(tx).await?;
+        tx.commit().await?;
 
         // The row as stored: timestamps at the database's precision.
         let approved_at = order
@@ -907,120 +757,68 @@ impl Store for SqliteStore {
         Ok(Settled {
             order,
             payment_id,
-            enrollment_id: EnrollmentId(enrollment_id),
+            enrollment_id,
             approved_at,
             newly_settled: true,
         })
     }
 
     async fn open_orders(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Order>> {
-        let _timed = roundtrips::timer("open_orders");
-        roundtrips::add(1);
-        let rows = sqlx::query(OPEN_ORDERS)
-            .bind(ts(older_than))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        rows.iter().map(row::order).collect()
+        let q = query(OPEN_ORDERS).bind(ts(older_than)).bind(limit);
+        self.call("open_orders").all(q, row::order).await
     }
 
     async fn list_enrollments(&self, user: UserId) -> Result<Vec<Enrollment>> {
-        let _timed = roundtrips::timer("list_enrollments");
-        roundtrips::add(1);
-        let rows = sqlx::query(LIST_ENROLLMENTS)
-            .bind(user.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        rows.iter().map(row::enrollment).collect()
+        let q = query(LIST_ENROLLMENTS).bind(user.0);
+        self.call("list_enrollments").all(q, row::enrollment).await
     }
 
     async fn get_enrollment(&self, id: EnrollmentId) -> Result<Option<Enrollment>> {
-        let _timed = roundtrips::timer("get_enrollment");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_ENROLLMENT)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row.as_ref().map(row::enrollment).transpose()
+        let q = query(GET_ENROLLMENT).bind(id.0);
+        self.call("get_enrollment").opt(q, row::enrollment).await
     }
 
     async fn get_payment(&self, id: PaymentId) -> Result<Option<Payment>> {
-        let _timed = roundtrips::timer("get_payment");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_PAYMENT)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row.as_ref().map(row::payment).transpose()
+        let q = query(GET_PAYMENT).bind(id.0);
+        self.call("get_payment").opt(q, row::payment).await
     }
 
     async fn payment_for_order(&self, order_id: &OrderId) -> Result<Option<Payment>> {
-        let _timed = roundtrips::timer("payment_for_order");
-        roundtrips::add(1);
-        let row = sqlx::query(PAYMENT_FOR_ORDER)
-            .bind(order_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row.as_ref().map(row::payment).transpose()
+        let q = query(PAYMENT_FOR_ORDER).bind(order_id.as_str());
+        self.call("payment_for_order").opt(q, row::payment).await
     }
 
     async fn order_events(&self, order_id: &OrderId) -> Result<Vec<Event>> {
-        let _timed = roundtrips::timer("order_events");
-        roundtrips::add(1);
-        let rows = sqlx::query(ORDER_EVENTS)
-            .bind(order_id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        rows.iter().map(row::event).collect()
+        let q = query(ORDER_EVENTS).bind(order_id.as_str());
+        self.call("order_events").all(q, row::event).await
     }
 
     async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin> {
-        let _timed = roundtrips::timer("begin_refund");
         let now = new.ctx.at();
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let found = sqlx::query(PAYMENT_BY_ID)
-            .bind(new.payment_id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let Some(found) = found else {
-            rollback(tx).await?;
+        let mut tx = self.begin("begin_refund").await?;
+        let q = query(GET_PAYMENT).bind(new.payment_id.0);
+        let Some(payment) = tx.opt(q, row::payment).await? else {
+            tx.rollback().await?;
             return Ok(RefundBegin::PaymentNotFound);
         };
-        let payment = row::payment(&found)?;
-        roundtrips::add(1);
-        let requested = sqlx::query(REQUESTED_REFUNDS)
-            .bind(payment.id.0)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let pending: i64 = requested
-            .iter()
-            .map(|r| row::refund(r, "").map(|r| r.amount.won()))
-            .sum::<Result<i64>>()?;
+        let q = query(REQUESTED_REFUNDS).bind(payment.id.0);
+        let requested = tx.all(q, |r| row::refund(r, "")).await?;
+        let pending: i64 = requested.iter().map(|r| r.amount.won()).sum();
         let available = (payment.balance.won() - pending).max(0);
         let amount = new.amount.map_or(available, Money::won);
-        let refundable = matches!(
-            payment.status,
-            PaymentStatus::Done | PaymentStatus::PartialCanceled
-        );
-        if !refundable || !requested.is_empty() || amount <= 0 || amount > available {
-            rollback(tx).await?;
+        if !payment.status.is_refundable()
+            || !requested.is_empty()
+            || amount <= 0
+            || amount > available
+        {
+            tx.rollback().await?;
             return Ok(RefundBegin::NotAllowed {
                 payment,
                 available: Money::new(available).map_err(|e| bad_column("balance", e))?,
                 in_progress: !requested.is_empty(),
             });
         }
-        roundtrips::add(1);
-        let inserted = sqlx::query(INSERT_REFUND)
+        let q = query(INSERT_REFUND)
             .bind(new.id.0)
             .bind(payment.id.0)
             .bind(amount)
@@ -1029,11 +827,8 @@ impl Store for SqliteStore {
             .bind(None::<String>)
             .bind(new.idempotency_key.as_str())
             .bind(&new.requested_by)
-            .bind(ts(now))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let refund = row::refund(&inserted, "")?;
+            .bind(ts(now));
+        let refund = tx.one(q, |r| row::refund(r, "")).await?;
         insert_event(
             &mut tx,
             NewEvent {
@@ -1053,249 +848,55 @@ impl Store for SqliteStore {
             },
         )
         .await?;
-        commit(tx).await?;
+        tx.commit().await?;
         Ok(RefundBegin::Begun { refund, payment })
     }
 
     async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
-        let _timed = roundtrips::timer("record_cancellation");
-        let now = c.ctx.at();
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let found = sqlx::query(PAYMENT_BY_KEY)
+        let mut tx = self.begin("record_cancellation").await?;
+        let q = query(PAYMENT_BY_KEY)
             .bind(domain::PROVIDER_TOSS)
-            .bind(c.payment_key.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let Some(found) = found else {
-            rollback(tx).await?;
+            .bind(c.payment_key.as_str());
+        let Some(payment) = tx.opt(q, row::payment).await? else {
+            tx.rollback().await?;
             return Err(StoreError::NotFound);
         };
-        let mut payment = row::payment(&found)?;
-
-        // Cancels without a refund row yet, in Toss's order.
-        let mut unknown = Vec::new();
-        for cancel in c.cancels.iter().filter(|x| !x.amount.is_zero()) {
-            roundtrips::add(1);
-            let known: i64 = sqlx::query_scalar(REFUND_TX_KNOWN)
-                .bind(&cancel.transaction_key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(from_sqlite)?;
-            if known == 0 {
-                unknown.push(cancel);
-            }
-        }
-        let mut recorded = 0u32;
-        let mut recorded_keys = Vec::new();
-        if !unknown.is_empty() {
-            roundtrips::add(1);
-            let requested = sqlx::query(REQUESTED_REFUNDS)
-                .bind(payment.id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(from_sqlite)?
-                .map(|r| row::refund(&r, ""))
-                .transpose()?;
-            // The newest unknown cancel of the REQUESTED refund's amount is that refund.
-            let matched = requested.as_ref().and_then(|req| {
-                unknown
-                    .iter()
-                    .rposition(|x| x.amount == req.amount)
-                    .map(|i| (i, req.id))
-            });
-            for (i, cancel) in unknown.iter().enumerate() {
-                match matched {
-                    Some((m, refund_id)) if m == i => {
-                        roundtrips::add(1);
-                        sqlx::query(REFUND_DONE)
-                            .bind(refund_id.0)
-                            .bind(&cancel.transaction_key)
-                            .bind(ts(now))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(from_sqlite)?;
-                    }
-                    _ => {
-                        roundtrips::add(1);
-                        sqlx::query(INSERT_REFUND)
-                            .bind(RefundId::new().0)
-                            .bind(payment.id.0)
-                            .bind(cancel.amount.won())
-                            .bind(&cancel.reason)
-                            .bind(RefundStatus::Done.as_str())
-                            .bind(Some(&cancel.transaction_key))
-                            .bind(format!("toss-cancel-{}", cancel.transaction_key))
-                            .bind(format!("external:{}", c.source))
-                            .bind(ts(now))
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(from_sqlite)?;
-                    }
-                }
-                recorded += 1;
-                recorded_keys.push(cancel.transaction_key.clone());
-            }
-        }
-
-        let mut revoked = false;
-        let old_balance = payment.balance;
-        if c.balance < payment.balance {
-            let old_status = payment.status;
-            let new_status = if c.balance.is_zero() {
-                PaymentStatus::Canceled
-            } else {
-                PaymentStatus::PartialCanceled
-            };
-            roundtrips::add(1);
-            let row = sqlx::query(PAYMENT_CANCELED)
-                .bind(payment.id.0)
-                .bind(c.balance.won())
-                .bind(new_status.as_str())
-                .bind(ts(now))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(from_sqlite)?;
-            payment = row::payment(&row)?;
-            let refunded = payment.amount.won() - payment.balance.won();
-            insert_event(
-                &mut tx,
-                NewEvent {
-                    order_id: payment.order_id.as_str(),
-                    payment_id: Some(payment.id.0),
-                    kind: if new_status == PaymentStatus::Canceled {
-                        "payment.canceled"
-                    } else {
-                        "payment.partially_canceled"
-                    },
-                    from_status: Some(old_status.as_str()),
-                    to_status: Some(new_status.as_str()),
-                    ctx: &c.ctx,
-                    detail: json!({
-                        "source": c.source,
-                        "balance": payment.balance.won(),
-                        "refunded": refunded,
-                        "transaction_keys": recorded_keys,
-                    }),
-                    at: now,
-                },
-            )
-            .await?;
-
-            if payment.balance.is_zero() && !old_balance.is_zero() {
-                roundtrips::add(1);
-                let (order_status, failure_code): (String, Option<String>) =
-                    sqlx::query_as(ORDER_BRIEF)
-                        .bind(payment.order_id.as_str())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(from_sqlite)?;
-                let duplicate = order_status == OrderStatus::Failed.as_str()
-                    && failure_code.as_deref() == Some("DUPLICATE_PAYMENT");
-                if let Some(enrollment) = payment.enrollment_id
-                    && !duplicate
-                {
-                    roundtrips::add(1);
-                    revoked = sqlx::query(REVOKE_ENROLLMENT)
-                        .bind(enrollment.0)
-                        .bind(ts(now))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(from_sqlite)?
-                        .rows_affected()
-                        > 0;
-                    if revoked {
-                        insert_event(
-                            &mut tx,
-                            NewEvent {
-                                order_id: payment.order_id.as_str(),
-                                payment_id: Some(payment.id.0),
-                                kind: "enrollment.refunded",
-                                from_status: Some(EnrollmentStatus::Enrolled.as_str()),
-                                to_status: Some(EnrollmentStatus::Refunded.as_str()),
-                                ctx: &c.ctx,
-                                detail: json!({ "enrollment_id": enrollment, "source": c.source }),
-                                at: now,
-                            },
-                        )
-                        .await?;
-                    }
-                }
-                roundtrips::add(1);
-                let moved = sqlx::query(REFUND_ORDER)
-                    .bind(payment.order_id.as_str())
-                    .bind(ts(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlite)?
-                    .rows_affected();
-                if moved > 0 {
-                    insert_event(
-                        &mut tx,
-                        NewEvent {
-                            order_id: payment.order_id.as_str(),
-                            payment_id: Some(payment.id.0),
-                            kind: "order.refunded",
-                            from_status: Some(&order_status),
-                            to_status: Some(OrderStatus::Refunded.as_str()),
-                            ctx: &c.ctx,
-                            detail: json!({ "source": c.source }),
-                            at: now,
-                        },
-                    )
-                    .await?;
-                }
-            }
-        }
-
+        let recorded_keys = record_refund_rows(&mut tx, &payment, &c).await?;
+        let (payment, enrollment_revoked) = if c.balance < payment.balance {
+            lower_balance(&mut tx, payment, &c, &recorded_keys).await?
+        } else {
+            (payment, false)
+        };
         let enrollment_status = match payment.enrollment_id {
             Some(e) => {
-                roundtrips::add(1);
-                let status: Option<String> = sqlx::query_scalar(ENROLLMENT_STATUS)
-                    .bind(e.0)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(from_sqlite)?;
-                status
-                    .map(|s| {
-                        s.parse::<EnrollmentStatus>()
-                            .map_err(|e| bad_column("status", e))
-                    })
-                    .transpose()?
+                let q = query(ENROLLMENT_STATUS).bind(e.0);
+                tx.opt(q, |r| r.parsed::<EnrollmentStatus>("status"))
+                    .await?
             }
             None => None,
         };
-        commit(tx).await?;
+        tx.commit().await?;
         Ok(CancellationRecorded {
             payment,
-            refunds_recorded: recorded,
-            enrollment_revoked: revoked,
+            refunds_recorded: u32::try_from(recorded_keys.len()).unwrap_or(u32::MAX),
+            enrollment_revoked,
             enrollment_status,
         })
     }
 
     async fn fail_refund(&self, id: RefundId, code: &str, ctx: &EventContext) -> Result<bool> {
-        let _timed = roundtrips::timer("fail_refund");
         let now = ctx.at();
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let failed: Option<(Uuid, i64)> = sqlx::query_as(FAIL_REFUND)
-            .bind(id.0)
-            .bind(ts(now))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
+        let mut tx = self.begin("fail_refund").await?;
+        let q = query(FAIL_REFUND).bind(id.0).bind(ts(now));
+        let failed = tx
+            .opt(q, |r| Ok((r.uuid("payment_id")?, r.int("amount")?)))
+            .await?;
         let Some((payment_id, amount)) = failed else {
-            commit(tx).await?;
+            tx.commit().await?;
             return Ok(false);
         };
-        roundtrips::add(1);
-        let order_id: String = sqlx::query_scalar(ORDER_OF_PAYMENT)
-            .bind(payment_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
+        let q = query(ORDER_OF_PAYMENT).bind(payment_id);
+        let order_id = tx.one(q, |r| r.text("order_id")).await?;
         insert_event(
             &mut tx,
             NewEvent {
@@ -1310,42 +911,27 @@ impl Store for SqliteStore {
             },
         )
         .await?;
-        commit(tx).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
     async fn get_refund(&self, id: RefundId) -> Result<Option<Refund>> {
-        let _timed = roundtrips::timer("get_refund");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_REFUND)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row.as_ref().map(|r| row::refund(r, "")).transpose()
+        let q = query(GET_REFUND).bind(id.0);
+        self.call("get_refund").opt(q, |r| row::refund(r, "")).await
     }
 
     async fn payment_refunds(&self, payment_id: PaymentId) -> Result<Vec<Refund>> {
-        let _timed = roundtrips::timer("payment_refunds");
-        roundtrips::add(1);
-        let rows = sqlx::query(PAYMENT_REFUNDS)
-            .bind(payment_id.0)
-            .fetch_all(&self.pool)
+        let q = query(PAYMENT_REFUNDS).bind(payment_id.0);
+        self.call("payment_refunds")
+            .all(q, |r| row::refund(r, ""))
             .await
-            .map_err(from_sqlite)?;
-        rows.iter().map(|r| row::refund(r, "")).collect()
     }
 
     async fn stuck_refunds(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Refund>> {
-        let _timed = roundtrips::timer("stuck_refunds");
-        roundtrips::add(1);
-        let rows = sqlx::query(STUCK_REFUNDS)
-            .bind(ts(older_than))
-            .bind(limit)
-            .fetch_all(&self.pool)
+        let q = query(STUCK_REFUNDS).bind(ts(older_than)).bind(limit);
+        self.call("stuck_refunds")
+            .all(q, |r| row::refund(r, ""))
             .await
-            .map_err(from_sqlite)?;
-        rows.iter().map(|r| row::refund(r, "")).collect()
     }
 
     async fn start_attempt(
@@ -1355,41 +941,36 @@ impl Store for SqliteStore {
         max_attempts: u32,
         now: OffsetDateTime,
     ) -> Result<AttemptStart> {
-        let _timed = roundtrips::timer("start_attempt");
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let found: Option<(Uuid, String, i64)> = sqlx::query_as(ENROLLMENT_FOR_ATTEMPT)
-            .bind(enrollment_id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
+        let mut tx = self.begin("start_attempt").await?;
+        let q = query(ENROLLMENT_FOR_ATTEMPT).bind(enrollment_id.0);
+        let found = tx
+            .opt(q, |r| {
+                Ok((
+                    r.uuid("user_id")?,
+                    r.parsed::<EnrollmentStatus>("status")?,
+                    r.int("exam_attempts_started")?,
+                ))
+            })
+            .await?;
         let Some((user_id, status, used)) = found else {
-            rollback(tx).await?;
+            tx.rollback().await?;
             return Ok(AttemptStart::EnrollmentNotFound);
         };
-        if status != EnrollmentStatus::Enrolled.as_str() {
-            rollback(tx).await?;
+        if status != EnrollmentStatus::Enrolled {
+            tx.rollback().await?;
             return Ok(AttemptStart::NotEnrolled);
         }
         if used >= i64::from(max_attempts) {
-            rollback(tx).await?;
+            tx.rollback().await?;
             return Ok(AttemptStart::LimitReached { used });
         }
-        roundtrips::add(1);
-        sqlx::query(BUMP_ATTEMPTS)
-            .bind(enrollment_id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        roundtrips::add(1);
-        sqlx::query(INSERT_ATTEMPT)
+        tx.exec(query(BUMP_ATTEMPTS).bind(enrollment_id.0)).await?;
+        let q = query(INSERT_ATTEMPT)
             .bind(attempt_id.0)
             .bind(enrollment_id.0)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        commit(tx).await?;
+            .bind(ts(now));
+        tx.exec(q).await?;
+        tx.commit().await?;
         Ok(AttemptStart::Started(ExamAttempt {
             id: attempt_id,
             enrollment_id,
@@ -1401,14 +982,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_attempt(&self, id: AttemptId) -> Result<Option<ExamAttempt>> {
-        let _timed = roundtrips::timer("get_attempt");
-        roundtrips::add(1);
-        let row = sqlx::query(GET_ATTEMPT)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row.as_ref().map(row::attempt).transpose()
+        let q = query(GET_ATTEMPT).bind(id.0);
+        self.call("get_attempt").opt(q, row::attempt).await
     }
 
     async fn submit_attempt(
@@ -1417,39 +992,22 @@ impl Store for SqliteStore {
         score: i32,
         now: OffsetDateTime,
     ) -> Result<AttemptSubmit> {
-        let _timed = roundtrips::timer("submit_attempt");
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let moved = sqlx::query(SUBMIT_ATTEMPT)
-            .bind(id.0)
-            .bind(score)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlite)?
-            .rows_affected();
-        if moved == 0 {
-            roundtrips::add(1);
-            let exists: i64 = sqlx::query_scalar(ATTEMPT_EXISTS)
-                .bind(id.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(from_sqlite)?;
-            commit(tx).await?;
+        let mut tx = self.begin("submit_attempt").await?;
+        let q = query(SUBMIT_ATTEMPT).bind(id.0).bind(score).bind(ts(now));
+        if tx.exec(q).await? == 0 {
+            let exists = tx
+                .one(query(ATTEMPT_EXISTS).bind(id.0), |r| r.int("n"))
+                .await?;
+            tx.commit().await?;
             return Ok(if exists > 0 {
                 AttemptSubmit::AlreadySubmitted
             } else {
                 AttemptSubmit::NotFound
             });
         }
-        roundtrips::add(1);
-        let row = sqlx::query(GET_ATTEMPT)
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        commit(tx).await?;
-        Ok(AttemptSubmit::Submitted(row::attempt(&row)?))
+        let attempt = tx.one(query(GET_ATTEMPT).bind(id.0), row::attempt).await?;
+        tx.commit().await?;
+        Ok(AttemptSubmit::Submitted(attempt))
     }
 
     async fn lease_open_orders(
@@ -1460,31 +1018,23 @@ impl Store for SqliteStore {
         older_than: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<Order>> {
-        let _s = roundtrips::timer("lease_open_orders");
         // BEGIN IMMEDIATE: no other writer between picking and leasing.
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let picked: Vec<String> = sqlx::query_scalar(LEASE_PICK)
+        let mut tx = self.begin("lease_open_orders").await?;
+        let q = query(LEASE_PICK)
             .bind(ts(older_than))
             .bind(ts(now))
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
+            .bind(limit);
+        let picked = tx.all(q, |r| r.text("order_id")).await?;
         let mut leased = Vec::with_capacity(picked.len());
         for order_id in picked {
-            roundtrips::add(1);
-            let row = sqlx::query(LEASE_ORDER)
+            let q = query(LEASE_ORDER)
                 .bind(&order_id)
                 .bind(ts(lease_until))
                 .bind(owner)
-                .bind(ts(now))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(from_sqlite)?;
-            leased.push(row::order(&row)?);
+                .bind(ts(now));
+            leased.push(tx.one(q, row::order).await?);
         }
-        commit(tx).await?;
+        tx.commit().await?;
         Ok(leased)
     }
 
@@ -1494,43 +1044,26 @@ impl Store for SqliteStore {
         min_lookups: i64,
         limit: i64,
     ) -> Result<Vec<OrderId>> {
-        let _s = roundtrips::statement("abandoned_orders");
-        let ids: Vec<String> = sqlx::query_scalar(ABANDONED_ORDERS)
+        let q = query(ABANDONED_ORDERS)
             .bind(ts(now))
             .bind(min_lookups)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        ids.iter()
-            .map(|id| OrderId::parse(id).map_err(|e| bad_column("order_id", e)))
-            .collect()
+            .bind(limit);
+        self.call("abandoned_orders").all(q, row::order_id).await
     }
 
     async fn open_order_backlog(
         &self,
         now: OffsetDateTime,
     ) -> Result<(i64, Option<OffsetDateTime>)> {
-        let _s = roundtrips::statement("open_order_backlog");
-        let row = sqlx::query(OPEN_ORDER_BACKLOG)
-            .bind(ts(now))
-            .fetch_one(&self.pool)
+        let q = query(OPEN_ORDER_BACKLOG).bind(ts(now));
+        self.call("open_order_backlog")
+            .one(q, |r| Ok((r.int("count")?, r.opt_ts("oldest")?)))
             .await
-            .map_err(from_sqlite)?;
-        let oldest = match row.opt_text("oldest")? {
-            Some(t) => Some(parse_ts("oldest", &t)?),
-            None => None,
-        };
-        Ok((row.int("count")?, oldest))
     }
 
     async fn payment_controls(&self) -> Result<PaymentControls> {
-        let _s = roundtrips::statement("payment_controls");
-        let row = sqlx::query(PAYMENT_CONTROLS)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        row::controls(&row)
+        let call = self.call("payment_controls");
+        call.one(query(PAYMENT_CONTROLS), row::controls).await
     }
 
     async fn set_payments_paused(
@@ -1539,33 +1072,26 @@ impl Store for SqliteStore {
         reason: Option<&str>,
         ctx: &EventContext,
     ) -> Result<PaymentControls> {
-        let _s = roundtrips::timer("set_payments_paused");
-        let mut tx = self.begin().await?;
-        roundtrips::add(1);
-        let row = sqlx::query(SET_PAYMENTS_PAUSED)
+        let mut tx = self.begin("set_payments_paused").await?;
+        let q = query(SET_PAYMENTS_PAUSED)
             .bind(paused)
             .bind(reason)
             .bind(ts(ctx.at()))
-            .bind(&ctx.actor)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        let controls = row::controls(&row)?;
-        roundtrips::add(1);
-        sqlx::query(INSERT_CONTROL_EVENT)
-            .bind(if paused {
-                "payments.paused"
-            } else {
-                "payments.resumed"
-            })
+            .bind(&ctx.actor);
+        let controls = tx.one(q, row::controls).await?;
+        let kind = if paused {
+            "payments.paused"
+        } else {
+            "payments.resumed"
+        };
+        let q = query(INSERT_CONTROL_EVENT)
+            .bind(kind)
             .bind(&ctx.actor)
             .bind(ctx.request_id.as_deref())
             .bind(json!({ "reason": reason }).to_string())
-            .bind(ts(ctx.at()))
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlite)?;
-        commit(tx).await?;
+            .bind(ts(ctx.at()));
+        tx.exec(q).await?;
+        tx.commit().await?;
         Ok(controls)
     }
 
@@ -1577,28 +1103,19 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<KeyUse> {
-        let _timed = roundtrips::timer("remember_idempotency_key");
-        roundtrips::add(1);
-        let fresh = sqlx::query(REMEMBER_KEY)
+        let call = self.write("remember_idempotency_key");
+        let q = query(REMEMBER_KEY)
             .bind(scope)
             .bind(key)
             .bind(fingerprint)
             .bind(ts(now))
-            .bind(ts(expires_at))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
-        if fresh.is_some() {
+            .bind(ts(expires_at));
+        if call.opt(q, |_| Ok(())).await?.is_some() {
             return Ok(KeyUse::Fresh);
         }
         // The key is live (rows are never deleted while live, so this read finds it).
-        roundtrips::add(1);
-        let seen: String = sqlx::query_scalar(KEY_FINGERPRINT)
-            .bind(scope)
-            .bind(key)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
+        let q = query(KEY_FINGERPRINT).bind(scope).bind(key);
+        let seen = call.one(q, |r| r.text("fingerprint")).await?;
         Ok(crate::shared::key_use(&seen, fingerprint))
     }
 
@@ -1609,72 +1126,249 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool> {
-        let _timed = roundtrips::timer("remember_once");
-        roundtrips::add(1);
-        let row = sqlx::query(REMEMBER_ONCE)
+        let q = query(REMEMBER_ONCE)
             .bind(kind)
             .bind(token)
             .bind(ts(expires_at))
-            .bind(ts(now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
+            .bind(ts(now));
+        let row = self.write("remember_once").opt(q, |_| Ok(())).await?;
         Ok(row.is_some())
     }
 
     async fn purge_expired(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<PurgedRows>> {
-        let _timed = roundtrips::timer("purge_expired");
-        roundtrips::add(2);
-        let keys = sqlx::query(PURGE_IDEMPOTENCY_KEYS)
-            .bind(ts(now))
-            .bind(limit)
-            .execute(&self.pool)
-            .await
-            .map_err(from_sqlite)?
-            .rows_affected();
-        let kinds: Vec<String> = sqlx::query_scalar(PURGE_ONE_TIME_TOKENS)
-            .bind(ts(now))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
+        let call = self.write("purge_expired");
+        let keys = call
+            .exec(query(PURGE_IDEMPOTENCY_KEYS).bind(ts(now)).bind(limit))
+            .await?;
+        let q = query(PURGE_ONE_TIME_TOKENS).bind(ts(now)).bind(limit);
+        let kinds = call.all(q, |r| r.text("kind")).await?;
         Ok(crate::shared::purged(keys, kinds))
     }
 
     async fn forget_once(&self, kind: &str, token: &str) -> Result<()> {
-        let _timed = roundtrips::timer("forget_once");
-        roundtrips::add(1);
-        sqlx::query(FORGET_ONCE)
-            .bind(kind)
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
+        let q = query(FORGET_ONCE).bind(kind).bind(token);
+        self.write("forget_once").exec(q).await?;
         Ok(())
     }
 
     async fn record_deposit_secret(&self, order_id: &OrderId, secret: &str) -> Result<bool> {
-        let _timed = roundtrips::timer("record_deposit_secret");
-        roundtrips::add(1);
-        let row = sqlx::query(RECORD_DEPOSIT_SECRET)
+        let q = query(RECORD_DEPOSIT_SECRET)
             .bind(order_id.as_str())
-            .bind(secret)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
+            .bind(secret);
+        let row = self
+            .write("record_deposit_secret")
+            .opt(q, |_| Ok(()))
+            .await?;
         Ok(row.is_some())
     }
 
     async fn deposit_secret(&self, order_id: &OrderId) -> Result<Option<String>> {
-        let _timed = roundtrips::timer("deposit_secret");
-        roundtrips::add(1);
-        let secret: Option<Option<String>> = sqlx::query_scalar(DEPOSIT_SECRET)
-            .bind(order_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlite)?;
+        let q = query(DEPOSIT_SECRET).bind(order_id.as_str());
+        let secret = self
+            .call("deposit_secret")
+            .opt(q, |r| r.opt_text("deposit_secret"))
+            .await?;
         Ok(secret.flatten())
     }
+}
+
+/// What settle decides on, read under the write lock (SETTLE_READ).
+struct SettleRead {
+    order: Order,
+    duplicate: bool,
+    prior: Option<PriorPayment>,
+    other_payment: bool,
+}
+
+/// The payment already recorded under the settled payment key.
+struct PriorPayment {
+    payment_id: PaymentId,
+    order_id: String,
+    enrollment_id: Option<EnrollmentId>,
+    approved_at: OffsetDateTime,
+}
+
+impl SettleRead {
+    fn decode(r: &SqliteRow) -> Result<SettleRead> {
+        let prior = match r.opt_uuid("prior_payment_id")? {
+            Some(id) => Some(PriorPayment {
+                payment_id: PaymentId(id),
+                order_id: r.text("prior_order_id")?,
+                enrollment_id: r.opt_uuid("prior_enrollment_id")?.map(EnrollmentId),
+                approved_at: r.ts("prior_approved_at")?,
+            }),
+            None => None,
+        };
+        Ok(SettleRead {
+            order: row::order(r)?,
+            duplicate: r.flag("duplicate")?,
+            prior,
+            other_payment: r.flag("other_payment")?,
+        })
+    }
+}
+
+/// Refund rows for the cancels that have none yet, in Toss's order: the newest one whose
+/// amount equals the REQUESTED refund's marks that row DONE (the refund flow and a CANCELED
+/// webhook racing each other end as one row); the rest are cancels made outside coursepay and
+/// are inserted as DONE. Returns their transaction keys.
+async fn record_refund_rows(
+    tx: &mut Tx<Sqlite>,
+    payment: &Payment,
+    c: &Cancellation,
+) -> Result<Vec<String>> {
+    let now = ts(c.ctx.at());
+    let mut unknown = Vec::new();
+    for cancel in c.cancels.iter().filter(|x| !x.amount.is_zero()) {
+        let q = query(REFUND_TX_KNOWN).bind(&cancel.transaction_key);
+        if tx.one(q, |r| r.int("n")).await? == 0 {
+            unknown.push(cancel);
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let q = query(REQUESTED_REFUNDS).bind(payment.id.0);
+    let requested = tx.opt(q, |r| row::refund(r, "")).await?;
+    let matched = requested.as_ref().and_then(|req| {
+        let i = unknown.iter().rposition(|x| x.amount == req.amount)?;
+        Some((i, req.id))
+    });
+    let mut keys = Vec::with_capacity(unknown.len());
+    for (i, cancel) in unknown.into_iter().enumerate() {
+        let q = match matched {
+            Some((m, refund_id)) if m == i => query(REFUND_DONE)
+                .bind(refund_id.0)
+                .bind(&cancel.transaction_key)
+                .bind(&now),
+            _ => query(INSERT_REFUND)
+                .bind(RefundId::new().0)
+                .bind(payment.id.0)
+                .bind(cancel.amount.won())
+                .bind(&cancel.reason)
+                .bind(RefundStatus::Done.as_str())
+                .bind(Some(&cancel.transaction_key))
+                .bind(format!("toss-cancel-{}", cancel.transaction_key))
+                .bind(format!("external:{}", c.source))
+                .bind(&now),
+        };
+        tx.exec(q).await?;
+        keys.push(cancel.transaction_key.clone());
+    }
+    Ok(keys)
+}
+
+/// The payment's balance drops to Toss's; when this takes it to zero, the order and the
+/// enrollment are refunded too. Returns the payment as stored and whether the enrollment was
+/// revoked.
+async fn lower_balance(
+    tx: &mut Tx<Sqlite>,
+    payment: Payment,
+    c: &Cancellation,
+    recorded_keys: &[String],
+) -> Result<(Payment, bool)> {
+    let now = c.ctx.at();
+    let old_balance = payment.balance;
+    let old_status = payment.status;
+    let new_status = old_status.after_cancel(c.balance.won());
+    let q = query(PAYMENT_CANCELED)
+        .bind(payment.id.0)
+        .bind(c.balance.won())
+        .bind(new_status.as_str())
+        .bind(ts(now));
+    let payment = tx.one(q, row::payment).await?;
+    let kind = if new_status == PaymentStatus::Canceled {
+        "payment.canceled"
+    } else {
+        "payment.partially_canceled"
+    };
+    insert_event(
+        tx,
+        NewEvent {
+            order_id: payment.order_id.as_str(),
+            payment_id: Some(payment.id.0),
+            kind,
+            from_status: Some(old_status.as_str()),
+            to_status: Some(new_status.as_str()),
+            ctx: &c.ctx,
+            detail: json!({
+                "source": c.source,
+                "balance": payment.balance.won(),
+                "refunded": payment.amount.won() - payment.balance.won(),
+                "transaction_keys": recorded_keys,
+            }),
+            at: now,
+        },
+    )
+    .await?;
+    let revoked = if payment.balance.is_zero() && !old_balance.is_zero() {
+        refund_in_full(tx, &payment, c).await?
+    } else {
+        false
+    };
+    Ok((payment, revoked))
+}
+
+/// The payment was cancelled in full: the enrollment is revoked (unless the order is a
+/// duplicate payment, whose enrollment is the first order's) and the order becomes REFUNDED.
+/// Returns whether the enrollment was revoked.
+async fn refund_in_full(tx: &mut Tx<Sqlite>, payment: &Payment, c: &Cancellation) -> Result<bool> {
+    let now = c.ctx.at();
+    let q = query(ORDER_BRIEF).bind(payment.order_id.as_str());
+    let (order_status, failure_code) = tx
+        .one(q, |r| {
+            Ok((
+                r.parsed::<OrderStatus>("status")?,
+                r.opt_text("failure_code")?,
+            ))
+        })
+        .await?;
+    let duplicate =
+        order_status == OrderStatus::Failed && failure_code.as_deref() == Some(DUPLICATE_PAYMENT);
+    let mut revoked = false;
+    if let Some(enrollment) = payment.enrollment_id
+        && !duplicate
+    {
+        let q = query(REVOKE_ENROLLMENT).bind(enrollment.0).bind(ts(now));
+        revoked = tx.exec(q).await? > 0;
+        if revoked {
+            let detail = json!({ "enrollment_id": enrollment, "source": c.source });
+            insert_event(
+                tx,
+                NewEvent {
+                    order_id: payment.order_id.as_str(),
+                    payment_id: Some(payment.id.0),
+                    kind: "enrollment.refunded",
+                    from_status: Some(EnrollmentStatus::Enrolled.as_str()),
+                    to_status: Some(EnrollmentStatus::Refunded.as_str()),
+                    ctx: &c.ctx,
+                    detail,
+                    at: now,
+                },
+            )
+            .await?;
+        }
+    }
+    let q = query(REFUND_ORDER)
+        .bind(payment.order_id.as_str())
+        .bind(ts(now));
+    if tx.exec(q).await? > 0 {
+        insert_event(
+            tx,
+            NewEvent {
+                order_id: payment.order_id.as_str(),
+                payment_id: Some(payment.id.0),
+                kind: "order.refunded",
+                from_status: Some(order_status.as_str()),
+                to_status: Some(OrderStatus::Refunded.as_str()),
+                ctx: &c.ctx,
+                detail: json!({ "source": c.source }),
+                at: now,
+            },
+        )
+        .await?;
+    }
+    Ok(revoked)
 }
 
 fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {

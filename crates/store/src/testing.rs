@@ -102,6 +102,44 @@ pub async fn postgres() -> DynStore {
     Arc::new(postgres_store().await)
 }
 
+/// A migrated store of either backend.
+pub async fn store(backend: crate::Backend) -> DynStore {
+    match backend {
+        crate::Backend::Sqlite => sqlite().await,
+        crate::Backend::Postgres => postgres().await,
+    }
+}
+
+/// One test per backend, for every suite (the store's conformance suite and the server's):
+/// `per_backend!(|b| setup(b).await; case_a, case_b)` writes `sqlite::case_a`,
+/// `postgres::case_a`, … each calling `case_a(setup(Backend::…).await)`; without the setup
+/// (`per_backend!(case_a, case_b)`) each case gets the [`Backend`](crate::Backend) itself.
+/// The setup is written inside the generated modules, which see everything the calling
+/// module sees.
+#[macro_export]
+macro_rules! per_backend {
+    (@mod $module:ident, $variant:ident, |$b:ident| $setup:expr; $($case:ident),+) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let $b = $crate::Backend::$variant;
+                    super::$case($setup).await;
+                }
+            )+
+        }
+    };
+    (|$b:ident| $setup:expr; $($case:ident),+ $(,)?) => {
+        $crate::per_backend!(@mod sqlite, Sqlite, |$b| $setup; $($case),+);
+        $crate::per_backend!(@mod postgres, Postgres, |$b| $setup; $($case),+);
+    };
+    ($($case:ident),+ $(,)?) => {
+        $crate::per_backend!(|backend| backend; $($case),+);
+    };
+}
+
 /// Both backends, named, for tests that loop over them.
 pub async fn both() -> Vec<(&'static str, DynStore)> {
     vec![("sqlite", sqlite().await), ("postgres", postgres().await)]

@@ -1,5 +1,5 @@
 //! The store conformance suite: every case runs against SQLite and PostgreSQL (the
-//! `conformance!` macro at the bottom generates `sqlite::<case>` and `postgres::<case>`).
+//! `store::per_backend!` macro at the bottom generates `sqlite::<case>` and `postgres::<case>`).
 //! PostgreSQL must be reachable (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1/test);
 //! these tests fail rather than skip without it.
 
@@ -36,6 +36,13 @@ enum Raw {
 }
 
 impl Db {
+    async fn new(backend: Backend) -> Db {
+        match backend {
+            Backend::Sqlite => Db::sqlite().await,
+            Backend::Postgres => Db::postgres().await,
+        }
+    }
+
     async fn sqlite() -> Db {
         let s = testing::sqlite_store().await;
         Db {
@@ -2202,30 +2209,305 @@ async fn migrations_from_a_newer_release_are_tolerated(db: Db) {
     db.store.ready().await.unwrap();
 }
 
-// --- both backends ---------------------------------------------------------------------------
+// --- the transition tables (domain::transition), on both backends ----------------------------
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::Db::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::Db::postgres().await).await;
-                }
-            )*
-        }
-    };
+/// The situations an order can be in when an event reaches it: its status, and whether a
+/// payment is recorded for it (a FAILED order has one only as a duplicate payment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Situation {
+    Pending,
+    Confirming,
+    Paid,
+    Failed,
+    DuplicatePayment,
+    Expired,
+    Refunded,
 }
 
-conformance!(
+impl Situation {
+    const ALL: [Situation; 7] = [
+        Situation::Pending,
+        Situation::Confirming,
+        Situation::Paid,
+        Situation::Failed,
+        Situation::DuplicatePayment,
+        Situation::Expired,
+        Situation::Refunded,
+    ];
+
+    fn status(self) -> OrderStatus {
+        match self {
+            Situation::Pending => OrderStatus::Pending,
+            Situation::Confirming => OrderStatus::Confirming,
+            Situation::Paid => OrderStatus::Paid,
+            Situation::Failed | Situation::DuplicatePayment => OrderStatus::Failed,
+            Situation::Expired => OrderStatus::Expired,
+            Situation::Refunded => OrderStatus::Refunded,
+        }
+    }
+
+    fn has_payment(self) -> bool {
+        matches!(
+            self,
+            Situation::Paid | Situation::DuplicatePayment | Situation::Refunded
+        )
+    }
+}
+
+/// An order of a fresh user and course brought into `situation`; with `sibling`, another order
+/// of the same user for the course is claimed (CONFIRMING) first where that can still happen.
+/// Returns the order and the payment key recorded for it, if any.
+async fn order_in(db: &Db, situation: Situation, sibling: bool) -> (Order, String) {
+    let c = course(db, 10_000).await;
+    let user = UserId::new();
+    let o = order(db, user, &c).await;
+    let pk = format!("pk_tr_{}", o.order_id.as_str());
+    let claim_sibling = || async {
+        let other = order(db, user, &c).await;
+        claim(
+            db,
+            &other,
+            &format!("pk_sib_{}", other.order_id.as_str()),
+            1,
+        )
+        .await;
+    };
+    match situation {
+        Situation::Pending => {}
+        Situation::Confirming => {
+            claim(db, &o, &pk, 1).await;
+        }
+        Situation::Paid => {
+            buy(db, &o, &pk).await;
+        }
+        Situation::Failed | Situation::Expired => {
+            let to = situation.status();
+            assert!(
+                db.store
+                    .fail_order(&o.order_id, to, None, &ctx("t", 1))
+                    .await
+                    .unwrap()
+            );
+        }
+        Situation::DuplicatePayment => {
+            claim_sibling().await;
+            db.store
+                .settle(settlement(&o, &pk, "webhook", 2))
+                .await
+                .unwrap();
+        }
+        Situation::Refunded => {
+            buy(db, &o, &pk).await;
+            let tx = format!("tx_{pk}");
+            db.store
+                .record_cancellation(cancellation(&pk, 0, &[(&tx, 10_000)], 3))
+                .await
+                .unwrap();
+        }
+    }
+    if sibling {
+        claim_sibling().await;
+    }
+    let now = db.store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(now.status, situation.status(), "setting up {situation:?}");
+    (now, pk)
+}
+
+/// Every order event in every situation it can meet: the store's outcome is the table's.
+async fn order_transitions_follow_the_table(db: Db) {
+    use domain::OrderEvent;
+    for situation in Situation::ALL {
+        for &event in OrderEvent::ALL {
+            let duplicate = event == OrderEvent::Settle { duplicate: true };
+            // Another order of the user for the course can only be CONFIRMING while this one
+            // is neither CONFIRMING nor PAID (orders_one_active_per_course) nor enrolled.
+            if duplicate
+                && matches!(
+                    situation,
+                    Situation::Confirming | Situation::Paid | Situation::DuplicatePayment
+                )
+            {
+                continue;
+            }
+            // A refund needs a recorded payment to cancel.
+            if event == OrderEvent::Refund && !situation.has_payment() {
+                continue;
+            }
+            let (o, pk) = order_in(&db, situation, duplicate).await;
+            let from = situation.status();
+            let applies = from.after(event).is_some();
+            match event {
+                OrderEvent::Claim => {
+                    let out = db
+                        .store
+                        .claim_order(claim_req(&o, &format!("{pk}_claim"), 5))
+                        .await
+                        .unwrap();
+                    assert_eq!(matches!(out, ClaimOutcome::Claimed(_)), applies);
+                }
+                OrderEvent::Release => {
+                    let moved = db.store.release_order(&o.order_id, &ctx("t", 5)).await;
+                    assert_eq!(moved.unwrap(), applies);
+                }
+                OrderEvent::Fail | OrderEvent::Expire => {
+                    let to = if event == OrderEvent::Fail {
+                        OrderStatus::Failed
+                    } else {
+                        OrderStatus::Expired
+                    };
+                    let moved = db
+                        .store
+                        .fail_order(&o.order_id, to, Some("TEST"), &ctx("t", 5))
+                        .await;
+                    assert_eq!(moved.unwrap(), applies);
+                }
+                OrderEvent::Settle { .. } => {
+                    // An order with a payment sees its own payment again (a replay); the rest
+                    // get their first one.
+                    let settled = db
+                        .store
+                        .settle(settlement(&o, &pk, "reconciler", 5))
+                        .await
+                        .unwrap();
+                    assert_eq!(settled.newly_settled, !situation.has_payment());
+                }
+                OrderEvent::Refund => {
+                    // The cancel the Refunded situation already recorded, new to the others.
+                    let tx = format!("tx_{pk}");
+                    db.store
+                        .record_cancellation(cancellation(&pk, 0, &[(&tx, 10_000)], 5))
+                        .await
+                        .unwrap();
+                }
+            }
+            let after = db.store.get_order(&o.order_id).await.unwrap().unwrap();
+            let expected = match event {
+                // The payment is recorded already: a settle is its replay and changes nothing.
+                OrderEvent::Settle { .. } if situation.has_payment() => from,
+                _ => from.after(event).unwrap_or(from),
+            };
+            assert_eq!(
+                after.status, expected,
+                "{situation:?} + {event:?}: the store and domain::transition disagree"
+            );
+            if expected == OrderStatus::Failed && duplicate {
+                assert_eq!(
+                    after.failure_code.as_deref(),
+                    Some(domain::transition::DUPLICATE_PAYMENT)
+                );
+            }
+            if event == OrderEvent::Refund && situation != Situation::Refunded {
+                let enrollment = db
+                    .store
+                    .get_enrollment(after.enrollment_id.expect("enrolled by the payment"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let expected = if situation == Situation::DuplicatePayment {
+                    // The enrollment is the first order's, so it stays.
+                    EnrollmentStatus::Enrolled
+                } else {
+                    EnrollmentStatus::Enrolled
+                        .after(domain::EnrollmentEvent::Refund)
+                        .unwrap()
+                };
+                assert_eq!(enrollment.status, expected, "{situation:?} + refund");
+            }
+        }
+    }
+}
+
+/// Payment and refund statuses: partial then full cancellation, a refused and a recorded
+/// refund request, and events that no longer apply.
+async fn payment_and_refund_transitions_follow_the_table(db: Db) {
+    use domain::RefundEvent;
+    let c = course(&db, 10_000).await;
+    let o = order(&db, UserId::new(), &c).await;
+    let s = buy(&db, &o, "pk_tr_pay").await;
+    let payment = db.store.get_payment(s.payment_id).await.unwrap().unwrap();
+    assert!(payment.status.is_refundable());
+
+    // Refused: REQUESTED → FAILED, once.
+    let refused = begun(&db, new_refund(s.payment_id, Some(3_000), 3)).await;
+    assert_eq!(refused.status, RefundStatus::Requested);
+    assert!(
+        db.store
+            .fail_refund(refused.id, "REJECT", &ctx("t", 4))
+            .await
+            .unwrap()
+    );
+    let refused = db.store.get_refund(refused.id).await.unwrap().unwrap();
+    assert_eq!(
+        Some(refused.status),
+        RefundStatus::Requested.after(RefundEvent::Refused)
+    );
+    assert_eq!(refused.status.after(RefundEvent::Refused), None);
+    assert!(
+        !db.store
+            .fail_refund(refused.id, "REJECT", &ctx("t", 5))
+            .await
+            .unwrap()
+    );
+
+    // Recorded: REQUESTED → DONE; the balance drops and the payment follows it.
+    let asked = begun(&db, new_refund(s.payment_id, Some(3_000), 6)).await;
+    let rec = db
+        .store
+        .record_cancellation(cancellation("pk_tr_pay", 7_000, &[("tx_tr_1", 3_000)], 7))
+        .await
+        .unwrap();
+    assert_eq!(rec.payment.status, payment.status.after_cancel(7_000));
+    assert_eq!(rec.payment.status, PaymentStatus::PartialCanceled);
+    let asked = db.store.get_refund(asked.id).await.unwrap().unwrap();
+    assert_eq!(
+        Some(asked.status),
+        RefundStatus::Requested.after(RefundEvent::Recorded)
+    );
+    assert!(
+        !db.store
+            .fail_refund(asked.id, "LATE", &ctx("t", 8))
+            .await
+            .unwrap()
+    );
+    assert!(rec.payment.status.is_refundable());
+
+    // The rest: PARTIAL_CANCELED → CANCELED, no longer refundable.
+    let rec = db
+        .store
+        .record_cancellation(cancellation(
+            "pk_tr_pay",
+            0,
+            &[("tx_tr_1", 3_000), ("tx_tr_2", 7_000)],
+            9,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        rec.payment.status,
+        PaymentStatus::PartialCanceled.after_cancel(0)
+    );
+    assert!(!rec.payment.status.is_refundable());
+    assert!(matches!(
+        db.store
+            .begin_refund(new_refund(s.payment_id, None, 10))
+            .await
+            .unwrap(),
+        RefundBegin::NotAllowed { .. }
+    ));
+    // A stale report with a higher balance moves nothing back.
+    let stale = db
+        .store
+        .record_cancellation(cancellation("pk_tr_pay", 7_000, &[("tx_tr_1", 3_000)], 11))
+        .await
+        .unwrap();
+    assert_eq!(stale.payment.status, PaymentStatus::Canceled);
+    assert_eq!(stale.payment.balance, won(0));
+}
+
+// --- both backends ---------------------------------------------------------------------------
+
+store::per_backend!(
+    |b| Db::new(b).await;
     migrations_from_a_newer_release_are_tolerated,
     create_order_caps_open_orders_per_user,
     lease_priority_and_abandoned_orders,
@@ -2264,6 +2546,8 @@ conformance!(
     concurrent_attempt_starts_respect_the_limit,
     concurrent_submits_one_wins,
     enrollment_with_started_attempts_cannot_be_deleted,
+    order_transitions_follow_the_table,
+    payment_and_refund_transitions_follow_the_table,
 );
 
 // --- PostgreSQL only: the races a snapshot cannot see -----------------------------------------

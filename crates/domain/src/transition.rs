@@ -1,0 +1,174 @@
+//! Every status change the store makes, stated once.
+//!
+//! Each function answers "in this status, what does this event lead to?"; `None` means the
+//! event does not apply and the store changes nothing. The SQLite backend decides with these
+//! functions in Rust; the PostgreSQL backend states the same rules in its statements' WHERE
+//! clauses and CASEs (one statement per operation, seed §5), and the store's conformance suite
+//! drives every status through every event on both backends and compares the outcome with
+//! these tables, so the two can never drift apart unnoticed.
+
+use crate::status::{EnrollmentStatus, OrderStatus, PaymentStatus, RefundStatus};
+
+/// The failure code of an order whose payment went through while another order of the same
+/// user for the same course was already CONFIRMING or PAID (money kept, left for an operator).
+pub const DUPLICATE_PAYMENT: &str = "DUPLICATE_PAYMENT";
+
+/// What can happen to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderEvent {
+    /// One confirm takes the order to ask the provider (claim).
+    Claim,
+    /// The provider definitely did not charge: the order can be paid again (release).
+    Release,
+    /// The flow gave up on the order.
+    Fail,
+    /// Nobody paid in time.
+    Expire,
+    /// Captured money was recorded for the order (settle). `duplicate`: another order of the
+    /// same user for the same course is CONFIRMING or PAID.
+    Settle { duplicate: bool },
+    /// The order's payment was cancelled down to a zero balance.
+    Refund,
+}
+
+impl OrderEvent {
+    pub const ALL: &'static [OrderEvent] = &[
+        OrderEvent::Claim,
+        OrderEvent::Release,
+        OrderEvent::Fail,
+        OrderEvent::Expire,
+        OrderEvent::Settle { duplicate: false },
+        OrderEvent::Settle { duplicate: true },
+        OrderEvent::Refund,
+    ];
+}
+
+impl OrderStatus {
+    /// The order's status after `event`, or `None` when the event leaves it alone.
+    ///
+    /// FAILED and EXPIRED are not final for money: a settle still records the payment and
+    /// makes the order PAID. PAID stays PAID on a settle (the replay of its own payment), and
+    /// a REFUNDED order is never reopened.
+    pub fn after(self, event: OrderEvent) -> Option<OrderStatus> {
+        use OrderStatus::*;
+        match (self, event) {
+            (Pending, OrderEvent::Claim) => Some(Confirming),
+            (Confirming, OrderEvent::Release) => Some(Pending),
+            (Pending | Confirming, OrderEvent::Fail) => Some(Failed),
+            (Pending | Confirming, OrderEvent::Expire) => Some(Expired),
+            (Refunded, OrderEvent::Settle { .. }) => None,
+            (Paid, OrderEvent::Settle { .. }) => Some(Paid),
+            (_, OrderEvent::Settle { duplicate: true }) => Some(Failed),
+            (_, OrderEvent::Settle { duplicate: false }) => Some(Paid),
+            (Paid | Failed, OrderEvent::Refund) => Some(Refunded),
+            _ => None,
+        }
+    }
+}
+
+impl PaymentStatus {
+    /// A recorded payment after a cancellation took its balance down to `balance_left` won
+    /// (never called when the balance did not drop: the balance only goes down, so an
+    /// out-of-order report can never move a payment backwards).
+    pub fn after_cancel(self, balance_left: i64) -> PaymentStatus {
+        if balance_left == 0 {
+            PaymentStatus::Canceled
+        } else {
+            PaymentStatus::PartialCanceled
+        }
+    }
+
+    /// Whether a refund may be requested for a payment in this status.
+    pub fn is_refundable(self) -> bool {
+        matches!(self, PaymentStatus::Done | PaymentStatus::PartialCanceled)
+    }
+}
+
+/// What can happen to an enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EnrollmentEvent {
+    /// A payment for the course was settled (a refunded enrollment is enrolled again).
+    Settle,
+    /// The payment behind it was cancelled in full (not for a duplicate payment, whose
+    /// enrollment belongs to the first order).
+    Refund,
+}
+
+impl EnrollmentStatus {
+    pub fn after(self, event: EnrollmentEvent) -> Option<EnrollmentStatus> {
+        match (self, event) {
+            (_, EnrollmentEvent::Settle) => Some(EnrollmentStatus::Enrolled),
+            (EnrollmentStatus::Enrolled, EnrollmentEvent::Refund) => {
+                Some(EnrollmentStatus::Refunded)
+            }
+            (EnrollmentStatus::Refunded, EnrollmentEvent::Refund) => None,
+        }
+    }
+}
+
+/// What can happen to a refund request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefundEvent {
+    /// The provider reported the cancel that answers this request.
+    Recorded,
+    /// The provider refused the cancel.
+    Refused,
+}
+
+impl RefundStatus {
+    pub fn after(self, event: RefundEvent) -> Option<RefundStatus> {
+        match (self, event) {
+            (RefundStatus::Requested, RefundEvent::Recorded) => Some(RefundStatus::Done),
+            (RefundStatus::Requested, RefundEvent::Refused) => Some(RefundStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_open_orders_can_fail_or_expire() {
+        for s in OrderStatus::ALL {
+            assert_eq!(s.after(OrderEvent::Fail).is_some(), s.is_open(), "{s}");
+            assert_eq!(s.after(OrderEvent::Expire).is_some(), s.is_open(), "{s}");
+        }
+    }
+
+    #[test]
+    fn settle_never_reopens_a_refunded_order_and_never_unpays() {
+        for e in [
+            OrderEvent::Settle { duplicate: false },
+            OrderEvent::Settle { duplicate: true },
+        ] {
+            assert_eq!(OrderStatus::Refunded.after(e), None);
+            assert_eq!(OrderStatus::Paid.after(e), Some(OrderStatus::Paid));
+        }
+        assert_eq!(
+            OrderStatus::Expired.after(OrderEvent::Settle { duplicate: false }),
+            Some(OrderStatus::Paid)
+        );
+    }
+
+    #[test]
+    fn a_refund_leaves_no_order_open() {
+        for s in OrderStatus::ALL {
+            if let Some(to) = s.after(OrderEvent::Refund) {
+                assert_eq!(to, OrderStatus::Refunded);
+                assert!(!s.is_open(), "{s}: an open order has no payment to refund");
+            }
+        }
+    }
+
+    #[test]
+    fn refund_requests_end_once() {
+        for s in RefundStatus::ALL {
+            for e in [RefundEvent::Recorded, RefundEvent::Refused] {
+                let to = s.after(e);
+                assert_eq!(to.is_some(), *s == RefundStatus::Requested, "{s} {e:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! How a backend method talks to its database, written once for both backends.
+//!
+//! Every trait method opens a [`Call`] with its own name: the call is timed under that name
+//! for its whole duration (slow-statement log, see [`roundtrips::timer`]), every statement
+//! sent through it counts as one round trip ([`roundtrips::add`]), driver errors become
+//! [`StoreError`] through the backend's mapping, and rows are decoded by the closure given
+//! with the statement. A SQLite transaction is a [`Tx`] taken from a call, with the same
+//! methods; BEGIN, COMMIT and ROLLBACK count as round trips too. So a backend file holds
+//! only its SQL, its bindings and what it decides from the rows.
+
+use crate::roundtrips::{self, Timed};
+use crate::{Result, StoreError};
+use sqlx::{Database, Executor, IntoArguments, Pool, Transaction};
+
+/// A statement with its bindings, as `sqlx::query(SQL).bind(…)` builds it.
+pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments>;
+
+/// What differs between the backends in running a statement: how driver errors read, and
+/// where a result says how many rows changed (`Database` does not name it).
+pub(crate) trait Dialect: Database {
+    fn store_error(err: sqlx::Error) -> StoreError;
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+}
+
+impl Dialect for sqlx::Postgres {
+    fn store_error(err: sqlx::Error) -> StoreError {
+        crate::error::from_pg(err)
+    }
+    fn rows_affected(done: &Self::QueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
+impl Dialect for sqlx::Sqlite {
+    fn store_error(err: sqlx::Error) -> StoreError {
+        crate::error::from_sqlite(err)
+    }
+    fn rows_affected(done: &Self::QueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
+/// One trait method's use of the pool (see the module docs).
+pub(crate) struct Call<'p, DB: Database> {
+    pool: &'p Pool<DB>,
+    _timed: Timed,
+}
+
+/// A transaction inside a [`Call`]: dropped without [`Tx::commit`] it rolls back.
+pub(crate) struct Tx<DB: Database> {
+    tx: Transaction<'static, DB>,
+    _timed: Timed,
+}
+
+impl<'p, DB> Call<'p, DB>
+where
+    DB: Dialect,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    pub(crate) fn new(pool: &'p Pool<DB>, name: &'static str) -> Self {
+        Call {
+            pool,
+            _timed: roundtrips::timer(name),
+        }
+    }
+
+    /// Exactly one row.
+    pub(crate) async fn one<T>(
+        &self,
+        q: Query<'_, DB>,
+        decode: impl FnOnce(&DB::Row) -> Result<T>,
+    ) -> Result<T> {
+        roundtrips::add(1);
+        let row = q.fetch_one(self.pool).await.map_err(DB::store_error)?;
+        decode(&row)
+    }
+
+    /// At most one row.
+    pub(crate) async fn opt<T>(
+        &self,
+        q: Query<'_, DB>,
+        decode: impl FnOnce(&DB::Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        roundtrips::add(1);
+        let row = q.fetch_optional(self.pool).await.map_err(DB::store_error)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Every row.
+    pub(crate) async fn all<T>(
+        &self,
+        q: Query<'_, DB>,
+        decode: impl FnMut(&DB::Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        roundtrips::add(1);
+        let rows = q.fetch_all(self.pool).await.map_err(DB::store_error)?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// A statement without rows: how many rows it changed.
+    pub(crate) async fn exec(&self, q: Query<'_, DB>) -> Result<u64> {
+        roundtrips::add(1);
+        let done = q.execute(self.pool).await.map_err(DB::store_error)?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    /// At most one row, with the driver's error as it is: for statements that are re-run
+    /// after some errors (PostgreSQL's races) and so must look at the SQLSTATE first.
+    pub(crate) async fn try_opt(
+        &self,
+        q: Query<'_, DB>,
+    ) -> std::result::Result<Option<DB::Row>, sqlx::Error> {
+        roundtrips::add(1);
+        q.fetch_optional(self.pool).await
+    }
+
+    /// Start a transaction with `begin` (e.g. `BEGIN IMMEDIATE`); the call's timer moves into it.
+    pub(crate) async fn begin(self, begin: &'static str) -> Result<Tx<DB>> {
+        roundtrips::add(1);
+        let tx = self.pool.begin_with(begin).await.map_err(DB::store_error)?;
+        Ok(Tx {
+            tx,
+            _timed: self._timed,
+        })
+    }
+}
+
+impl<DB> Tx<DB>
+where
+    DB: Dialect,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    pub(crate) async fn one<T>(
+        &mut self,
+        q: Query<'_, DB>,
+        decode: impl FnOnce(&DB::Row) -> Result<T>,
+    ) -> Result<T> {
+        roundtrips::add(1);
+        let row = q.fetch_one(&mut *self.tx).await.map_err(DB::store_error)?;
+        decode(&row)
+    }
+
+    pub(crate) async fn opt<T>(
+        &mut self,
+        q: Query<'_, DB>,
+        decode: impl FnOnce(&DB::Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        roundtrips::add(1);
+        let row = q
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(DB::store_error)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    pub(crate) async fn all<T>(
+        &mut self,
+        q: Query<'_, DB>,
+        decode: impl FnMut(&DB::Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        roundtrips::add(1);
+        let rows = q.fetch_all(&mut *self.tx).await.map_err(DB::store_error)?;
+        rows.iter().map(decode).collect()
+    }
+
+    pub(crate) async fn exec(&mut self, q: Query<'_, DB>) -> Result<u64> {
+        roundtrips::add(1);
+        let done = q.execute(&mut *self.tx).await.map_err(DB::store_error)?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        roundtrips::add(1);
+        self.tx.commit().await.map_err(DB::store_error)
+    }
+
+    pub(crate) async fn rollback(self) -> Result<()> {
+        roundtrips::add(1);
+        self.tx.rollback().await.map_err(DB::store_error)
+    }
+}
