@@ -8,7 +8,8 @@ use domain::OrderStatus;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-both_backends!(
+store::per_backend!(
+    |b| common::spawn(b).await;
     confirm_bad_bodies_are_400_and_change_nothing,
     tokens_and_ownership_are_enforced,
     routing_errors_are_problems,

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use store::Refund;
 use time::OffsetDateTime;
 
-both_backends!(
+store::per_backend!(
+    |b| common::spawn(b).await;
     full_refund_revokes_access_and_blocks_exam_attempts,
     partial_refunds_sum_up_then_refuse_more_without_calling_toss,
     concurrent_duplicate_refunds_cancel_once,

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-both_backends!(
+store::per_backend!(
+    |b| common::spawn(b).await;
     log_line_is_complete_on_success_and_carries_the_trace,
     log_line_is_complete_on_every_error_class,
     metrics_count_a_known_sequence_of_requests,

@@ -10,7 +10,8 @@ use domain::{EnrollmentStatus, OrderStatus};
 use reqwest::StatusCode;
 use serde_json::json;
 
-both_backends!(
+store::per_backend!(
+    |b| common::spawn(b).await;
     qa1_normal_payment_enrolls_and_stores_payment,
     qa2_tampered_amount_is_refused_without_calling_toss,
     qa3_duplicate_confirm_replays_the_same_enrollment,

@@ -9,7 +9,8 @@ use common::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
-both_backends!(
+store::per_backend!(
+    |b| common::spawn(b).await;
     index_and_browser_routes_get_the_page_with_csp,
     hashed_assets_are_immutable_and_missing_ones_are_problems,
     api_paths_keep_their_problem_404s,

@@ -833,28 +833,7 @@ async fn canceled_before_done_ends_refunded(backend: Backend) {
     }
 }
 
-macro_rules! webhook_tests {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await;
-                }
-            )+
-        }
-    };
-}
-
-webhook_tests!(
+store::per_backend!(
     qa5_tampered_signature_is_401,
     every_way_to_be_wrong_is_401_and_changes_nothing,
     previous_secret_accepted_during_rotation,

@@ -10,11 +10,7 @@ use server::config::{Config, DEV_TOSS_SECRET_KEY};
 use std::time::Duration;
 use store::DynStore;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use store::Backend;
 
 pub struct TestApp {
     pub base: String,
@@ -57,10 +53,7 @@ pub async fn spawn(backend: Backend) -> TestApp {
 
 pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
     server::logging::capture();
-    let store = match backend {
-        Backend::Sqlite => store::testing::sqlite().await,
-        Backend::Postgres => store::testing::postgres().await,
-    };
+    let store = store::testing::store(backend).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = Config::development();
@@ -285,27 +278,4 @@ pub struct Purchase {
     pub order_id: String,
     pub payment_key: String,
     pub amount: i64,
-}
-
-/// Generate one test per backend from `async fn name(app: TestApp)`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::common::spawn(super::common::Backend::Sqlite).await).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::common::spawn(super::common::Backend::Postgres).await).await;
-                }
-            )+
-        }
-    };
 }
