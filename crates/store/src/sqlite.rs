@@ -2,11 +2,16 @@
 //! constraint names as PostgreSQL.
 //!
 //! SQLite has no data-modifying CTEs, so each state change is one transaction of a few
-//! statements. Write transactions start with `BEGIN IMMEDIATE`: the write lock is taken up
-//! front, so concurrent writers queue on `busy_timeout` instead of both reading under a shared
-//! lock and then failing to upgrade it (SQLITE_BUSY, the SQLite form of a deadlock). Inside
-//! the transaction nobody else writes, so a read followed by a write sees no races; that is
-//! why this file needs none of the re-run logic the PostgreSQL backend has.
+//! statements. SQLite lets one writer at a time hold the file, so the store writes through a
+//! pool of exactly one connection: concurrent writers wait in that pool's queue, first come
+//! first served, instead of polling the file lock with `busy_timeout`'s growing sleeps (which
+//! made the slowest of eight concurrent buyers wait hundreds of milliseconds). Readers use a
+//! pool of their own and, in WAL mode, never wait for the writer. Write transactions still
+//! start with `BEGIN IMMEDIATE`, so another process writing the same file (the CLI, say) is
+//! queued on `busy_timeout` instead of failing to upgrade a shared lock (SQLITE_BUSY, the
+//! SQLite form of a deadlock). Inside the transaction nobody else writes, so a read followed
+//! by a write sees no races; that is why this file needs none of the re-run logic the
+//! PostgreSQL backend has.
 //!
 //! Timestamps are TEXT, RFC 3339 in UTC with exactly six fractional digits
 //! (`2026-01-02T03:04:05.123456Z`, see [`ts`]): fixed width, so text order is time order and
@@ -71,7 +76,10 @@ fn parse_ts(col: &str, s: &str) -> Result<OffsetDateTime> {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Readers.
     pool: SqlitePool,
+    /// The one writer connection (the same pool as `pool` for an in-memory database).
+    writer: SqlitePool,
     /// A temporary directory holding the database file, removed when the last clone of the
     /// store is dropped (test stores only; see [`crate::testing`]).
     _dir: Option<Arc<tempfile::TempDir>>,
@@ -94,27 +102,47 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .synchronous(SqliteSynchronous::Full);
-        let (options, pool) = if in_memory {
+        if in_memory {
             // Every connection to ":memory:" is its own database: keep exactly one, forever.
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
-                .max_lifetime(None);
-            (options, pool)
-        } else {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                // Writers queue inside SQLite (busy_timeout); the pool wait adds to that.
-                .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5));
-            (options.journal_mode(SqliteJournalMode::Wal), pool)
-        };
-        let pool = pool.connect_with(options).await.map_err(from_sqlite)?;
-        Ok(Self::from_pool(pool))
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+                .map_err(from_sqlite)?;
+            return Ok(Self::from_pool(pool));
+        }
+        let options = options.journal_mode(SqliteJournalMode::Wal);
+        // Writers queue here, in order (sqlx's pool is fair), for as long as they would have
+        // waited on busy_timeout, plus a margin.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await
+            .map_err(from_sqlite)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(from_sqlite)?;
+        Ok(SqliteStore {
+            pool,
+            writer,
+            _dir: None,
+        })
     }
 
+    /// A store that reads and writes through `pool` (writers then queue on `busy_timeout`).
     pub fn from_pool(pool: SqlitePool) -> SqliteStore {
-        SqliteStore { pool, _dir: None }
+        SqliteStore {
+            writer: pool.clone(),
+            pool,
+            _dir: None,
+        }
     }
 
     /// Keep `dir` (holding the database file) alive as long as the store.
@@ -435,9 +463,9 @@ impl SqliteStore {
         Call::new(&self.pool, name)
     }
 
-    /// A method that writes with one statement.
+    /// A method that writes with one statement: through the one writer connection.
     fn write(&self, name: &'static str) -> Call<'_, Sqlite> {
-        Call::new(&self.pool, name)
+        Call::new(&self.writer, name)
     }
 
     /// A method that writes in a transaction. `BEGIN IMMEDIATE`: the write lock is taken up
@@ -454,7 +482,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+        MIGRATOR.run(&self.writer).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner)
             | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => from_sqlite(inner),
             other => StoreError::Other(format!("migration failed: {other}")),
