@@ -725,32 +725,8 @@ impl Store for SqliteStore {
         tx.exec(q).await?;
 
         let from_status = order.status;
-        let event = OrderEvent::Settle {
-            duplicate: found.duplicate,
-        };
-        let order = match from_status.after(event) {
-            None => order,
-            Some(to_status) => {
-                // A duplicate payment is recorded and flagged; PAID stays PAID with its code.
-                let failure_code = if to_status == OrderStatus::Failed {
-                    Some(DUPLICATE_PAYMENT.to_owned())
-                } else if to_status == from_status {
-                    order.failure_code.clone()
-                } else {
-                    None
-                };
-                let q = query(SETTLE_ORDER)
-                    .bind(s.order_id.as_str())
-                    .bind(to_status.as_str())
-                    .bind(failure_code)
-                    .bind(s.payment_key.as_str())
-                    .bind(payment_id.0)
-                    .bind(enrollment_id.0)
-                    .bind(ts(s.approved_at))
-                    .bind(ts(now));
-                tx.one(q, row::order).await?
-            }
-        };
+        let ids = (payment_id, enrollment_id);
+        let order = settle_order(&mut tx, order, found.duplicate, &s, ids, now).await?;
 
         let kind = if order.status == OrderStatus::Failed {
             "payment.duplicate"
@@ -889,9 +865,10 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Err(StoreError::NotFound);
         };
-        let recorded_keys = record_refund_rows(&mut tx, &payment, &c).await?;
+        let now = c.ctx.at();
+        let recorded_keys = record_refund_rows(&mut tx, &payment, &c, now).await?;
         let (payment, enrollment_revoked) = if c.balance < payment.balance {
-            lower_balance(&mut tx, payment, &c, &recorded_keys).await?
+            lower_balance(&mut tx, payment, &c, &recorded_keys, now).await?
         } else {
             (payment, false)
         };
@@ -1200,6 +1177,40 @@ impl Store for SqliteStore {
     }
 }
 
+/// The order's side of a settle, as `domain::transition` says: PAID, or FAILED as a duplicate
+/// payment (recorded, left for an operator to refund); a REFUNDED order is left alone.
+async fn settle_order(
+    tx: &mut Tx<Sqlite>,
+    order: Order,
+    duplicate: bool,
+    s: &Settlement,
+    (payment_id, enrollment_id): (PaymentId, EnrollmentId),
+    now: OffsetDateTime,
+) -> Result<Order> {
+    let from_status = order.status;
+    let Some(to_status) = from_status.after(OrderEvent::Settle { duplicate }) else {
+        return Ok(order);
+    };
+    // A duplicate payment is flagged; PAID stays PAID with its code.
+    let failure_code = if to_status == OrderStatus::Failed {
+        Some(DUPLICATE_PAYMENT.to_owned())
+    } else if to_status == from_status {
+        order.failure_code.clone()
+    } else {
+        None
+    };
+    let q = query(SETTLE_ORDER)
+        .bind(s.order_id.as_str())
+        .bind(to_status.as_str())
+        .bind(failure_code)
+        .bind(s.payment_key.as_str())
+        .bind(payment_id.0)
+        .bind(enrollment_id.0)
+        .bind(ts(s.approved_at))
+        .bind(ts(now));
+    tx.one(q, row::order).await
+}
+
 /// What settle decides on, read under the write lock (SETTLE_READ).
 struct SettleRead {
     order: Order,
@@ -1244,8 +1255,9 @@ async fn record_refund_rows(
     tx: &mut Tx<Sqlite>,
     payment: &Payment,
     c: &Cancellation,
+    now: OffsetDateTime,
 ) -> Result<Vec<String>> {
-    let now = ts(c.ctx.at());
+    let now = ts(now);
     let mut unknown = Vec::new();
     for cancel in c.cancels.iter().filter(|x| !x.amount.is_zero()) {
         let q = query(REFUND_TX_KNOWN).bind(&cancel.transaction_key);
@@ -1294,8 +1306,8 @@ async fn lower_balance(
     payment: Payment,
     c: &Cancellation,
     recorded_keys: &[String],
+    now: OffsetDateTime,
 ) -> Result<(Payment, bool)> {
-    let now = c.ctx.at();
     let old_balance = payment.balance;
     let old_status = payment.status;
     let new_status = old_status.after_cancel(c.balance.won());
@@ -1330,7 +1342,7 @@ async fn lower_balance(
     )
     .await?;
     let revoked = if payment.balance.is_zero() && !old_balance.is_zero() {
-        refund_in_full(tx, &payment, c).await?
+        refund_in_full(tx, &payment, c, now).await?
     } else {
         false
     };
@@ -1340,8 +1352,12 @@ async fn lower_balance(
 /// The payment was cancelled in full: the enrollment is revoked (unless the order is a
 /// duplicate payment, whose enrollment is the first order's) and the order becomes REFUNDED.
 /// Returns whether the enrollment was revoked.
-async fn refund_in_full(tx: &mut Tx<Sqlite>, payment: &Payment, c: &Cancellation) -> Result<bool> {
-    let now = c.ctx.at();
+async fn refund_in_full(
+    tx: &mut Tx<Sqlite>,
+    payment: &Payment,
+    c: &Cancellation,
+    now: OffsetDateTime,
+) -> Result<bool> {
     let q = query(ORDER_BRIEF).bind(payment.order_id.as_str());
     let (order_status, failure_code) = tx
         .one(q, |r| {
