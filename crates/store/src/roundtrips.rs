@@ -56,7 +56,8 @@ pub fn slow_threshold() -> std::time::Duration {
 /// warning with the statement's name and duration when dropped after more than
 /// [`slow_threshold`] (seed §6: "DB deadlock/lock → collect slow logs"). Keep the guard alive
 /// for the whole database call (`let _s = statement("claim_order");`). On SQLite the guard of a
-/// method spans its transaction, so a lock wait (busy_timeout) shows up under the method's name.
+/// method spans its transaction and the wait for the one writer connection, so a queue or lock
+/// wait shows up under the method's name.
 #[must_use = "the statement is timed until the guard is dropped"]
 pub fn statement(name: &'static str) -> Timed {
     add(1);
