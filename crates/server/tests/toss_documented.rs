@@ -81,6 +81,255 @@ async fn stored_error_under_the_confirm_key_does_not_block_the_order(backend: Ba
     );
 }
 
+/// A virtual-account order whose account is issued: the order CONFIRMING, Toss
+/// WAITING_FOR_DEPOSIT.
+async fn va_issued(t: &TestApp) -> common::Purchase {
+    let course_id = t.create_course(30_000).await;
+    let (user, token) = t.new_user();
+    let order = t.checkout(&token, &course_id).await;
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let r = t
+        .post(
+            "/toss-sandbox/sandbox/payments",
+            None,
+            &json!({"orderId": order_id, "amount": 30_000, "method": "VIRTUAL_ACCOUNT"}),
+        )
+        .await;
+    let payment_key = r.body["paymentKey"].as_str().unwrap().to_owned();
+    let confirm = t.confirm(&token, &payment_key, &order_id, 30_000).await;
+    assert_eq!(confirm.code(), "E_CONFIRM_IN_PROGRESS", "{:?}", confirm.body);
+    common::Purchase {
+        user,
+        token,
+        course_id,
+        order_id,
+        payment_key,
+        amount: 30_000,
+    }
+}
+
+fn sandbox_status(t: &TestApp, payment_key: &str) -> String {
+    t.sandbox
+        .payments()
+        .into_iter()
+        .find(|x| x.payment_key == payment_key)
+        .unwrap()
+        .status
+}
+
+/// Every delivery the sandbox made so far was answered 200.
+async fn all_delivered(t: &TestApp, at_least: usize) -> bool {
+    t.eventually(|| async {
+        let d = t.sandbox.deliveries();
+        d.len() >= at_least
+            && d.iter()
+                .all(|d| d.status == toss_sandbox::DeliveryStatus::Delivered)
+    })
+    .await
+}
+
+async fn no_payment_recorded(t: &TestApp, order_id: &str) -> bool {
+    t.store
+        .payment_for_order(&domain::OrderId::parse(order_id).unwrap())
+        .await
+        .unwrap()
+        .is_none()
+}
+
+/// Automatic: an issued account whose due date passed is closed by the reconciler (a full
+/// cancel, CANCELED at Toss), the order EXPIRES, a deposit sent afterwards is refused, and
+/// the close's own webhooks (CANCELED without a deposit) record no money.
+async fn unpaid_virtual_account_closes_when_its_due_date_passes(backend: Backend) {
+    let t = spawn_with(backend, fast_reconcile).await;
+    with_sandbox_webhooks(&t);
+    // Issued "8 days ago" by the sandbox's clock: its 7-day due date is already behind us.
+    t.sandbox.advance_clock(-8 * 24 * 3600);
+    let p = va_issued(&t).await;
+    t.sandbox.advance_clock(8 * 24 * 3600);
+    assert_eq!(order_status(&t, &p.order_id).await, "CONFIRMING");
+    let cancels = || t.sandbox.stats().cancel_calls;
+    assert_eq!(cancels(), 0);
+
+    reconcile_once(&t.app, "toss-documented").await.unwrap();
+    let order = t.order(&p.order_id).await;
+    assert_eq!(order.status.as_str(), "EXPIRED");
+    assert_eq!(order.failure_code.as_deref(), Some("VIRTUAL_ACCOUNT_CLOSED"));
+    assert_eq!(sandbox_status(&t, &p.payment_key), "CANCELED");
+    assert_eq!(cancels(), 1);
+    let late = t.sandbox.deposit(&p.payment_key).unwrap_err();
+    assert_eq!(late.code(), "INVALID_REQUEST", "a closed account takes no deposit");
+
+    // Issue + close, each as DEPOSIT_CALLBACK and (the close) PAYMENT_STATUS_CHANGED: all
+    // answered 200, and a CANCELED payment that never held money is never settled.
+    assert!(all_delivered(&t, 3).await, "{:?}", t.sandbox.deliveries());
+    assert!(no_payment_recorded(&t, &p.order_id).await);
+    assert_eq!(order_status(&t, &p.order_id).await, "EXPIRED");
+    reconcile_once(&t.app, "toss-documented-2").await.unwrap();
+    assert_eq!(cancels(), 1, "closed once");
+    let mine = t.get("/v1/me/enrollments", Some(&p.token)).await;
+    assert_eq!(mine.body["items"], json!([]), "{:?}", mine.body);
+}
+
+async fn cancel_order(t: &TestApp, order_id: &str, token: Option<&str>) -> common::Resp {
+    t.post(
+        &format!("/v1/admin/orders/{order_id}/cancel"),
+        token,
+        &json!({}),
+    )
+    .await
+}
+
+/// The operator path: `POST /v1/admin/orders/{orderId}/cancel` closes an issued account
+/// (idempotently), refuses paid orders, and ends an order with nothing at Toss.
+async fn operator_cancels_an_unpaid_virtual_account(backend: Backend) {
+    let t = spawn_with(backend, |_| {}).await;
+    with_sandbox_webhooks(&t);
+    let p = va_issued(&t).await;
+    let admin = t.admin_token();
+    let cancels = || t.sandbox.stats().cancel_calls;
+
+    let r = cancel_order(&t, &p.order_id, Some(&p.token)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let r = cancel_order(&t, "no_such_order_123", Some(&admin)).await;
+    assert_eq!(r.code(), "E_ORDER_NOT_FOUND", "{:?}", r.body);
+    let r = cancel_order(&t, "bad!id", Some(&admin)).await;
+    assert_eq!(r.code(), "E_INVALID_REQUEST", "{:?}", r.body);
+    assert_eq!(cancels(), 0, "bad requests reach nobody");
+
+    let r = cancel_order(&t, &p.order_id, Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"orderId": p.order_id, "status": "FAILED", "failureCode": "ORDER_CANCELED", "accountClosed": true})
+    );
+    assert_eq!(sandbox_status(&t, &p.payment_key), "CANCELED");
+    assert!(t.sandbox.deposit(&p.payment_key).is_err(), "closed: no deposit");
+    // Again: answered as it is, nothing sent.
+    let again = cancel_order(&t, &p.order_id, Some(&admin)).await;
+    assert_eq!((again.status, again.body.clone()), (StatusCode::OK, r.body.clone()));
+    assert_eq!(cancels(), 1);
+    assert!(all_delivered(&t, 3).await, "{:?}", t.sandbox.deliveries());
+    assert!(no_payment_recorded(&t, &p.order_id).await);
+    assert_eq!(order_status(&t, &p.order_id).await, "FAILED");
+
+    // A paid order is refunded, not canceled: refused, unchanged.
+    let card = t.paid_in_window(10_000).await;
+    let c = t
+        .confirm(&card.token, &card.payment_key, &card.order_id, 10_000)
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{:?}", c.body);
+    let r = cancel_order(&t, &card.order_id, Some(&admin)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "E_ORDER_NOT_CANCELABLE"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(order_status(&t, &card.order_id).await, "PAID");
+
+    // A PENDING order with nothing at Toss simply ends.
+    let course = t.create_course(5_000).await;
+    let (_, token) = t.new_user();
+    let order = t.checkout(&token, &course).await;
+    let o = order["orderId"].as_str().unwrap();
+    let r = cancel_order(&t, o, Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (r.body["status"].as_str(), r.body["accountClosed"].as_bool()),
+        (Some("FAILED"), Some(false))
+    );
+    assert_eq!(cancels(), 1, "no cancel for an order Toss does not know");
+}
+
+fn account() -> Value {
+    json!({"bank": "20", "accountNumber": ACCOUNT, "holderName": HOLDER})
+}
+
+async fn refund_rows(t: &TestApp, payment_id: &str) -> Vec<domain::RefundStatus> {
+    let id = domain::PaymentId::parse(payment_id).unwrap();
+    t.store
+        .payment_refunds(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect()
+}
+
+/// A virtual-account refund whose answer was lost (the account is never stored, so the
+/// reconciler cannot resend it) is sent again by a new request carrying the account, after a
+/// lookup: exactly one refund at Toss, whether the lost cancel happened or not.
+async fn lost_virtual_account_refund_is_resent_once(backend: Backend) {
+    let t = spawn_with(backend, |_| {}).await;
+    let executed = || t.sandbox.stats().cancels_executed;
+    let lose_everything = |after_processing: bool| {
+        json!({"mode": "reset", "count": 3, "operations": ["cancel"], "afterProcessing": after_processing})
+    };
+    let lookups_fail = json!({"mode": "reset", "count": 3, "operations": ["lookup"]});
+
+    // 1. The cancel never reached Toss and no lookup could tell: REQUESTED. A new request
+    //    with the account looks up, supersedes the lost one and refunds once.
+    with_sandbox_webhooks(&t);
+    let (p1, pay1) = va_paid(&t).await;
+    t.sandbox.set_webhook(None, None);
+    t.fault(lose_everything(false)).await;
+    t.fault(lookups_fail.clone()).await;
+    let r = refund(&t, &pay1, json!({"reason": "r", "refundReceiveAccount": account()})).await;
+    assert!(r.status.is_server_error(), "{:?}", r.body);
+    assert_eq!(refund_rows(&t, &pay1).await, [domain::RefundStatus::Requested]);
+    t.clear_faults().await;
+    // Without the account it is still refused (nothing to resend with).
+    let r = refund(&t, &pay1, json!({"reason": "r"})).await;
+    assert_eq!(r.status.as_u16(), 409, "{:?}", r.body);
+    let r = refund(&t, &pay1, json!({"reason": "r", "refundReceiveAccount": account()})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "CANCELED");
+    assert_eq!(
+        refund_rows(&t, &pay1).await,
+        [domain::RefundStatus::Failed, domain::RefundStatus::Done]
+    );
+    assert_eq!(executed(), 1);
+    assert_eq!(sandbox_status(&t, &p1.payment_key), "CANCELED");
+
+    // 2. The cancel *was* carried out, only its answers were lost: the new request finds it
+    //    by lookup, records it and sends nothing.
+    with_sandbox_webhooks(&t);
+    let (p2, pay2) = va_paid(&t).await;
+    t.sandbox.set_webhook(None, None);
+    t.fault(lose_everything(true)).await;
+    t.fault(lookups_fail.clone()).await;
+    let r = refund(&t, &pay2, json!({"reason": "r", "refundReceiveAccount": account()})).await;
+    assert!(r.status.is_server_error(), "{:?}", r.body);
+    assert_eq!(executed(), 2, "Toss did refund");
+    t.clear_faults().await;
+    let calls = t.sandbox.stats().cancel_calls;
+    let r = refund(&t, &pay2, json!({"reason": "r", "refundReceiveAccount": account()})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["refundedAmount"], 30_000);
+    assert_eq!(t.sandbox.stats().cancel_calls, calls, "nothing sent again");
+    assert_eq!(refund_rows(&t, &pay2).await, [domain::RefundStatus::Done]);
+    assert_eq!(order_status(&t, &p2.order_id).await, "REFUNDED");
+
+    // 3. The reconciler got there first: FAILED (REFUND_ACCOUNT_NOT_KEPT); a new request with
+    //    the account refunds once.
+    with_sandbox_webhooks(&t);
+    let (_p3, pay3) = va_paid(&t).await;
+    t.sandbox.set_webhook(None, None);
+    t.fault(lose_everything(false)).await;
+    t.fault(lookups_fail).await;
+    let r = refund(&t, &pay3, json!({"reason": "r", "refundReceiveAccount": account()})).await;
+    assert!(r.status.is_server_error(), "{:?}", r.body);
+    t.clear_faults().await;
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    server::flows::refunds::reconcile_refunds(&t.app, later)
+        .await
+        .unwrap();
+    assert_eq!(refund_rows(&t, &pay3).await, [domain::RefundStatus::Failed]);
+    let r = refund(&t, &pay3, json!({"reason": "r", "refundReceiveAccount": account()})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(executed(), 3, "one refund per payment");
+}
+
 /// A virtual-account order: issued, deposited (the sandbox delivers both events to us), PAID.
 async fn va_paid(t: &TestApp) -> (common::Purchase, String) {
     let course_id = t.create_course(30_000).await;
@@ -619,6 +868,9 @@ backend_tests!(
     stored_error_under_the_confirm_key_does_not_block_the_order,
     deposited_virtual_account_refund_needs_the_buyers_account,
     reversed_deposit_revokes_the_enrollment,
+    unpaid_virtual_account_closes_when_its_due_date_passes,
+    operator_cancels_an_unpaid_virtual_account,
+    lost_virtual_account_refund_is_resent_once,
     recorded_card_confirm_refund_and_webhooks,
     recorded_lookups_nulls_not_found_and_throttling,
     recorded_virtual_account_events,
