@@ -867,13 +867,20 @@ mod tests {
         let overdue = va(&mut l, "order-8");
         let after_due = t0() + Duration::days(VIRTUAL_ACCOUNT_DAYS) + Duration::seconds(1);
         assert_eq!(
-            l.deposit(&overdue.payment_key, after_due).unwrap_err().code(),
+            l.deposit(&overdue.payment_key, after_due)
+                .unwrap_err()
+                .code(),
             "INVALID_REQUEST"
         );
-        assert_eq!(l.get(&overdue.payment_key).unwrap().status, "WAITING_FOR_DEPOSIT");
+        assert_eq!(
+            l.get(&overdue.payment_key).unwrap().status,
+            "WAITING_FOR_DEPOSIT"
+        );
         // Closed by a full cancel: CANCELED, no approval, and no deposit afterwards.
         let closed = va(&mut l, "order-9");
-        let canceled = l.cancel(&closed.payment_key, &cancel_req(None), t0()).unwrap();
+        let canceled = l
+            .cancel(&closed.payment_key, &cancel_req(None), t0())
+            .unwrap();
         assert_eq!(
             (canceled.status.as_str(), canceled.approved_at.as_deref()),
             ("CANCELED", None)

@@ -333,7 +333,11 @@ async fn virtual_account_after_the_deposit_needs_a_refund_account() {
             json!({"cancelReason": "refund", "refundReceiveAccount": account}),
         ))
         .await;
-        assert_eq!((bad.0, bad.1["code"].as_str()), (400, Some(code)), "{account}");
+        assert_eq!(
+            (bad.0, bad.1["code"].as_str()),
+            (400, Some(code)),
+            "{account}"
+        );
     }
     let (status, part) = send(cancel(&sb, &key, json!({"cancelReason": "refund", "cancelAmount": 10000,
         "refundReceiveAccount": {"bank": "20", "accountNumber": "1234567890", "holderName": "김토스"}}))).await;

@@ -85,7 +85,9 @@ impl TryFrom<wire::Payment> for PaymentView {
 impl PaymentView {
     /// Whether this is a virtual-account payment.
     pub fn is_virtual_account(&self) -> bool {
-        self.method.as_deref().is_some_and(is_virtual_account_method)
+        self.method
+            .as_deref()
+            .is_some_and(is_virtual_account_method)
     }
 
     /// A virtual account closed (CANCELED) while no deposit was held: no money ever moved, or

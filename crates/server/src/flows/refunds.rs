@@ -744,9 +744,9 @@ pub struct OrderCanceled {
 /// The operator's cancel of an unpaid order (`POST /v1/admin/orders/{orderId}/cancel`). Toss is
 /// asked what exists for the order first, and only what cannot take money is ended:
 ///
-/// - an issued virtual account (WAITING_FOR_DEPOSIT) is closed ([`close_virtual_account`]) and
-///   the order FAILS with `ORDER_CANCELED`; a deposit that wins the race is settled instead
-///   and the request answered `E_ORDER_NOT_CANCELABLE` (refund it);
+/// - an issued virtual account (WAITING_FOR_DEPOSIT): the order FAILS with `ORDER_CANCELED`,
+///   then the account is closed ([`close_virtual_account`]); a deposit that wins the race is
+///   settled instead and the request answered `E_ORDER_NOT_CANCELABLE` (refund it);
 /// - captured money (DONE, or any cancel of captured money) is settled, never canceled here:
 ///   `E_ORDER_NOT_CANCELABLE` — a paid order is refunded through its payment;
 /// - a CONFIRMING order whose payment Toss does not show (yet) may have a confirm in flight:
@@ -774,9 +774,8 @@ pub async fn cancel_order(
         f.user_id = Some(order.user_id.to_string());
     });
     let paid = |status: OrderStatus| {
-        Error::new(ErrorCode::OrderNotCancelable).with_detail(format!(
-            "order is {status}: refund its payment instead"
-        ))
+        Error::new(ErrorCode::OrderNotCancelable)
+            .with_detail(format!("order is {status}: refund its payment instead"))
     };
     if matches!(order.status, OrderStatus::Paid | OrderStatus::Refunded) {
         return Err(paid(order.status));
@@ -799,6 +798,11 @@ pub async fn cancel_order(
         }
         Ok(view) if view.status == PaymentStatus::WaitingForDeposit => {
             crate::context::record(|f| f.provider_tx_id = Some(view.payment_key.to_string()));
+            // The order ends first, so the close's own webhooks (which can arrive before the
+            // cancel's answer) find it canceled, and an account that cannot be closed now is
+            // closed when Toss next reports it for the ended order. A deposit that still wins
+            // is settled all the same: money is never dropped for an ended order.
+            end_order(app, &order, &ev).await?;
             match close_virtual_account(app, &order, &view, CloseReason::Canceled, actor, &ev)
                 .await?
             {
@@ -822,7 +826,10 @@ pub async fn cancel_order(
         // Our confirm is running (the order is claimed, Toss has not approved yet).
         Ok(view)
             if order.status == OrderStatus::Confirming
-                && matches!(view.status, PaymentStatus::InProgress | PaymentStatus::Ready) =>
+                && matches!(
+                    view.status,
+                    PaymentStatus::InProgress | PaymentStatus::Ready
+                ) =>
         {
             return Err(Error::new(ErrorCode::ConfirmInProgress)
                 .with_detail("a confirm of this order is running; try again"));
@@ -830,8 +837,9 @@ pub async fn cancel_order(
         Ok(_) => end_order(app, &order, &ev).await?,
         Err(e) if e.is_not_found() => {
             if order.status == OrderStatus::Confirming {
-                return Err(Error::new(ErrorCode::ConfirmInProgress)
-                    .with_detail("a confirm of this order may still reach the provider; try again"));
+                return Err(Error::new(ErrorCode::ConfirmInProgress).with_detail(
+                    "a confirm of this order may still reach the provider; try again",
+                ));
             }
             end_order(app, &order, &ev).await?;
         }

@@ -71,8 +71,8 @@ pub async fn cancel_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<Value>> {
     name("cancel-order");
-    let order_id = OrderId::parse(&order_id)
-        .map_err(|e| Error::invalid(format!("orderId: {}", e.reason)))?;
+    let order_id =
+        OrderId::parse(&order_id).map_err(|e| Error::invalid(format!("orderId: {}", e.reason)))?;
     let task_app = app.clone();
     let out = crate::context::spawn(async move {
         flows::refunds::cancel_order(&task_app, &order_id, "service_role").await
