@@ -126,10 +126,10 @@ fn get_order() {}
     security(("serviceRole" = [])))]
 fn refund_payment() {}
 
-/// Cancel an unpaid order. If the provider issued it a virtual account that is still waiting
-/// for its deposit, the account is closed first (a full cancel before the deposit), so no
-/// money can arrive for it any more. A paid order is refunded instead, through its payment.
-/// Repeating the request answers the order as it is.
+/// Cancel an unpaid order. The provider is asked first; if it issued the order a virtual
+/// account still waiting for its deposit, the order ends and the account is closed (a full
+/// cancel before the deposit), so no money can arrive for it any more. A paid order is
+/// refunded instead, through its payment. Repeating the request answers the order as it is.
 #[utoipa::path(post, path = "/v1/admin/orders/{orderId}/cancel", operation_id = "cancelOrder",
     tag = "admin",
     params(("orderId" = String, Path, description = "6 to 64 characters of [A-Za-z0-9_-]")),
