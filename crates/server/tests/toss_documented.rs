@@ -540,6 +540,7 @@ async fn deposited_virtual_account_refund_needs_the_buyers_account(backend: Back
 }
 
 async fn reversed_deposit_revokes_the_enrollment(backend: Backend) {
+    let logs = server::logging::capture();
     let t = spawn_with(backend, |_| {}).await;
     with_sandbox_webhooks(&t);
     let (p, payment_id) = va_paid(&t).await;
@@ -567,6 +568,21 @@ async fn reversed_deposit_revokes_the_enrollment(backend: Backend) {
         })
         .await;
     assert!(all_delivered, "{:?}", t.sandbox.deliveries());
+
+    // The buyer wires the money again to the same account (DONE again at Toss). Not
+    // re-enrolled automatically yet: nothing is double-counted (still one payment, one
+    // refund row, one enrollment), and the operator is told in an error log line.
+    t.sandbox.deposit(&p.payment_key).unwrap();
+    let told = t
+        .eventually(|| async {
+            String::from_utf8_lossy(&logs.lock().unwrap()).contains("deposit after a reversal")
+        })
+        .await;
+    assert!(told, "the second deposit is reported");
+    assert_eq!(order_status(&t, &p.order_id).await, "REFUNDED");
+    assert_eq!(t.store.payment_refunds(id).await.unwrap().len(), 1);
+    let enrollments = t.get("/v1/me/enrollments", Some(&p.token)).await;
+    assert_eq!(enrollments.body["items"].as_array().unwrap().len(), 1);
 }
 
 // --- through a recorded Toss -------------------------------------------------------------------

@@ -384,6 +384,15 @@ pub async fn apply_view(
                 .await?;
         }
         s if s.is_captured() => {
+            if order.status == OrderStatus::Refunded
+                && s == PaymentStatus::Done
+                && view.is_virtual_account()
+            {
+                // Toss holds money again for a payment recorded as reversed: the buyer paid
+                // into the same account a second time. Re-enrolling is not automated yet (the
+                // payment row still shows the reversal), so the money must not go unnoticed.
+                tracing::error!(target: "coursepay::settle", order_id = %order.order_id, source, amount = view.balance_amount.won(), "virtual-account deposit after a reversal: Toss holds the money, the order is REFUNDED here; an operator must refund it or re-enroll the buyer");
+            }
             settle_view(app, order, view, source, ev).await?;
         }
         // A deposit the bank took back (DONE → WAITING_FOR_DEPOSIT) on a paid order: the money
