@@ -615,14 +615,22 @@ fn for_order(mut v: Value, order_id: &str, payment_key: &str) -> Value {
 #[derive(Clone, Default)]
 struct Recorded {
     /// "confirm" | "lookup" | "cancel" → (HTTP status, body).
-    answers: Arc<Mutex<HashMap<&'static str, (u16, Value)>>>,
+    /// The last answer repeats; earlier ones are given once each, in order.
+    answers: Arc<Mutex<HashMap<&'static str, Vec<(u16, Value)>>>>,
     /// (operation, request body) in arrival order.
     calls: Arc<Mutex<Vec<(&'static str, Value)>>>,
 }
 
 impl Recorded {
     fn answer(&self, op: &'static str, status: u16, body: Value) {
-        self.answers.lock().unwrap().insert(op, (status, body));
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(op, vec![(status, body)]);
+    }
+    /// `first` once, then `then` for every further call.
+    fn answer_then(&self, op: &'static str, first: (u16, Value), then: (u16, Value)) {
+        self.answers.lock().unwrap().insert(op, vec![first, then]);
     }
     fn count(&self, op: &str) -> usize {
         self.calls
@@ -634,7 +642,15 @@ impl Recorded {
     }
     fn reply(&self, op: &'static str, body: Value) -> (AxStatus, axum::Json<Value>) {
         self.calls.lock().unwrap().push((op, body));
-        let (status, body) = self.answers.lock().unwrap().get(op).cloned().unwrap_or((
+        let next = {
+            let mut answers = self.answers.lock().unwrap();
+            match answers.get_mut(op) {
+                Some(queue) if queue.len() > 1 => Some(queue.remove(0)),
+                Some(queue) => queue.first().cloned(),
+                None => None,
+            }
+        };
+        let (status, body) = next.unwrap_or((
             500,
             json!({"code": "COMMON_ERROR", "message": "no recorded answer"}),
         ));
@@ -919,6 +935,56 @@ async fn recorded_virtual_account_events(backend: Backend) {
     );
 }
 
+/// An operator cancel that meets a deposit: the close is refused (the account is paid now) and
+/// the lookup shows DONE, so the money is settled and the order PAID, never turned away.
+async fn recorded_deposit_beats_the_operator_cancel(backend: Backend) {
+    let (t, rec) = spawn_recorded(backend).await;
+    let (order_id, key, token) = recorded_order(&t).await;
+    let of = |name: &str| for_order(fixture(name), &order_id, &key);
+    rec.answer("confirm", 200, of("confirm_virtual_account_waiting.json"));
+    let r = t.confirm(&token, &key, &order_id, 1000).await;
+    assert_eq!(r.code(), "E_CONFIRM_IN_PROGRESS", "{:?}", r.body);
+    let mut waiting = of("confirm_virtual_account_waiting.json");
+    waiting["virtualAccount"]["dueDate"] = json!("2999-12-31T23:59:59");
+    // The cancel's lookup by orderId still shows the account waiting; the lookup after the
+    // refused close shows the deposit.
+    rec.answer_then(
+        "lookup",
+        (200, waiting),
+        (200, of("lookup_virtual_account_done.json")),
+    );
+    rec.answer(
+        "cancel",
+        400,
+        json!({"code": "INVALID_REQUEST", "message": "refundReceiveAccount is required"}),
+    );
+    let r = t
+        .post(
+            &format!("/v1/admin/orders/{order_id}/cancel"),
+            Some(&t.admin_token()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "E_ORDER_NOT_CANCELABLE"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(rec.count("cancel"), 1);
+    assert_eq!(
+        order_status(&t, &order_id).await,
+        "PAID",
+        "the deposit is kept"
+    );
+    let mine = t.get("/v1/me/enrollments", Some(&token)).await;
+    assert_eq!(
+        mine.body["items"][0]["status"], "ENROLLED",
+        "{:?}",
+        mine.body
+    );
+}
+
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -950,4 +1016,5 @@ backend_tests!(
     recorded_card_confirm_refund_and_webhooks,
     recorded_lookups_nulls_not_found_and_throttling,
     recorded_virtual_account_events,
+    recorded_deposit_beats_the_operator_cancel,
 );
