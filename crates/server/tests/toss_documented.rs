@@ -612,11 +612,14 @@ fn for_order(mut v: Value, order_id: &str, payment_key: &str) -> Value {
     v
 }
 
+/// (HTTP status, body).
+type Answer = (u16, Value);
+
 #[derive(Clone, Default)]
 struct Recorded {
     /// "confirm" | "lookup" | "cancel" → (HTTP status, body).
     /// The last answer repeats; earlier ones are given once each, in order.
-    answers: Arc<Mutex<HashMap<&'static str, Vec<(u16, Value)>>>>,
+    answers: Arc<Mutex<HashMap<&'static str, Vec<Answer>>>>,
     /// (operation, request body) in arrival order.
     calls: Arc<Mutex<Vec<(&'static str, Value)>>>,
 }
@@ -629,7 +632,7 @@ impl Recorded {
             .insert(op, vec![(status, body)]);
     }
     /// `first` once, then `then` for every further call.
-    fn answer_then(&self, op: &'static str, first: (u16, Value), then: (u16, Value)) {
+    fn answer_then(&self, op: &'static str, first: Answer, then: Answer) {
         self.answers.lock().unwrap().insert(op, vec![first, then]);
     }
     fn count(&self, op: &str) -> usize {
