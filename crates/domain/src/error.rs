@@ -45,6 +45,7 @@ error_codes! {
     IdempotencyKeyReused,
     PaymentNotFound,
     RefundNotAllowed,
+    OrderNotCancelable,
     EnrollmentNotFound,
     NotEnrolled,
     AttemptNotFound,
@@ -104,6 +105,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused => "E_IDEMPOTENCY_KEY_REUSED",
             ErrorCode::PaymentNotFound => "E_PAYMENT_NOT_FOUND",
             ErrorCode::RefundNotAllowed => "E_REFUND_NOT_ALLOWED",
+            ErrorCode::OrderNotCancelable => "E_ORDER_NOT_CANCELABLE",
             ErrorCode::EnrollmentNotFound => "E_ENROLLMENT_NOT_FOUND",
             ErrorCode::NotEnrolled => "E_NOT_ENROLLED",
             ErrorCode::AttemptNotFound => "E_ATTEMPT_NOT_FOUND",
@@ -135,6 +137,7 @@ impl ErrorCode {
             ErrorCode::AlreadyEnrolled
             | ErrorCode::ConfirmInProgress
             | ErrorCode::RefundNotAllowed
+            | ErrorCode::OrderNotCancelable
             | ErrorCode::AttemptAlreadySubmitted
             | ErrorCode::AttemptLimitReached
             | ErrorCode::TooManyOpenOrders
@@ -178,6 +181,7 @@ impl ErrorCode {
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::PaymentNotFound
             | ErrorCode::RefundNotAllowed
+            | ErrorCode::OrderNotCancelable
             | ErrorCode::EnrollmentNotFound
             | ErrorCode::NotEnrolled
             | ErrorCode::AttemptNotFound
@@ -270,6 +274,12 @@ impl ErrorCode {
                 "환불할 수 없는 결제이거나 환불 가능 금액을 초과했습니다."
             }
             (RefundNotAllowed, Locale::En) => "This payment cannot be refunded by that amount.",
+            (OrderNotCancelable, Locale::Ko) => {
+                "결제가 완료된 주문은 취소할 수 없습니다. 환불을 요청해 주세요."
+            }
+            (OrderNotCancelable, Locale::En) => {
+                "This order is paid and cannot be canceled; refund it instead."
+            }
             (EnrollmentNotFound, Locale::Ko) => "수강 정보를 찾을 수 없습니다.",
             (EnrollmentNotFound, Locale::En) => "This enrollment does not exist.",
             (NotEnrolled, Locale::Ko) => "수강 중인 강의가 아닙니다.",

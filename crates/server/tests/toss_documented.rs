@@ -81,6 +81,315 @@ async fn stored_error_under_the_confirm_key_does_not_block_the_order(backend: Ba
     );
 }
 
+/// A virtual-account order whose account is issued: the order CONFIRMING, Toss
+/// WAITING_FOR_DEPOSIT.
+async fn va_issued(t: &TestApp) -> common::Purchase {
+    let course_id = t.create_course(30_000).await;
+    let (user, token) = t.new_user();
+    let order = t.checkout(&token, &course_id).await;
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let r = t
+        .post(
+            "/toss-sandbox/sandbox/payments",
+            None,
+            &json!({"orderId": order_id, "amount": 30_000, "method": "VIRTUAL_ACCOUNT"}),
+        )
+        .await;
+    let payment_key = r.body["paymentKey"].as_str().unwrap().to_owned();
+    let confirm = t.confirm(&token, &payment_key, &order_id, 30_000).await;
+    assert_eq!(
+        confirm.code(),
+        "E_CONFIRM_IN_PROGRESS",
+        "{:?}",
+        confirm.body
+    );
+    common::Purchase {
+        user,
+        token,
+        course_id,
+        order_id,
+        payment_key,
+        amount: 30_000,
+    }
+}
+
+fn sandbox_status(t: &TestApp, payment_key: &str) -> String {
+    t.sandbox
+        .payments()
+        .into_iter()
+        .find(|x| x.payment_key == payment_key)
+        .unwrap()
+        .status
+}
+
+/// Every delivery the sandbox made so far was answered 200.
+async fn all_delivered(t: &TestApp, at_least: usize) -> bool {
+    t.eventually(|| async {
+        let d = t.sandbox.deliveries();
+        d.len() >= at_least
+            && d.iter()
+                .all(|d| d.status == toss_sandbox::DeliveryStatus::Delivered)
+    })
+    .await
+}
+
+async fn no_payment_recorded(t: &TestApp, order_id: &str) -> bool {
+    t.store
+        .payment_for_order(&domain::OrderId::parse(order_id).unwrap())
+        .await
+        .unwrap()
+        .is_none()
+}
+
+/// Automatic: an issued account whose due date passed is closed by the reconciler (a full
+/// cancel, CANCELED at Toss), the order EXPIRES, a deposit sent afterwards is refused, and
+/// the close's own webhooks (CANCELED without a deposit) record no money.
+async fn unpaid_virtual_account_closes_when_its_due_date_passes(backend: Backend) {
+    let t = spawn_with(backend, fast_reconcile).await;
+    with_sandbox_webhooks(&t);
+    // Issued "8 days ago" by the sandbox's clock: its 7-day due date is already behind us.
+    t.sandbox.advance_clock(-8 * 24 * 3600);
+    let p = va_issued(&t).await;
+    t.sandbox.advance_clock(8 * 24 * 3600);
+    // Cancels Toss carried out: a late delivery may ask again, under the same order-derived
+    // key, and gets the first answer replayed.
+    let cancels = || t.sandbox.stats().cancels_executed;
+    // (The server's own reconciler may get there first: either way it is closed once.)
+
+    reconcile_once(&t.app, "toss-documented").await.unwrap();
+    let order = t.order(&p.order_id).await;
+    assert_eq!(order.status.as_str(), "EXPIRED");
+    assert_eq!(
+        order.failure_code.as_deref(),
+        Some("VIRTUAL_ACCOUNT_CLOSED")
+    );
+    assert_eq!(sandbox_status(&t, &p.payment_key), "CANCELED");
+    assert_eq!(cancels(), 1);
+    let late = t.sandbox.deposit(&p.payment_key).unwrap_err();
+    assert_eq!(
+        late.code(),
+        "INVALID_REQUEST",
+        "a closed account takes no deposit"
+    );
+
+    // Issue + close, each as DEPOSIT_CALLBACK and (the close) PAYMENT_STATUS_CHANGED: all
+    // answered 200, and a CANCELED payment that never held money is never settled.
+    assert!(all_delivered(&t, 3).await, "{:?}", t.sandbox.deliveries());
+    assert!(no_payment_recorded(&t, &p.order_id).await);
+    assert_eq!(order_status(&t, &p.order_id).await, "EXPIRED");
+    reconcile_once(&t.app, "toss-documented-2").await.unwrap();
+    assert_eq!(cancels(), 1, "closed once");
+    let mine = t.get("/v1/me/enrollments", Some(&p.token)).await;
+    assert_eq!(mine.body["items"], json!([]), "{:?}", mine.body);
+}
+
+async fn cancel_order(t: &TestApp, order_id: &str, token: Option<&str>) -> common::Resp {
+    t.post(
+        &format!("/v1/admin/orders/{order_id}/cancel"),
+        token,
+        &json!({}),
+    )
+    .await
+}
+
+/// The operator path: `POST /v1/admin/orders/{orderId}/cancel` closes an issued account
+/// (idempotently), refuses paid orders, and ends an order with nothing at Toss.
+async fn operator_cancels_an_unpaid_virtual_account(backend: Backend) {
+    let t = spawn_with(backend, |_| {}).await;
+    with_sandbox_webhooks(&t);
+    let p = va_issued(&t).await;
+    let admin = t.admin_token();
+    // Cancels Toss carried out: a late delivery may ask again, under the same order-derived
+    // key, and gets the first answer replayed.
+    let cancels = || t.sandbox.stats().cancels_executed;
+
+    let r = cancel_order(&t, &p.order_id, Some(&p.token)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let r = cancel_order(&t, "no_such_order_123", Some(&admin)).await;
+    assert_eq!(r.code(), "E_ORDER_NOT_FOUND", "{:?}", r.body);
+    let r = cancel_order(&t, "bad!id", Some(&admin)).await;
+    assert_eq!(r.code(), "E_INVALID_REQUEST", "{:?}", r.body);
+    assert_eq!(cancels(), 0, "bad requests reach nobody");
+
+    let r = cancel_order(&t, &p.order_id, Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"orderId": p.order_id, "status": "FAILED", "failureCode": "ORDER_CANCELED", "accountClosed": true})
+    );
+    assert_eq!(sandbox_status(&t, &p.payment_key), "CANCELED");
+    assert!(
+        t.sandbox.deposit(&p.payment_key).is_err(),
+        "closed: no deposit"
+    );
+    // Again: answered as it is, nothing sent.
+    let again = cancel_order(&t, &p.order_id, Some(&admin)).await;
+    assert_eq!(
+        (again.status, again.body.clone()),
+        (StatusCode::OK, r.body.clone())
+    );
+    assert_eq!(cancels(), 1);
+    assert!(all_delivered(&t, 3).await, "{:?}", t.sandbox.deliveries());
+    assert!(no_payment_recorded(&t, &p.order_id).await);
+    assert_eq!(order_status(&t, &p.order_id).await, "FAILED");
+
+    // A paid order is refunded, not canceled: refused, unchanged.
+    let card = t.paid_in_window(10_000).await;
+    let c = t
+        .confirm(&card.token, &card.payment_key, &card.order_id, 10_000)
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{:?}", c.body);
+    let r = cancel_order(&t, &card.order_id, Some(&admin)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "E_ORDER_NOT_CANCELABLE"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(order_status(&t, &card.order_id).await, "PAID");
+
+    // A PENDING order with nothing at Toss simply ends.
+    let course = t.create_course(5_000).await;
+    let (_, token) = t.new_user();
+    let order = t.checkout(&token, &course).await;
+    let o = order["orderId"].as_str().unwrap();
+    let r = cancel_order(&t, o, Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (r.body["status"].as_str(), r.body["accountClosed"].as_bool()),
+        (Some("FAILED"), Some(false))
+    );
+    assert_eq!(cancels(), 1, "no cancel for an order Toss does not know");
+}
+
+fn account() -> Value {
+    json!({"bank": "20", "accountNumber": ACCOUNT, "holderName": HOLDER})
+}
+
+async fn refund_rows(t: &TestApp, payment_id: &str) -> Vec<domain::RefundStatus> {
+    let id = domain::PaymentId::parse(payment_id).unwrap();
+    t.store
+        .payment_refunds(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect()
+}
+
+/// A virtual-account refund whose answer was lost (the account is never stored, so the
+/// reconciler cannot resend it) is sent again by a new request carrying the account, after a
+/// lookup: exactly one refund at Toss, whether the lost cancel happened or not.
+async fn lost_virtual_account_refund_is_resent_once(backend: Backend) {
+    let t = spawn_with(backend, |_| {}).await;
+    let executed = || t.sandbox.stats().cancels_executed;
+    // Generous counts: every attempt of the request must fail, whatever else looks up
+    // meanwhile; what is left is cleared before the resend.
+    let lose_everything = |after_processing: bool| {
+        json!({"mode": "reset", "count": 20, "operations": ["cancel"],
+            "afterProcessing": after_processing})
+    };
+    let lookups_fail = json!({"mode": "reset", "count": 20, "operations": ["lookup"]});
+
+    // 1. The cancel never reached Toss and no lookup could tell: REQUESTED. A new request
+    //    with the account looks up, supersedes the lost one and refunds once.
+    with_sandbox_webhooks(&t);
+    let (p1, pay1) = va_paid(&t).await;
+    assert!(all_delivered(&t, 0).await);
+    t.sandbox.set_webhook(None, None);
+    t.fault(lose_everything(false)).await;
+    t.fault(lookups_fail.clone()).await;
+    let r = refund(
+        &t,
+        &pay1,
+        json!({"reason": "r", "refundReceiveAccount": account()}),
+    )
+    .await;
+    assert!(r.status.is_server_error(), "{:?}", r.body);
+    assert_eq!(
+        refund_rows(&t, &pay1).await,
+        [domain::RefundStatus::Requested]
+    );
+    t.clear_faults().await;
+    // Without the account it is still refused (nothing to resend with).
+    let r = refund(&t, &pay1, json!({"reason": "r"})).await;
+    assert_eq!(r.status.as_u16(), 409, "{:?}", r.body);
+    let r = refund(
+        &t,
+        &pay1,
+        json!({"reason": "r", "refundReceiveAccount": account()}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "CANCELED");
+    assert_eq!(
+        refund_rows(&t, &pay1).await,
+        [domain::RefundStatus::Failed, domain::RefundStatus::Done]
+    );
+    assert_eq!(executed(), 1);
+    assert_eq!(sandbox_status(&t, &p1.payment_key), "CANCELED");
+
+    // 2. The cancel *was* carried out, only its answers were lost: the new request finds it
+    //    by lookup, records it and sends nothing.
+    with_sandbox_webhooks(&t);
+    let (p2, pay2) = va_paid(&t).await;
+    assert!(all_delivered(&t, 0).await);
+    t.sandbox.set_webhook(None, None);
+    t.fault(lose_everything(true)).await;
+    t.fault(lookups_fail.clone()).await;
+    let r = refund(
+        &t,
+        &pay2,
+        json!({"reason": "r", "refundReceiveAccount": account()}),
+    )
+    .await;
+    assert!(r.status.is_server_error(), "{:?}", r.body);
+    assert_eq!(executed(), 2, "Toss did refund");
+    t.clear_faults().await;
+    let calls = t.sandbox.stats().cancel_calls;
+    let r = refund(
+        &t,
+        &pay2,
+        json!({"reason": "r", "refundReceiveAccount": account()}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["refundedAmount"], 30_000);
+    assert_eq!(t.sandbox.stats().cancel_calls, calls, "nothing sent again");
+    assert_eq!(refund_rows(&t, &pay2).await, [domain::RefundStatus::Done]);
+    assert_eq!(order_status(&t, &p2.order_id).await, "REFUNDED");
+
+    // 3. The reconciler got there first: FAILED (REFUND_ACCOUNT_NOT_KEPT); a new request with
+    //    the account refunds once.
+    with_sandbox_webhooks(&t);
+    let (_p3, pay3) = va_paid(&t).await;
+    assert!(all_delivered(&t, 0).await);
+    t.sandbox.set_webhook(None, None);
+    t.fault(lose_everything(false)).await;
+    t.fault(lookups_fail).await;
+    let r = refund(
+        &t,
+        &pay3,
+        json!({"reason": "r", "refundReceiveAccount": account()}),
+    )
+    .await;
+    assert!(r.status.is_server_error(), "{:?}", r.body);
+    t.clear_faults().await;
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    server::flows::refunds::reconcile_refunds(&t.app, later)
+        .await
+        .unwrap();
+    assert_eq!(refund_rows(&t, &pay3).await, [domain::RefundStatus::Failed]);
+    let r = refund(
+        &t,
+        &pay3,
+        json!({"reason": "r", "refundReceiveAccount": account()}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(executed(), 3, "one refund per payment");
+}
+
 /// A virtual-account order: issued, deposited (the sandbox delivers both events to us), PAID.
 async fn va_paid(t: &TestApp) -> (common::Purchase, String) {
     let course_id = t.create_course(30_000).await;
@@ -231,6 +540,7 @@ async fn deposited_virtual_account_refund_needs_the_buyers_account(backend: Back
 }
 
 async fn reversed_deposit_revokes_the_enrollment(backend: Backend) {
+    let logs = server::logging::capture();
     let t = spawn_with(backend, |_| {}).await;
     with_sandbox_webhooks(&t);
     let (p, payment_id) = va_paid(&t).await;
@@ -258,6 +568,21 @@ async fn reversed_deposit_revokes_the_enrollment(backend: Backend) {
         })
         .await;
     assert!(all_delivered, "{:?}", t.sandbox.deliveries());
+
+    // The buyer wires the money again to the same account (DONE again at Toss). Not
+    // re-enrolled automatically yet: nothing is double-counted (still one payment, one
+    // refund row, one enrollment), and the operator is told in an error log line.
+    t.sandbox.deposit(&p.payment_key).unwrap();
+    let told = t
+        .eventually(|| async {
+            String::from_utf8_lossy(&logs.lock().unwrap()).contains("deposit after a reversal")
+        })
+        .await;
+    assert!(told, "the second deposit is reported");
+    assert_eq!(order_status(&t, &p.order_id).await, "REFUNDED");
+    assert_eq!(t.store.payment_refunds(id).await.unwrap().len(), 1);
+    let enrollments = t.get("/v1/me/enrollments", Some(&p.token)).await;
+    assert_eq!(enrollments.body["items"].as_array().unwrap().len(), 1);
 }
 
 // --- through a recorded Toss -------------------------------------------------------------------
@@ -287,17 +612,28 @@ fn for_order(mut v: Value, order_id: &str, payment_key: &str) -> Value {
     v
 }
 
+/// (HTTP status, body).
+type Answer = (u16, Value);
+
 #[derive(Clone, Default)]
 struct Recorded {
     /// "confirm" | "lookup" | "cancel" → (HTTP status, body).
-    answers: Arc<Mutex<HashMap<&'static str, (u16, Value)>>>,
+    /// The last answer repeats; earlier ones are given once each, in order.
+    answers: Arc<Mutex<HashMap<&'static str, Vec<Answer>>>>,
     /// (operation, request body) in arrival order.
     calls: Arc<Mutex<Vec<(&'static str, Value)>>>,
 }
 
 impl Recorded {
     fn answer(&self, op: &'static str, status: u16, body: Value) {
-        self.answers.lock().unwrap().insert(op, (status, body));
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(op, vec![(status, body)]);
+    }
+    /// `first` once, then `then` for every further call.
+    fn answer_then(&self, op: &'static str, first: Answer, then: Answer) {
+        self.answers.lock().unwrap().insert(op, vec![first, then]);
     }
     fn count(&self, op: &str) -> usize {
         self.calls
@@ -309,7 +645,15 @@ impl Recorded {
     }
     fn reply(&self, op: &'static str, body: Value) -> (AxStatus, axum::Json<Value>) {
         self.calls.lock().unwrap().push((op, body));
-        let (status, body) = self.answers.lock().unwrap().get(op).cloned().unwrap_or((
+        let next = {
+            let mut answers = self.answers.lock().unwrap();
+            match answers.get_mut(op) {
+                Some(queue) if queue.len() > 1 => Some(queue.remove(0)),
+                Some(queue) => queue.first().cloned(),
+                None => None,
+            }
+        };
+        let (status, body) = next.unwrap_or((
             500,
             json!({"code": "COMMON_ERROR", "message": "no recorded answer"}),
         ));
@@ -594,6 +938,56 @@ async fn recorded_virtual_account_events(backend: Backend) {
     );
 }
 
+/// An operator cancel that meets a deposit: the close is refused (the account is paid now) and
+/// the lookup shows DONE, so the money is settled and the order PAID, never turned away.
+async fn recorded_deposit_beats_the_operator_cancel(backend: Backend) {
+    let (t, rec) = spawn_recorded(backend).await;
+    let (order_id, key, token) = recorded_order(&t).await;
+    let of = |name: &str| for_order(fixture(name), &order_id, &key);
+    rec.answer("confirm", 200, of("confirm_virtual_account_waiting.json"));
+    let r = t.confirm(&token, &key, &order_id, 1000).await;
+    assert_eq!(r.code(), "E_CONFIRM_IN_PROGRESS", "{:?}", r.body);
+    let mut waiting = of("confirm_virtual_account_waiting.json");
+    waiting["virtualAccount"]["dueDate"] = json!("2999-12-31T23:59:59");
+    // The cancel's lookup by orderId still shows the account waiting; the lookup after the
+    // refused close shows the deposit.
+    rec.answer_then(
+        "lookup",
+        (200, waiting),
+        (200, of("lookup_virtual_account_done.json")),
+    );
+    rec.answer(
+        "cancel",
+        400,
+        json!({"code": "INVALID_REQUEST", "message": "refundReceiveAccount is required"}),
+    );
+    let r = t
+        .post(
+            &format!("/v1/admin/orders/{order_id}/cancel"),
+            Some(&t.admin_token()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "E_ORDER_NOT_CANCELABLE"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(rec.count("cancel"), 1);
+    assert_eq!(
+        order_status(&t, &order_id).await,
+        "PAID",
+        "the deposit is kept"
+    );
+    let mine = t.get("/v1/me/enrollments", Some(&token)).await;
+    assert_eq!(
+        mine.body["items"][0]["status"], "ENROLLED",
+        "{:?}",
+        mine.body
+    );
+}
+
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -619,7 +1013,11 @@ backend_tests!(
     stored_error_under_the_confirm_key_does_not_block_the_order,
     deposited_virtual_account_refund_needs_the_buyers_account,
     reversed_deposit_revokes_the_enrollment,
+    unpaid_virtual_account_closes_when_its_due_date_passes,
+    operator_cancels_an_unpaid_virtual_account,
+    lost_virtual_account_refund_is_resent_once,
     recorded_card_confirm_refund_and_webhooks,
     recorded_lookups_nulls_not_found_and_throttling,
     recorded_virtual_account_events,
+    recorded_deposit_beats_the_operator_cancel,
 );

@@ -71,6 +71,8 @@ const TABLE: &[(&str, u16, &str, &str)] = &[
     ("REFUND_REJECTED", 400, "환불이 거절됐습니다. 결제사에 문의 부탁드립니다.", "The refund was rejected. Please contact the payment provider."),
     ("INVALID_REFUND_ACCOUNT_INFO", 400, "환불 계좌번호와 예금주명이 일치하지 않습니다.", "The refund account number and holder name do not match."),
     ("INVALID_BANK", 400, "유효하지 않은 은행입니다.", "Invalid bank."),
+    ("INVALID_REFUND_ACCOUNT_NUMBER", 400, "잘못된 환불 계좌번호입니다.", "Incorrect refund account number."),
+    ("FORBIDDEN_BANK_REFUND_REQUEST", 400, "고객 계좌가 입금이 되지 않는 상태입니다.", "The customer's account cannot take deposits."),
     // 401.
     ("UNAUTHORIZED_KEY", 401, "인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다.", "Unauthorized secret key or client key."),
     // 403.

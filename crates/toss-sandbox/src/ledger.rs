@@ -18,7 +18,10 @@
 //!   Korean time *without* an offset, `2024-02-20T21:00:27`) and a `secret`; the deposit
 //!   (`POST /sandbox/payments/{paymentKey}/deposit`, the buyer wiring the money) makes it DONE;
 //!   a reversed deposit (`POST /sandbox/payments/{paymentKey}/reverse-deposit`, the bank taking
-//!   the money back) makes it WAITING_FOR_DEPOSIT again. DEPOSIT_CALLBACK goes out when the
+//!   the money back) makes it WAITING_FOR_DEPOSIT again, and a second deposit to the same
+//!   account makes it DONE again. A deposit to a closed account (CANCELED) or after its
+//!   `dueDate` is refused (400 `INVALID_REQUEST` on the control route: the bank turns the
+//!   transfer away, Toss never sees it). DEPOSIT_CALLBACK goes out when the
 //!   account is issued, on deposit, on cancel and on reversal; PAYMENT_STATUS_CHANGED as well
 //!   for every change but the issue (the sandbox behaves as if both events are registered);
 //! - virtual-account cancels: before the deposit only a full cancel is allowed — it closes the
@@ -54,10 +57,14 @@
 //!   200 characters), transaction keys are 32 uppercase hex digits like Toss's examples;
 //! - every approval uses the same masked test card and a random 8-digit `approveNo`;
 //! - `receipt.url` points at the reserved `.invalid` domain: there is no receipt to show;
-//! - a refund account is checked for shape only: `bank` non-empty, `accountNumber` 1–20
-//!   digits, `holderName` 1–60 characters, else 400 `INVALID_REFUND_ACCOUNT_INFO` (no bank
-//!   is asked whether the account exists); sending one for a card payment, or before the
-//!   deposit, is refused the same way, the stricter reading of "virtual accounts only";
+//! - a refund account is checked for shape only (no bank is asked whether the account exists),
+//!   with the cancel codes of Toss's error-code reference: an empty `bank` is 400
+//!   `INVALID_BANK`, an `accountNumber` that is not 1–20 digits 400
+//!   `INVALID_REFUND_ACCOUNT_NUMBER`, a `holderName` that is not 1–60 characters 400
+//!   `INVALID_REFUND_ACCOUNT_INFO` (documented as "the account number and holder name do not
+//!   match", the nearest a shape check gets); sending one for a card payment, or before the
+//!   deposit, is 400 `INVALID_REQUEST` naming the field (Toss is silent; the stricter reading
+//!   of "virtual accounts only");
 //! - confirming a READY payment answers 404 `NOT_FOUND_PAYMENT_SESSION` (nothing was
 //!   authenticated; Toss is silent);
 //! - a reversal is only possible for a deposited payment with no cancels;
@@ -71,6 +78,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use time::{Duration, OffsetDateTime};
 use toss::wire::{Cancel, CancelRequest, ConfirmRequest, ErrorBody, Payment, Receipt};
+
+/// How long an issued virtual account waits for its deposit (its `dueDate`). Toss lets the
+/// merchant choose; the sandbox issues 7-day accounts.
+const VIRTUAL_ACCOUNT_DAYS: i64 = 7;
 
 /// Toss: confirm within 10 minutes of the buyer authenticating.
 pub(crate) const CONFIRM_WINDOW: Duration = Duration::minutes(10);
@@ -123,6 +134,8 @@ struct Record {
     forced_failure: Option<String>,
     /// Confirm waits for a deposit instead of approving.
     virtual_account: bool,
+    /// The issued account's `dueDate`: no deposit is taken after it.
+    deposit_due: Option<OffsetDateTime>,
 }
 
 #[derive(Default)]
@@ -259,6 +272,7 @@ impl Ledger {
             authenticated_at: now,
             forced_failure,
             virtual_account,
+            deposit_due: None,
         });
         self.by_key.insert(payment_key, index);
         self.by_order.entry(req.order_id).or_default().push(index);
@@ -318,6 +332,8 @@ impl Ledger {
             return Err(err);
         }
         if record.virtual_account {
+            let due = now + Duration::days(VIRTUAL_ACCOUNT_DAYS);
+            record.deposit_due = Some(due);
             let p = &mut record.payment;
             p.status = "WAITING_FOR_DEPOSIT".into();
             p.method = Some("가상계좌".into());
@@ -328,7 +344,7 @@ impl Ledger {
                 "accountNumber": format!("X{:013}", rand::random_range(0..10_000_000_000_000u64)),
                 "bankCode": "20",
                 "customerName": "샌드박스",
-                "dueDate": local_kst(now + Duration::days(7)),
+                "dueDate": local_kst(due),
                 "refundStatus": "NONE",
                 "expired": false,
                 "settlementStatus": "INCOMPLETED",
@@ -371,13 +387,18 @@ impl Ledger {
         now: OffsetDateTime,
     ) -> Result<Payment, SandboxError> {
         let index = self.index_of(payment_key)?;
-        let p = &mut self.records[index].payment;
-        if p.status != "WAITING_FOR_DEPOSIT" {
+        let record = &mut self.records[index];
+        // A closed account (CANCELED) or one past its due date takes no money: the buyer's
+        // bank refuses the transfer, nothing reaches Toss.
+        if record.payment.status != "WAITING_FOR_DEPOSIT"
+            || record.deposit_due.is_some_and(|due| now > due)
+        {
             return Err(SandboxError::invalid(
                 "입금 대기 중인 가상계좌 결제가 아닙니다.",
                 "not a virtual-account payment waiting for its deposit.",
             ));
         }
+        let p = &mut record.payment;
         p.status = "DONE".into();
         p.approved_at = Some(iso_kst(now));
         p.last_transaction_key = Some(transaction_key());
@@ -438,7 +459,7 @@ impl Ledger {
                 ));
             }
             if req.refund_receive_account.is_some() {
-                return Err(bad_refund_account());
+                return Err(account_not_expected());
             }
         } else if matches!(p.status.as_str(), "DONE" | "PARTIAL_CANCELED") {
             match (&req.refund_receive_account, virtual_account) {
@@ -448,10 +469,8 @@ impl Ledger {
                         "refundReceiveAccount is required to cancel a deposited virtual-account payment.",
                     ));
                 }
-                (Some(account), true) if !valid_refund_account(account) => {
-                    return Err(bad_refund_account());
-                }
-                (Some(_), false) => return Err(bad_refund_account()),
+                (Some(account), true) => check_refund_account(account)?,
+                (Some(_), false) => return Err(account_not_expected()),
                 _ => {}
             }
         }
@@ -656,17 +675,29 @@ pub(crate) fn is_code_shaped(s: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
-fn valid_refund_account(a: &toss::wire::RefundReceiveAccount) -> bool {
+/// The shape of a refund account, each part refused with its own documented cancel code.
+fn check_refund_account(a: &toss::wire::RefundReceiveAccount) -> Result<(), SandboxError> {
     let digits = a.account_number.len();
     let holder = a.holder_name.trim().chars().count();
-    !a.bank.trim().is_empty()
-        && (1..=MAX_ACCOUNT_NUMBER_DIGITS).contains(&digits)
-        && a.account_number.bytes().all(|b| b.is_ascii_digit())
-        && (1..=MAX_HOLDER_NAME_CHARS).contains(&holder)
+    if a.bank.trim().is_empty() {
+        return Err(SandboxError::new("INVALID_BANK"));
+    }
+    if !(1..=MAX_ACCOUNT_NUMBER_DIGITS).contains(&digits)
+        || !a.account_number.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(SandboxError::new("INVALID_REFUND_ACCOUNT_NUMBER"));
+    }
+    if !(1..=MAX_HOLDER_NAME_CHARS).contains(&holder) {
+        return Err(SandboxError::new("INVALID_REFUND_ACCOUNT_INFO"));
+    }
+    Ok(())
 }
 
-fn bad_refund_account() -> SandboxError {
-    SandboxError::new("INVALID_REFUND_ACCOUNT_INFO")
+fn account_not_expected() -> SandboxError {
+    SandboxError::invalid(
+        "refundReceiveAccount는 입금 완료된 가상계좌 결제를 취소할 때만 보낼 수 있습니다.",
+        "refundReceiveAccount is only for cancelling a deposited virtual-account payment.",
+    )
 }
 
 /// (suppliedAmount, vat): VAT is 1/11 of a VAT-inclusive amount, rounded half up, as in Toss's
@@ -819,6 +850,51 @@ mod tests {
             ..CreatePayment::new("order-7", 5000)
         };
         assert_eq!(l.create(bad, t0()).unwrap_err().code(), "INVALID_REQUEST");
+    }
+
+    #[test]
+    fn a_closed_or_overdue_account_takes_no_deposit() {
+        let mut l = Ledger::default();
+        let va = |l: &mut Ledger, order: &str| {
+            let req = CreatePayment {
+                method: Some("VIRTUAL_ACCOUNT".into()),
+                ..CreatePayment::new(order, 5000)
+            };
+            let p = l.create(req, t0()).unwrap();
+            l.confirm(&confirm_req(&p), t0()).unwrap()
+        };
+        // Past its due date: refused, still waiting (Toss closes nothing by itself here).
+        let overdue = va(&mut l, "order-8");
+        let after_due = t0() + Duration::days(VIRTUAL_ACCOUNT_DAYS) + Duration::seconds(1);
+        assert_eq!(
+            l.deposit(&overdue.payment_key, after_due)
+                .unwrap_err()
+                .code(),
+            "INVALID_REQUEST"
+        );
+        assert_eq!(
+            l.get(&overdue.payment_key).unwrap().status,
+            "WAITING_FOR_DEPOSIT"
+        );
+        // Closed by a full cancel: CANCELED, no approval, and no deposit afterwards.
+        let closed = va(&mut l, "order-9");
+        let canceled = l
+            .cancel(&closed.payment_key, &cancel_req(None), t0())
+            .unwrap();
+        assert_eq!(
+            (canceled.status.as_str(), canceled.approved_at.as_deref()),
+            ("CANCELED", None)
+        );
+        assert_eq!(
+            l.deposit(&closed.payment_key, t0()).unwrap_err().code(),
+            "INVALID_REQUEST"
+        );
+        // Within the due date a deposit is taken; reversed, the same account takes another.
+        let open = va(&mut l, "order-10");
+        l.deposit(&open.payment_key, t0()).unwrap();
+        l.reverse_deposit(&open.payment_key).unwrap();
+        let again = l.deposit(&open.payment_key, t0()).unwrap();
+        assert_eq!(again.status, "DONE");
     }
 
     #[test]

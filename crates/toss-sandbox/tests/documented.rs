@@ -312,12 +312,33 @@ async fn virtual_account_after_the_deposit_needs_a_refund_account() {
             .unwrap()
             .contains("refundReceiveAccount")
     );
-    let bad = send(cancel(&sb, &key, json!({"cancelReason": "refund",
-        "refundReceiveAccount": {"bank": "20", "accountNumber": "12-34 abc", "holderName": "김토스"}}))).await;
-    assert_eq!(
-        (bad.0, bad.1["code"].as_str()),
-        (400, Some("INVALID_REFUND_ACCOUNT_INFO"))
-    );
+    // Each part of a bad account has its own code in Toss's cancel table.
+    for (account, code) in [
+        (
+            json!({"bank": "20", "accountNumber": "12-34 abc", "holderName": "김토스"}),
+            "INVALID_REFUND_ACCOUNT_NUMBER",
+        ),
+        (
+            json!({"bank": " ", "accountNumber": "1234567890", "holderName": "김토스"}),
+            "INVALID_BANK",
+        ),
+        (
+            json!({"bank": "20", "accountNumber": "1234567890", "holderName": " "}),
+            "INVALID_REFUND_ACCOUNT_INFO",
+        ),
+    ] {
+        let bad = send(cancel(
+            &sb,
+            &key,
+            json!({"cancelReason": "refund", "refundReceiveAccount": account}),
+        ))
+        .await;
+        assert_eq!(
+            (bad.0, bad.1["code"].as_str()),
+            (400, Some(code)),
+            "{account}"
+        );
+    }
     let (status, part) = send(cancel(&sb, &key, json!({"cancelReason": "refund", "cancelAmount": 10000,
         "refundReceiveAccount": {"bank": "20", "accountNumber": "1234567890", "holderName": "김토스"}}))).await;
     assert_eq!(

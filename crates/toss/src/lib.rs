@@ -82,6 +82,25 @@ impl TryFrom<wire::Payment> for PaymentView {
     }
 }
 
+impl PaymentView {
+    /// Whether this is a virtual-account payment.
+    pub fn is_virtual_account(&self) -> bool {
+        self.method
+            .as_deref()
+            .is_some_and(is_virtual_account_method)
+    }
+
+    /// A virtual account closed (CANCELED) while no deposit was held: no money ever moved, or
+    /// a reversed deposit already went back to the buyer. Toss leaves `approvedAt` null until a
+    /// deposit arrives (and clears it when a deposit is reversed), so such a CANCELED payment
+    /// is not a refund of captured money and must never be settled as one.
+    pub fn is_closed_unpaid_account(&self) -> bool {
+        self.status == PaymentStatus::Canceled
+            && self.is_virtual_account()
+            && self.approved_at.is_none()
+    }
+}
+
 /// Whether a Payment's `method` is a virtual account, in either of Toss's spellings (Korean by
 /// default, English under `Accept-Language: en-US`).
 pub fn is_virtual_account_method(method: &str) -> bool {

@@ -149,6 +149,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/orders/{orderId}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel an unpaid order. The provider is asked first; if it issued the order a virtual
+         *     account still waiting for its deposit, the order ends and the account is closed (a full
+         *     cancel before the deposit), so no money can arrive for it any more. A paid order is
+         *     refunded instead, through its payment. Repeating the request answers the order as it is.
+         */
+        post: operations["cancelOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/payments/pause": {
         parameters: {
             query?: never;
@@ -705,7 +727,7 @@ export interface components {
          * @description Every error code the API answers with. Clients branch on it, never on `detail`.
          * @enum {string}
          */
-        ErrorCode: "E_INVALID_REQUEST" | "E_PAYLOAD_TOO_LARGE" | "E_UNAUTHORIZED" | "E_FORBIDDEN" | "E_NOT_FOUND" | "E_METHOD_NOT_ALLOWED" | "E_COURSE_NOT_FOUND" | "E_ORDER_NOT_FOUND" | "E_ORDER_EXPIRED" | "E_ALREADY_ENROLLED" | "E_AMOUNT_MISMATCH" | "E_CONFIRM_IN_PROGRESS" | "E_PAYMENT_REJECTED" | "E_PG_UNAVAILABLE" | "E_PG_TIMEOUT" | "E_PAYMENTS_PAUSED" | "E_IDEMPOTENCY_KEY_REUSED" | "E_PAYMENT_NOT_FOUND" | "E_REFUND_NOT_ALLOWED" | "E_ENROLLMENT_NOT_FOUND" | "E_NOT_ENROLLED" | "E_ATTEMPT_NOT_FOUND" | "E_ATTEMPT_ALREADY_SUBMITTED" | "E_ATTEMPT_LIMIT_REACHED" | "E_TOO_MANY_OPEN_ORDERS" | "E_WEBHOOK_INVALID_SIG" | "E_WEBHOOK_REPLAYED" | "E_RATE_LIMITED" | "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT" | "E_INTERNAL";
+        ErrorCode: "E_INVALID_REQUEST" | "E_PAYLOAD_TOO_LARGE" | "E_UNAUTHORIZED" | "E_FORBIDDEN" | "E_NOT_FOUND" | "E_METHOD_NOT_ALLOWED" | "E_COURSE_NOT_FOUND" | "E_ORDER_NOT_FOUND" | "E_ORDER_EXPIRED" | "E_ALREADY_ENROLLED" | "E_AMOUNT_MISMATCH" | "E_CONFIRM_IN_PROGRESS" | "E_PAYMENT_REJECTED" | "E_PG_UNAVAILABLE" | "E_PG_TIMEOUT" | "E_PAYMENTS_PAUSED" | "E_IDEMPOTENCY_KEY_REUSED" | "E_PAYMENT_NOT_FOUND" | "E_REFUND_NOT_ALLOWED" | "E_ORDER_NOT_CANCELABLE" | "E_ENROLLMENT_NOT_FOUND" | "E_NOT_ENROLLED" | "E_ATTEMPT_NOT_FOUND" | "E_ATTEMPT_ALREADY_SUBMITTED" | "E_ATTEMPT_LIMIT_REACHED" | "E_TOO_MANY_OPEN_ORDERS" | "E_WEBHOOK_INVALID_SIG" | "E_WEBHOOK_REPLAYED" | "E_RATE_LIMITED" | "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT" | "E_INTERNAL";
         /**
          * @description An exam attempt; `score` and `submittedAt` are null until it is submitted.
          * @example {
@@ -779,6 +801,8 @@ export interface components {
             "ui.payment.error.E_NOT_FOUND": string;
             /** @example This order has expired. Please start the payment again. */
             "ui.payment.error.E_ORDER_EXPIRED": string;
+            /** @example This order is paid and cannot be canceled; refund it instead. */
+            "ui.payment.error.E_ORDER_NOT_CANCELABLE": string;
             /** @example This order does not exist. */
             "ui.payment.error.E_ORDER_NOT_FOUND": string;
             /** @example The request body is too large. */
@@ -849,6 +873,24 @@ export interface components {
              */
             enrollmentId: string | null;
             orderId: string;
+            status: components["schemas"]["OrderStatus"];
+        };
+        /**
+         * @description An order an operator canceled.
+         * @example {
+         *       "accountClosed": true,
+         *       "failureCode": "ORDER_CANCELED",
+         *       "orderId": "ord_0190a5f5a1b2c3d4e5f6a7b8c9d0e1f2",
+         *       "status": "FAILED"
+         *     }
+         */
+        OrderCanceled: {
+            /** @description The provider shows the order's virtual account closed (none was issued: false). */
+            accountClosed: boolean;
+            /** @description `ORDER_CANCELED`, or the code the order had ended with before. */
+            failureCode: string | null;
+            orderId: string;
+            /** @description FAILED (canceled here) or EXPIRED (had ended before). */
             status: components["schemas"]["OrderStatus"];
         };
         /**
@@ -1813,6 +1855,172 @@ export interface operations {
                         code?: "E_REQUEST_TIMEOUT";
                         /** @constant */
                         status?: 503;
+                    };
+                };
+            };
+        };
+    };
+    cancelOrder: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Kept and echoed when it matches `[A-Za-z0-9._:-]{1,128}`; otherwise the server makes a fresh one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description W3C trace context; propagated to the payment provider call. */
+                traceparent?: components["parameters"]["traceparent"];
+            };
+            path: {
+                /** @description 6 to 64 characters of [A-Za-z0-9_-] */
+                orderId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The order has ended */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderCanceled"];
+                };
+            };
+            /** @description `E_INVALID_REQUEST`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INVALID_REQUEST";
+                        /** @constant */
+                        status?: 400;
+                    };
+                };
+            };
+            /** @description `E_UNAUTHORIZED`: Please sign in again. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_UNAUTHORIZED";
+                        /** @constant */
+                        status?: 401;
+                    };
+                };
+            };
+            /** @description `E_FORBIDDEN`: You are not allowed to do this. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_FORBIDDEN";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            /** @description `E_ORDER_NOT_FOUND`: This order does not exist. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ORDER_NOT_FOUND";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
+            /** @description `E_CONFIRM_IN_PROGRESS`: Your payment is being confirmed. Please check again in a moment. `E_ORDER_NOT_CANCELABLE`: This order is paid and cannot be canceled; refund it instead. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_CONFIRM_IN_PROGRESS" | "E_ORDER_NOT_CANCELABLE";
+                        /** @constant */
+                        status?: 409;
+                    };
+                };
+            };
+            /** @description `E_RATE_LIMITED`: Too many requests. Please wait a moment and try again. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_RATE_LIMITED";
+                        /** @constant */
+                        status?: 429;
+                    };
+                };
+            };
+            /** @description `E_INTERNAL`: Something went wrong on our side. Please try again shortly. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_INTERNAL";
+                        /** @constant */
+                        status?: 500;
+                    };
+                };
+            };
+            /** @description `E_PG_UNAVAILABLE`: The payment provider is unavailable. Please try again shortly. `E_SERVICE_UNAVAILABLE`: The service is temporarily unavailable. Please try again shortly. `E_REQUEST_TIMEOUT`: The request took too long. Please try again shortly. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PG_UNAVAILABLE" | "E_SERVICE_UNAVAILABLE" | "E_REQUEST_TIMEOUT";
+                        /** @constant */
+                        status?: 503;
+                    };
+                };
+            };
+            /** @description `E_PG_TIMEOUT`: We are still checking your payment. You will not be charged twice; please try again shortly. */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PG_TIMEOUT";
+                        /** @constant */
+                        status?: 504;
                     };
                 };
             };

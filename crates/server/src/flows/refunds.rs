@@ -158,18 +158,31 @@ pub async fn refund_to(
     let ev = event_ctx(actor.to_owned());
     let refund_id = RefundId::new();
     let key = IdempotencyKey::for_refund(&refund_id.0);
-    let begun = app
-        .store
-        .begin_refund(NewRefund {
-            id: refund_id,
-            payment_id,
-            amount,
-            reason: reason.to_owned(),
-            idempotency_key: key.clone(),
-            requested_by: actor.to_owned(),
-            ctx: ev.clone(),
-        })
-        .await?;
+    let new_refund = NewRefund {
+        id: refund_id,
+        payment_id,
+        amount,
+        reason: reason.to_owned(),
+        idempotency_key: key.clone(),
+        requested_by: actor.to_owned(),
+        ctx: ev.clone(),
+    };
+    let mut begun = app.store.begin_refund(new_refund.clone()).await?;
+    // A virtual-account refund whose answer was lost waits (REQUESTED) for a lookup, and only
+    // this request carries the bank account it needs to be sent again: settle the lost one
+    // with Toss now instead of refusing until the reconciler gives up on it.
+    if account.is_some()
+        && let RefundBegin::NotAllowed {
+            in_progress: true,
+            payment,
+            ..
+        } = &begun
+    {
+        match supersede_lost_refund(app, payment, amount, &ev).await? {
+            Superseded::Retry => begun = app.store.begin_refund(new_refund).await?,
+            Superseded::AlreadyDone(out) => return Ok(out),
+        }
+    }
     let (refund, payment) = match begun {
         RefundBegin::PaymentNotFound => return Err(Error::new(ErrorCode::PaymentNotFound)),
         RefundBegin::NotAllowed {
@@ -284,6 +297,67 @@ pub async fn refund_to(
                 return Err(unknown_outcome(&err));
             }
         }
+    }
+}
+
+enum Superseded {
+    /// Toss shows no cancel for the lost refund: it is FAILED (`REFUND_SUPERSEDED`) and the
+    /// new request may begin.
+    Retry,
+    /// Toss did carry the lost refund out (recorded now, DONE): nothing is sent again.
+    AlreadyDone(RefundOutput),
+}
+
+/// The refund of `payment` still REQUESTED because Toss's answer was lost, met by a new request
+/// that carries the refund account again. A lookup decides, never a guess: a cancel Toss shows
+/// is recorded (the lost refund is DONE, and the new request answers it when it asked for the
+/// same amount); no such cancel means it did not happen, so it is closed as FAILED and the new
+/// request goes ahead. Even if the lost request still took effect later, the new one cannot
+/// refund twice: it carries `refundableAmount` = the balance Toss just reported, which that
+/// cancel would have changed.
+async fn supersede_lost_refund(
+    app: &App,
+    payment: &Payment,
+    amount: Option<Money>,
+    ev: &EventContext,
+) -> Result<Superseded> {
+    let Some(lost) = app
+        .store
+        .payment_refunds(payment.id)
+        .await?
+        .into_iter()
+        .find(|r| r.status == RefundStatus::Requested)
+    else {
+        // It settled in the meantime: the new request begins normally.
+        return Ok(Superseded::Retry);
+    };
+    let payment_key = PaymentKey::parse(&payment.provider_tx_id)
+        .map_err(|e| Error::internal(format!("stored payment key: {e}")))?;
+    match lookup_refund(app, payment, &payment_key, &lost, ev).await? {
+        Looked::Settled(rec) => {
+            tracing::info!(target: "coursepay::refund", refund_id = %lost.id, "the refund whose answer was lost was carried out; not sent again");
+            let same = match amount {
+                Some(a) => a == lost.amount,
+                None => rec.payment.balance == Money::ZERO,
+            };
+            if same {
+                Ok(Superseded::AlreadyDone(finish(app, payment, &rec)))
+            } else {
+                Err(Error::new(ErrorCode::RefundNotAllowed).with_detail(format!(
+                    "an earlier refund of {} was carried out by the provider meanwhile; check the balance and ask again",
+                    lost.amount.won()
+                )))
+            }
+        }
+        Looked::NotThere(_) => {
+            app.store
+                .fail_refund(lost.id, "REFUND_SUPERSEDED", ev)
+                .await?;
+            tracing::info!(target: "coursepay::refund", refund_id = %lost.id, "refund whose answer was lost is not at the provider; superseded by a new request");
+            Ok(Superseded::Retry)
+        }
+        // Toss could not be asked: the lost request may yet take effect; try again shortly.
+        Looked::Failed => Err(Error::new(ErrorCode::PgUnavailable).with_retry_after(5)),
     }
 }
 
@@ -504,52 +578,291 @@ pub async fn apply_deposit_reversal(
     Ok(())
 }
 
-/// An open order whose virtual account passed its due date without a deposit: close the
-/// account at Toss (a full cancel before the deposit needs no refund account) and expire the
-/// order. The cancel's key is derived from the order, so every path that gets here asks once.
+/// Why an issued, unpaid virtual account is being closed; decides what becomes of the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Its due date passed without a deposit: the open order EXPIRES.
+    DuePassed,
+    /// The order already ended here (expired, failed) while Toss kept its account open: the
+    /// account must not take money for an order nobody will be enrolled by.
+    OrderEnded,
+    /// An operator canceled the order: an open order FAILS with `ORDER_CANCELED`.
+    Canceled,
+}
+
+impl CloseReason {
+    fn cancel_reason(self) -> &'static str {
+        match self {
+            CloseReason::DuePassed => "virtual account not paid by its due date",
+            CloseReason::OrderEnded => "order ended before the deposit",
+            CloseReason::Canceled => "order canceled before the deposit",
+        }
+    }
+
+    /// The status and code an *open* order takes once its account is closed.
+    fn order_outcome(self) -> (domain::OrderStatus, &'static str) {
+        match self {
+            CloseReason::DuePassed | CloseReason::OrderEnded => {
+                (domain::OrderStatus::Expired, ACCOUNT_CLOSED)
+            }
+            CloseReason::Canceled => (domain::OrderStatus::Failed, ORDER_CANCELED),
+        }
+    }
+}
+
+/// The failure code of an order whose unpaid virtual account was closed.
+pub const ACCOUNT_CLOSED: &str = "VIRTUAL_ACCOUNT_CLOSED";
+/// The failure code of an order an operator canceled.
+pub const ORDER_CANCELED: &str = "ORDER_CANCELED";
+
+/// What [`close_virtual_account`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Toss shows the account closed (CANCELED without a deposit), now or from before.
+    Closed,
+    /// The deposit arrived first: the payment was settled instead — money is never turned
+    /// away by closing its account.
+    Deposited,
+    /// Toss could not be asked or did not say: nothing changed; the next pass tries again.
+    Unknown,
+}
+
+fn close_key(order: &Order) -> Result<IdempotencyKey> {
+    IdempotencyKey::parse(&format!("coursepay-close-{}", order.order_id.as_str()))
+        .map_err(|e| Error::internal(format!("close key: {e}")))
+}
+
+/// Close `order`'s issued, unpaid virtual account at Toss: a full cancel, which before the
+/// deposit needs no refund account and leaves the payment CANCELED (a deposit sent afterwards
+/// is refused by the bank). Then an open order ends as `why` says.
+///
+/// Idempotent and safe from every path at once: the cancel's key is derived from the order, and
+/// whatever the cancel answers, a lookup decides — CANCELED is closed (by us or before), DONE
+/// means the money arrived first and is settled through the one settle function, still
+/// WAITING_FOR_DEPOSIT after an error means the key's answer was not the close (Toss replays a
+/// key's first answer, errors included), so the cancel is sent once more under a new key.
 pub async fn close_virtual_account(
     app: &App,
     order: &Order,
     view: &PaymentView,
+    why: CloseReason,
     source: &str,
     ev: &EventContext,
-) -> Result<()> {
-    let key = IdempotencyKey::parse(&format!("coursepay-close-{}", order.order_id.as_str()))
-        .map_err(|e| Error::internal(format!("close key: {e}")))?;
-    let started = std::time::Instant::now();
-    let result = app
-        .toss
-        .cancel(
-            &view.payment_key,
-            "virtual account not paid by its due date",
-            None,
-            Some(view.balance_amount),
-            &key,
-            &call_ctx(),
-        )
-        .await;
-    note_call(app, Operation::Cancel, started, &result);
-    match result {
-        Ok(v) if v.status == PaymentStatus::Canceled => {}
-        Ok(v) => {
-            tracing::warn!(order_id = %order.order_id, status = %v.status, "closing a virtual account answered an unexpected status");
-            return Ok(());
+) -> Result<Closed> {
+    if view.order_id != order.order_id {
+        return Err(Error::internal("payment belongs to another order"));
+    }
+    let mut key = close_key(order)?;
+    for attempt in 1..=2u32 {
+        let started = std::time::Instant::now();
+        let result = app
+            .toss
+            .cancel(
+                &view.payment_key,
+                why.cancel_reason(),
+                None,
+                Some(view.balance_amount),
+                &key,
+                &call_ctx(),
+            )
+            .await;
+        note_call(app, Operation::Cancel, started, &result);
+        let err = match result {
+            Ok(v) if v.is_closed_unpaid_account() => {
+                return account_closed(app, order, why, source, ev).await;
+            }
+            Ok(v) => {
+                tracing::warn!(order_id = %order.order_id, status = %v.status, "closing a virtual account answered an unexpected status");
+                return Ok(Closed::Unknown);
+            }
+            Err(e) => e,
+        };
+        if matches!(err.outcome(), Outcome::Unavailable | Outcome::Misconfigured) {
+            // Certainly never reached Toss: nothing changed there.
+            tracing::warn!(order_id = %order.order_id, error = %err, "could not close an unpaid virtual account");
+            return Ok(Closed::Unknown);
         }
-        Err(e) => {
-            // Whatever it was, the next pass looks the payment up again and decides afresh.
-            tracing::warn!(order_id = %order.order_id, error = %e, "could not close an unpaid virtual account");
-            return Ok(());
+        // Refused or unknown: what is true now is what Toss's lookup says.
+        let started = std::time::Instant::now();
+        let looked = app.toss.get_payment(&view.payment_key, &call_ctx()).await;
+        note_call(app, Operation::Lookup, started, &looked);
+        let now = match looked {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(order_id = %order.order_id, error = %e, "lookup after closing a virtual account failed");
+                return Ok(Closed::Unknown);
+            }
+        };
+        match now.status {
+            _ if now.is_closed_unpaid_account() => {
+                return account_closed(app, order, why, source, ev).await;
+            }
+            s if s.is_captured() => {
+                // The deposit won the race: record the money (the order is paid, or for an
+                // order that had ended, the payment is kept for an operator to refund).
+                tracing::warn!(order_id = %order.order_id, code = ?err.code(), "virtual account deposited before it could be closed; settling");
+                crate::flows::settle::apply_view(app, order, &now, source, ev).await?;
+                return Ok(Closed::Deposited);
+            }
+            PaymentStatus::WaitingForDeposit if attempt == 1 => {
+                key = fresh_refund_key(key.as_str())?;
+            }
+            _ => {
+                tracing::warn!(order_id = %order.order_id, status = %now.status, code = ?err.code(), "virtual account could not be closed");
+                return Ok(Closed::Unknown);
+            }
         }
     }
+    Ok(Closed::Unknown)
+}
+
+/// The account is closed at Toss: end the order if it is still open.
+async fn account_closed(
+    app: &App,
+    order: &Order,
+    why: CloseReason,
+    source: &str,
+    ev: &EventContext,
+) -> Result<Closed> {
+    let (to, code) = why.order_outcome();
+    let moved = app
+        .store
+        .fail_order(&order.order_id, to, Some(code), ev)
+        .await?;
+    tracing::info!(target: "coursepay::refund", order_id = %order.order_id, source, reason = ?why, order_ended = moved, "unpaid virtual account closed");
+    Ok(Closed::Closed)
+}
+
+/// What an operator's cancel of an order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderCanceled {
+    pub order: Order,
+    /// Toss shows the order's virtual account closed (by this request or before).
+    pub account_closed: bool,
+}
+
+/// The operator's cancel of an unpaid order (`POST /v1/admin/orders/{orderId}/cancel`). Toss is
+/// asked what exists for the order first, and only what cannot take money is ended:
+///
+/// - an issued virtual account (WAITING_FOR_DEPOSIT): the order FAILS with `ORDER_CANCELED`,
+///   then the account is closed ([`close_virtual_account`]); a deposit that wins the race is
+///   settled instead and the request answered `E_ORDER_NOT_CANCELABLE` (refund it);
+/// - captured money (DONE, or any cancel of captured money) is settled, never canceled here:
+///   `E_ORDER_NOT_CANCELABLE` — a paid order is refunded through its payment;
+/// - a CONFIRMING order whose payment Toss does not show (yet) may have a confirm in flight:
+///   `E_CONFIRM_IN_PROGRESS`, try again;
+/// - anything else (nothing at Toss, a payment window never confirmed, ABORTED, EXPIRED, an
+///   account already closed) ends the order without a Toss call that could charge. A
+///   buyer-authenticated payment of a FAILED order is never confirmed (only open orders are).
+///
+/// Repeating the request is harmless: an ended order answers as it is.
+pub async fn cancel_order(
+    app: &App,
+    order_id: &domain::OrderId,
+    actor: &str,
+) -> Result<OrderCanceled> {
+    use domain::OrderStatus;
+    let order = app
+        .store
+        .get_order(order_id)
+        .await?
+        .ok_or_else(|| Error::new(ErrorCode::OrderNotFound))?;
+    crate::context::record(|f| {
+        f.provider = Some(PROVIDER_TOSS);
+        f.order_id = Some(order.order_id.to_string());
+        f.course_id = Some(order.course_id.to_string());
+        f.user_id = Some(order.user_id.to_string());
+    });
+    let paid = |status: OrderStatus| {
+        Error::new(ErrorCode::OrderNotCancelable)
+            .with_detail(format!("order is {status}: refund its payment instead"))
+    };
+    if matches!(order.status, OrderStatus::Paid | OrderStatus::Refunded) {
+        return Err(paid(order.status));
+    }
+    let ev = event_ctx(actor.to_owned());
+    let started = std::time::Instant::now();
+    let looked = app
+        .toss
+        .get_payment_by_order(&order.order_id, &call_ctx())
+        .await;
+    note_call(app, Operation::Lookup, started, &looked);
+    let mut account_closed = false;
+    match looked {
+        Ok(view) if view.order_id != order.order_id => {
+            return Err(Error::internal("provider answered for another order"));
+        }
+        Ok(view) if view.is_closed_unpaid_account() => {
+            account_closed = true;
+            end_order(app, &order, &ev).await?;
+        }
+        Ok(view) if view.status == PaymentStatus::WaitingForDeposit => {
+            crate::context::record(|f| f.provider_tx_id = Some(view.payment_key.to_string()));
+            // The order ends first, so the close's own webhooks (which can arrive before the
+            // cancel's answer) find it canceled, and an account that cannot be closed now is
+            // closed when Toss next reports it for the ended order. A deposit that still wins
+            // is settled all the same: money is never dropped for an ended order.
+            end_order(app, &order, &ev).await?;
+            match close_virtual_account(app, &order, &view, CloseReason::Canceled, actor, &ev)
+                .await?
+            {
+                Closed::Closed => account_closed = true,
+                Closed::Deposited => {
+                    let now = app.store.get_order(&order.order_id).await?;
+                    return Err(paid(now.map_or(OrderStatus::Paid, |o| o.status)));
+                }
+                Closed::Unknown => {
+                    return Err(Error::new(ErrorCode::PgUnavailable)
+                        .with_retry_after(5)
+                        .with_detail("the virtual account could not be closed yet; try again"));
+                }
+            }
+        }
+        Ok(view) if view.status.is_captured() => {
+            crate::flows::settle::apply_view(app, &order, &view, actor, &ev).await?;
+            let now = app.store.get_order(&order.order_id).await?;
+            return Err(paid(now.map_or(OrderStatus::Paid, |o| o.status)));
+        }
+        // Our confirm is running (the order is claimed, Toss has not approved yet).
+        Ok(view)
+            if order.status == OrderStatus::Confirming
+                && matches!(
+                    view.status,
+                    PaymentStatus::InProgress | PaymentStatus::Ready
+                ) =>
+        {
+            return Err(Error::new(ErrorCode::ConfirmInProgress)
+                .with_detail("a confirm of this order is running; try again"));
+        }
+        Ok(_) => end_order(app, &order, &ev).await?,
+        Err(e) if e.is_not_found() => {
+            if order.status == OrderStatus::Confirming {
+                return Err(Error::new(ErrorCode::ConfirmInProgress).with_detail(
+                    "a confirm of this order may still reach the provider; try again",
+                ));
+            }
+            end_order(app, &order, &ev).await?;
+        }
+        Err(e) => return Err(unavailable(&e)),
+    }
+    let order = app.store.get_order(&order.order_id).await?.unwrap_or(order);
+    crate::context::record(|f| f.status = Some(order.status.to_string()));
+    Ok(OrderCanceled {
+        order,
+        account_closed,
+    })
+}
+
+/// End an open order canceled by an operator (an ended one stays as it is).
+async fn end_order(app: &App, order: &Order, ev: &EventContext) -> Result<()> {
     app.store
         .fail_order(
             &order.order_id,
-            domain::OrderStatus::Expired,
-            Some("VIRTUAL_ACCOUNT_CLOSED"),
+            domain::OrderStatus::Failed,
+            Some(ORDER_CANCELED),
             ev,
         )
         .await?;
-    tracing::info!(target: "coursepay::refund", order_id = %order.order_id, source, "unpaid virtual account closed; order expired");
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 use crate::App;
 use crate::error::{Error, Result};
 use crate::flows::event_ctx;
+use crate::flows::refunds::CloseReason;
 use domain::{ErrorCode, IdempotencyKey, OrderStatus, PROVIDER_TOSS, PaymentKey, PaymentStatus};
 use std::time::Duration;
 use store::{ClaimOutcome, ClaimRequest, EventContext, Order, Settled, Settlement};
@@ -364,6 +365,18 @@ pub async fn apply_view(
         return Err(Error::internal("payment belongs to another order"));
     }
     match view.status {
+        // A virtual account closed before any deposit (by us, or at Toss's dashboard): no
+        // money moved, so nothing is settled or refunded; an open order simply ends.
+        PaymentStatus::Canceled if view.is_closed_unpaid_account() => {
+            app.store
+                .fail_order(
+                    &order.order_id,
+                    OrderStatus::Expired,
+                    Some(crate::flows::refunds::ACCOUNT_CLOSED),
+                    ev,
+                )
+                .await?;
+        }
         // Captured and since (partly) refunded: settle first if needed, then record the
         // cancellation — the same function the refund flow ends in.
         PaymentStatus::Canceled | PaymentStatus::PartialCanceled => {
@@ -371,6 +384,15 @@ pub async fn apply_view(
                 .await?;
         }
         s if s.is_captured() => {
+            if order.status == OrderStatus::Refunded
+                && s == PaymentStatus::Done
+                && view.is_virtual_account()
+            {
+                // Toss holds money again for a payment recorded as reversed: the buyer paid
+                // into the same account a second time. Re-enrolling is not automated yet (the
+                // payment row still shows the reversal), so the money must not go unnoticed.
+                tracing::error!(target: "coursepay::settle", order_id = %order.order_id, source, amount = view.balance_amount.won(), "virtual-account deposit after a reversal: Toss holds the money, the order is REFUNDED here; an operator must refund it or re-enroll the buyer");
+            }
             settle_view(app, order, view, source, ev).await?;
         }
         // A deposit the bank took back (DONE → WAITING_FOR_DEPOSIT) on a paid order: the money
@@ -388,7 +410,14 @@ pub async fn apply_view(
                     .deposit_due_at
                     .is_some_and(|due| due < OffsetDateTime::now_utc()) =>
         {
-            crate::flows::refunds::close_virtual_account(app, order, view, source, ev).await?;
+            close_account(app, order, view, CloseReason::DuePassed, source, ev).await?;
+        }
+        // The order ended here (expired, failed, canceled) while Toss still holds its account
+        // open: close it, so no money arrives for an order that will not enroll anybody.
+        PaymentStatus::WaitingForDeposit
+            if matches!(order.status, OrderStatus::Failed | OrderStatus::Expired) =>
+        {
+            close_account(app, order, view, CloseReason::OrderEnded, source, ev).await?;
         }
         PaymentStatus::InProgress if order.status.is_open() => {
             if view.total_amount != order.amount {
@@ -416,6 +445,23 @@ pub async fn apply_view(
         _ => {}
     }
     Ok(())
+}
+
+/// [`close_virtual_account`](crate::flows::refunds::close_virtual_account) behind a box: it
+/// settles through [`apply_view`] when the deposit wins the race, and async recursion needs
+/// one indirection.
+fn close_account<'a>(
+    app: &'a App,
+    order: &'a Order,
+    view: &'a PaymentView,
+    why: CloseReason,
+    source: &'a str,
+    ev: &'a EventContext,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
+    Box::pin(async move {
+        crate::flows::refunds::close_virtual_account(app, order, view, why, source, ev).await?;
+        Ok(())
+    })
 }
 
 /// The buyer authenticated but our confirm never happened (tab closed) or never finished:

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::{AttemptId, EnrollmentId, ErrorCode, PaymentId, TextField};
+use domain::{AttemptId, EnrollmentId, ErrorCode, OrderId, PaymentId, TextField};
 use serde_json::{Value, json};
 use store::ExamAttempt;
 use time::OffsetDateTime;
@@ -60,6 +60,30 @@ pub async fn refund_payment(
         "status": out.status.as_str(),
         "refundedAmount": out.refunded_amount.won(),
         "enrollmentStatus": out.enrollment_status.map(|s| s.as_str()),
+    })))
+}
+
+/// `POST /v1/admin/orders/{orderId}/cancel`: end an unpaid order, closing its virtual account
+/// at Toss if one was issued. Detached like a refund: Toss may be asked to cancel.
+pub async fn cancel_order(
+    State(app): State<App>,
+    _: ServiceRole,
+    Path(order_id): Path<String>,
+) -> Result<Json<Value>> {
+    name("cancel-order");
+    let order_id =
+        OrderId::parse(&order_id).map_err(|e| Error::invalid(format!("orderId: {}", e.reason)))?;
+    let task_app = app.clone();
+    let out = crate::context::spawn(async move {
+        flows::refunds::cancel_order(&task_app, &order_id, "service_role").await
+    })
+    .await
+    .map_err(|e| Error::internal(format!("cancel task: {e}")))??;
+    Ok(Json(json!({
+        "orderId": out.order.order_id,
+        "status": out.order.status.as_str(),
+        "failureCode": out.order.failure_code,
+        "accountClosed": out.account_closed,
     })))
 }
 

@@ -63,6 +63,7 @@ pub fn router(app: App) -> Router {
             get(routes::get_enrollment),
         )
         .route("/v1/payments/{paymentId}/refund", post(lms::refund_payment))
+        .route("/v1/admin/orders/{orderId}/cancel", post(lms::cancel_order))
         .route(
             "/v1/enrollments/{enrollmentId}/exam-attempts",
             post(lms::start_exam_attempt),

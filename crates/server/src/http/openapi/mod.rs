@@ -40,6 +40,7 @@ use utoipa::OpenApi;
         operations::confirm,
         operations::get_order,
         operations::refund_payment,
+        operations::cancel_order,
         operations::toss_webhook,
         operations::my_enrollments,
         operations::get_enrollment,
@@ -136,6 +137,21 @@ pub const ERRORS: &[(&str, &[&[ErrorCode]])] = &[
             &[
                 E::PaymentNotFound,
                 E::RefundNotAllowed,
+                E::PgUnavailable,
+                E::PgTimeout,
+                E::ServiceUnavailable,
+            ],
+        ],
+    ),
+    (
+        "cancelOrder",
+        &[
+            USER_AUTH,
+            &[
+                E::InvalidRequest,
+                E::OrderNotFound,
+                E::OrderNotCancelable,
+                E::ConfirmInProgress,
                 E::PgUnavailable,
                 E::PgTimeout,
                 E::ServiceUnavailable,

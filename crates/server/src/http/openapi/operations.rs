@@ -126,6 +126,17 @@ fn get_order() {}
     security(("serviceRole" = [])))]
 fn refund_payment() {}
 
+/// Cancel an unpaid order. The provider is asked first; if it issued the order a virtual
+/// account still waiting for its deposit, the order ends and the account is closed (a full
+/// cancel before the deposit), so no money can arrive for it any more. A paid order is
+/// refunded instead, through its payment. Repeating the request answers the order as it is.
+#[utoipa::path(post, path = "/v1/admin/orders/{orderId}/cancel", operation_id = "cancelOrder",
+    tag = "admin",
+    params(("orderId" = String, Path, description = "6 to 64 characters of [A-Za-z0-9_-]")),
+    responses((status = 200, description = "The order has ended", body = OrderCanceled)),
+    security(("serviceRole" = [])))]
+fn cancel_order() {}
+
 /// A webhook from Toss Payments (or a signing relay in front of it).
 ///
 /// Authenticity, in this order: an `X-Signature` (HMAC-SHA256 of `<X-Timestamp>.<raw body>`

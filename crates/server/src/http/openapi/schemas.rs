@@ -325,6 +325,21 @@ pub struct RefundResult {
     enrollment_status: Option<EnrollmentStatus>,
 }
 
+/// An order an operator canceled.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"orderId": ORDER_ID, "status": "FAILED", "failureCode": "ORDER_CANCELED", "accountClosed": true}))]
+pub struct OrderCanceled {
+    order_id: String,
+    /// FAILED (canceled here) or EXPIRED (had ended before).
+    status: OrderStatus,
+    /// `ORDER_CANCELED`, or the code the order had ended with before.
+    #[schema(required)]
+    failure_code: Option<String>,
+    /// The provider shows the order's virtual account closed (none was issued: false).
+    account_closed: bool,
+}
+
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"reason": "Provider incident"}))]
 pub struct PauseRequest {
