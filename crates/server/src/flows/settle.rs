@@ -124,6 +124,7 @@ pub async fn confirm_with_provider(
     source: &str,
     ev: &EventContext,
 ) -> Result<Settled> {
+    let _in_flight = app.confirming.enter(&order.order_id);
     let mut key = IdempotencyKey::for_confirm(&order.order_id);
     let call = call_ctx();
     crate::context::record(|f| {
@@ -426,13 +427,13 @@ pub async fn apply_view(
 ///   browser confirms within seconds of authenticating, and the request that charges is the one
 ///   that answers `replayed: false` and counts as the approval, so an order read, the
 ///   reconciler or a webhook must not beat it to Toss;
-/// - a CONFIRMING order claimed less than the reconciler's grace ago: its claimant's own Toss
-///   call may still be on its way, and a second confirm under the same key would only repeat
-///   it (and count one approval twice).
+/// - a CONFIRMING order whose claimant's Toss confirm is still on its way in this instance: a
+///   second confirm under the same key would only repeat it (and count one approval twice).
+///   (Across instances the reconciler's own wait keeps it off orders in flight.)
 fn buyer_confirms_first(app: &App, order: &Order, now: OffsetDateTime) -> bool {
     match order.status {
         OrderStatus::Pending => now < order.created_at + app.config.server_confirm_grace,
-        OrderStatus::Confirming => now < order.updated_at + crate::flows::reconcile::grace(app),
+        OrderStatus::Confirming => app.confirming.contains(&order.order_id),
         _ => false,
     }
 }
