@@ -16,6 +16,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// Where Toss delivers webhooks.
+pub const WEBHOOK_PATH: &str = "/v1/webhooks/toss";
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -158,6 +161,16 @@ impl TestApp {
             req = req.header(*k, *v);
         }
         into_resp(req.send().await.unwrap()).await
+    }
+
+    /// One webhook delivery to `POST /v1/webhooks/toss`: `body` as sent, with `headers`
+    /// (signature, timestamp, transmission id — whatever the case needs, nothing added).
+    pub async fn deliver_webhook(&self, body: &[u8], headers: &[(String, String)]) -> Resp {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.post_raw(WEBHOOK_PATH, None, body.to_vec(), &h).await
     }
 
     pub async fn create_course(&self, price: i64) -> String {
