@@ -64,9 +64,11 @@ impl App {
 
 /// Orders with a Toss confirm in flight in this instance, so a server-side confirm does not
 /// repeat a claimant's call still on its way (the same Idempotency-Key makes a repeat harmless
-/// for the money, but it would count one approval twice). Entries leave with their guard.
+/// for the money, but it would count one approval twice). Entered before the claim, so no
+/// reader sees a claimed order without it; counted, so nested guards nest. Entries leave with
+/// their last guard.
 #[derive(Default)]
-pub struct InFlight(Mutex<std::collections::HashSet<OrderId>>);
+pub struct InFlight(Mutex<HashMap<OrderId, usize>>);
 
 /// Holds an order in [`InFlight`] until dropped.
 pub struct InFlightGuard<'a> {
@@ -77,7 +79,7 @@ pub struct InFlightGuard<'a> {
 impl InFlight {
     pub fn enter(&self, order_id: &OrderId) -> InFlightGuard<'_> {
         if let Ok(mut s) = self.0.lock() {
-            s.insert(order_id.clone());
+            *s.entry(order_id.clone()).or_default() += 1;
         }
         InFlightGuard {
             set: self,
@@ -85,14 +87,19 @@ impl InFlight {
         }
     }
     pub fn contains(&self, order_id: &OrderId) -> bool {
-        self.0.lock().is_ok_and(|s| s.contains(order_id))
+        self.0.lock().is_ok_and(|s| s.contains_key(order_id))
     }
 }
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.set.0.lock() {
-            s.remove(&self.order_id);
+        if let Ok(mut s) = self.set.0.lock()
+            && let Some(n) = s.get_mut(&self.order_id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.order_id);
+            }
         }
     }
 }

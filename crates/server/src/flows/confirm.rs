@@ -144,6 +144,9 @@ async fn run(app: &App, user: UserId, input: ConfirmInput) -> Result<ConfirmOutp
         };
     }
     let ev = event_ctx(format!("user:{user}"));
+    // Before the claim: from the moment the order reads CONFIRMING, a server-side confirm
+    // sees this one in flight.
+    let _in_flight = app.confirming.enter(&input.order_id);
     let outcome = app
         .store
         .claim_order(ClaimRequest {

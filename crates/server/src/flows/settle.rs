@@ -448,6 +448,7 @@ async fn confirm_open_order(
     source: &str,
     ev: &EventContext,
 ) {
+    let _in_flight = app.confirming.enter(&order.order_id);
     let claimed = if order.status == OrderStatus::Pending {
         match app
             .store
