@@ -196,6 +196,8 @@ impl World {
             ("TOSS_SECRET_KEY", TOSS_KEY.to_owned()),
             ("TOSS_TIMEOUT_SECONDS", "2".to_owned()),
             ("RECONCILE_INTERVAL_SECONDS", RECONCILE_SECONDS.to_string()),
+            // Buyers who never come back are the reconciler's at once, not after two minutes.
+            ("SERVER_CONFIRM_GRACE_SECONDS", "0".to_owned()),
             ("CIRCUIT_COOLDOWN_SECONDS", "1".to_owned()),
             ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
             ("RATE_LIMIT_CONFIRM_PER_SECOND", "0".to_owned()),

@@ -4,13 +4,13 @@
 //! and the process exits cleanly within its grace period.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::BIN;
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_coursepay");
 const DEMO_COURSE_ID: &str = "00000000-0000-4000-8000-00000000c0a1";
 
 /// A scratch directory removed on drop.
@@ -48,22 +48,8 @@ async fn serve(dir: &Scratch, extra: &[(&str, &str)]) -> (Child, String, std::pa
         .envs(extra.iter().copied())
         .current_dir(&dir.0)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("start coursepay serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("coursepay did not start in time")
-            .unwrap()
-            .expect("coursepay exited before listening");
-        if let Some(i) = line.find("listening on http://") {
-            break line[i + "listening on ".len()..].trim().to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let (child, base) = common::spawn_listening(cmd).await;
     (child, base, log)
 }
 

@@ -8,16 +8,16 @@
 //! reads. Needs PostgreSQL (TEST_DATABASE_URL) for the PostgreSQL cases.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::BIN;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Executor};
 use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_coursepay");
 
 fn test_db_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -36,28 +36,13 @@ async fn serve(envs: &[(&str, String)]) -> Serve {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LISTEN_ADDR", "127.0.0.1:0")
+        // The QA scenario "the buyer closed the tab" reads the order right after approving:
+        // the server must confirm it at once, not leave it to the buyer for two minutes.
+        .env("SERVER_CONFIRM_GRACE_SECONDS", "0")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("start coursepay serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let base = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("serve did not start in time")
-            .unwrap()
-            .expect("serve exited before listening");
-        if line.contains("listening on")
-            && let Some(i) = line.find("http://")
-        {
-            break line[i..].trim().to_owned();
-        }
-        assert!(Instant::now() < deadline, "no listening line");
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .stdout(Stdio::null());
+    let (child, base) = common::spawn_listening(cmd).await;
     Serve {
         _child: child,
         base,

@@ -25,15 +25,16 @@
 //! increment hides that increment from `rate()`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::BIN;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_coursepay");
 const SCALE: u64 = 30;
 const RULES: [&str; 3] = [
     "amount_mismatch_rate",
@@ -135,8 +136,8 @@ fn free_port() -> u16 {
 
 async fn start_server(dir: &std::path::Path) -> (Proc, String) {
     let log = std::fs::File::create(dir.join("coursepay.log")).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("serve")
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env(
@@ -151,26 +152,8 @@ async fn start_server(dir: &std::path::Path) -> (Proc, String) {
         .env("RATE_LIMIT_CONFIRM_PER_SECOND", "0")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start coursepay serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("coursepay serve did not start in time")
-            .unwrap()
-            .expect("coursepay serve exited before listening");
-        if let Some(i) = line.find("http://") {
-            break line[i..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect::<String>();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .stdout(Stdio::from(log));
+    let (child, base) = common::spawn_listening(cmd).await;
     (Proc { child }, base)
 }
 
@@ -443,6 +426,14 @@ async fn alert_rules_fire_and_resolve_in_prometheus_and_in_process() {
     }
     for o in ["enrolled", "replayed", "client_closed"] {
         assert!(labels.contains(o), "{o} missing at startup");
+    }
+    // Each carries the alert class the rules select on.
+    let classes: BTreeSet<&str> = outcomes
+        .iter()
+        .map(|s| s["metric"]["class"].as_str().expect("class label"))
+        .collect();
+    for c in server::ops::alerts::ConfirmClass::ALL {
+        assert!(classes.contains(c.as_str()), "class {} missing", c.as_str());
     }
     assert!(
         outcomes.iter().all(|s| s["value"][1] == "0"),

@@ -4,16 +4,17 @@
 //! migrate --print` writing plain SQL files. Needs PostgreSQL (TEST_DATABASE_URL).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::BIN;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, PgConnection};
 use std::process::Stdio;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_coursepay");
 const DEMO_COURSE_ID: &str = "00000000-0000-4000-8000-00000000c0a1";
 
 fn test_db_url() -> String {
@@ -107,7 +108,7 @@ async fn serve_as_a_dml_only_role_after_migrate_as_the_owner() {
     }
 
     // 3. serve as that role, with a small pool and a statement timeout.
-    let mut child = command(
+    let mut cmd = command(
         &["serve"],
         &[
             ("DATABASE_URL", app_url),
@@ -118,23 +119,9 @@ async fn serve_as_a_dml_only_role_after_migrate_as_the_owner() {
             ("RATE_LIMIT_PER_SECOND", "0".into()),
             ("RATE_LIMIT_CONFIRM_PER_SECOND", "0".into()),
         ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("serve started in time")
-            .unwrap()
-            .expect("serve exited before listening");
-        if let Some(i) = line.find("listening on http://") {
-            break line[i + "listening on ".len()..].trim().to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    );
+    cmd.stdout(Stdio::null());
+    let (mut child, base) = common::spawn_listening(cmd).await;
 
     let http = reqwest::Client::new();
     let r = http.get(format!("{base}/readyz")).send().await.unwrap();

@@ -25,6 +25,8 @@ pub struct AppInner {
     pub pause: crate::ops::pause::PauseSwitch,
     pub limits: crate::ops::ratelimit::RateLimits,
     pub reconciler: crate::flows::reconcile::ReconcilerStatus,
+    /// Orders whose confirm this instance is sending to Toss right now.
+    pub confirming: InFlight,
     /// Flipped by SIGTERM/SIGINT: `/readyz` turns 503 and background loops stop.
     pub shutdown: crate::ops::shutdown::Shutdown,
 }
@@ -54,8 +56,51 @@ impl App {
             pause: crate::ops::pause::PauseSwitch::new(),
             limits,
             reconciler: crate::flows::reconcile::ReconcilerStatus::default(),
+            confirming: InFlight::default(),
             shutdown: crate::ops::shutdown::Shutdown::default(),
         }))
+    }
+}
+
+/// Orders with a Toss confirm in flight in this instance, so a server-side confirm does not
+/// repeat a claimant's call still on its way (the same Idempotency-Key makes a repeat harmless
+/// for the money, but it would count one approval twice). Entered before the claim, so no
+/// reader sees a claimed order without it; counted, so nested guards nest. Entries leave with
+/// their last guard.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashMap<OrderId, usize>>);
+
+/// Holds an order in [`InFlight`] until dropped.
+pub struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    order_id: OrderId,
+}
+
+impl InFlight {
+    pub fn enter(&self, order_id: &OrderId) -> InFlightGuard<'_> {
+        if let Ok(mut s) = self.0.lock() {
+            *s.entry(order_id.clone()).or_default() += 1;
+        }
+        InFlightGuard {
+            set: self,
+            order_id: order_id.clone(),
+        }
+    }
+    pub fn contains(&self, order_id: &OrderId) -> bool {
+        self.0.lock().is_ok_and(|s| s.contains_key(order_id))
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.0.lock()
+            && let Some(n) = s.get_mut(&self.order_id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.order_id);
+            }
+        }
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Config {
     pub order_ttl: Duration,
     pub toss_timeout: Duration,
     pub reconcile_interval: Duration,
+    /// `SERVER_CONFIRM_GRACE_SECONDS`: how long after checkout only the buyer's own confirm may
+    /// charge an order; settle-on-read, the reconciler and webhooks confirm at Toss after that.
+    pub server_confirm_grace: Duration,
     /// Exam attempts a buyer may start per course (enrollment).
     pub exam_max_attempts: u32,
     /// Slack-compatible incoming webhook for alert transitions. A credential (the URL carries
@@ -261,6 +264,12 @@ impl Config {
         let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
         let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
         let reconcile_interval = env_secs(get, "RECONCILE_INTERVAL_SECONDS", 30)?;
+        let server_confirm_grace = env_secs(get, "SERVER_CONFIRM_GRACE_SECONDS", 120)?;
+        // Toss keeps an authenticated payment confirmable for 10 minutes: a longer grace would
+        // leave a tab-closed buyer's payment to expire uncharged.
+        if server_confirm_grace >= crate::flows::settle::CONFIRM_WINDOW {
+            problems.push("SERVER_CONFIRM_GRACE_SECONDS must be under 600".to_owned());
+        }
         let exam_max_attempts = match env_opt(get, "EXAM_MAX_ATTEMPTS") {
             None => 3,
             Some(v) => match v.parse::<u32>() {
@@ -341,6 +350,7 @@ impl Config {
             order_ttl,
             toss_timeout,
             reconcile_interval,
+            server_confirm_grace,
             exam_max_attempts,
             alert_webhook_url: env_opt(get, "ALERT_WEBHOOK_URL").map(SecretString::from),
             toss_webhook_security_key: env_opt(get, "TOSS_WEBHOOK_SECURITY_KEY")
@@ -721,6 +731,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "RECONCILE_INTERVAL_SECONDS",
         "how often open orders are settled with Toss (default 30)",
+    ),
+    (
+        "SERVER_CONFIRM_GRACE_SECONDS",
+        "how long after checkout only the buyer's own confirm charges; order reads and the reconciler confirm after (default 120)",
     ),
     (
         "EXAM_MAX_ATTEMPTS",

@@ -9,6 +9,7 @@
 use serde::Serialize;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use store::roundtrips::Counter;
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -22,6 +23,10 @@ pub struct LogFields {
     pub order_id: Option<String>,
     pub status: Option<String>,
     pub error_code: Option<&'static str>,
+    /// Set by the confirm flow when it has finished and counted itself
+    /// (`crate::ops::metrics::record_confirm`): the middleware then counts nothing more.
+    #[serde(skip)]
+    pub confirm_outcome: Option<crate::ops::metrics::ConfirmOutcome>,
 }
 
 #[derive(Debug)]
@@ -31,6 +36,10 @@ struct Inner {
     trace_id: Option<String>,
     fields: Mutex<LogFields>,
     roundtrips: Counter,
+    started: Instant,
+    /// Detached tasks ([`spawn`]) of this request still running: the request's summary line
+    /// waits for them when the client leaves, so it carries what the work really did.
+    detached: tokio::sync::watch::Sender<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +58,8 @@ impl RequestCtx {
             trace_id,
             fields: Mutex::new(LogFields::default()),
             roundtrips: Counter::new(),
+            started: Instant::now(),
+            detached: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -67,6 +78,19 @@ impl RequestCtx {
     }
     pub fn trace_id(&self) -> Option<&str> {
         self.0.trace_id.as_deref()
+    }
+    /// Time since the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.0.started.elapsed()
+    }
+    /// Whether a detached task of this request is still running.
+    pub fn detached_running(&self) -> bool {
+        *self.0.detached.borrow() > 0
+    }
+    /// Wait until every detached task of this request has finished.
+    pub async fn detached_done(&self) {
+        let mut rx = self.0.detached.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
     pub fn roundtrips(&self) -> u32 {
         self.0.roundtrips.get()
@@ -111,8 +135,23 @@ where
     F::Output: Send + 'static,
 {
     match current() {
-        Some(ctx) => tokio::spawn(async move { ctx.scope(fut).await }),
+        Some(ctx) => {
+            ctx.0.detached.send_modify(|n| *n += 1);
+            tokio::spawn(async move {
+                // Counted down however the task ends (a panic included).
+                let _running = Detached(ctx.clone());
+                ctx.scope(fut).await
+            })
+        }
         None => tokio::spawn(fut),
+    }
+}
+
+struct Detached(RequestCtx);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        self.0.0.detached.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

@@ -21,9 +21,10 @@ store::per_backend!(
     partial_refunds_sum_up_then_refuse_more_without_calling_toss,
     concurrent_duplicate_refunds_cancel_once,
     refund_whose_answer_is_lost_is_settled_by_lookup,
-    refund_refused_before_processing_is_retried_with_the_same_key,
+    refund_refused_before_processing_is_looked_up_then_sent_again_under_a_new_key,
     refund_left_requested_is_settled_by_the_reconciler,
     refund_racing_a_canceled_provider_view_is_one_record,
+    refund_answer_matches_the_committed_state_when_its_webhook_races_it,
     external_cancel_seen_twice_is_one_record_and_blocks_more_refunds,
     canceled_before_done_is_settled_then_revoked_on_read,
     refund_auth_and_bad_input,
@@ -331,10 +332,13 @@ async fn refund_whose_answer_is_lost_is_settled_by_lookup(app: TestApp) {
     );
 }
 
-async fn refund_refused_before_processing_is_retried_with_the_same_key(app: TestApp) {
+async fn refund_refused_before_processing_is_looked_up_then_sent_again_under_a_new_key(
+    app: TestApp,
+) {
     let b = bought(&app, 10_000).await;
     // The first cancel never reaches Toss's ledger; the lookup shows no cancel, so the flow
-    // sends it again with the same Idempotency-Key.
+    // sends it again under a new Idempotency-Key (Toss would replay the first key's stored
+    // error forever): two cancel calls, one executed, one refund.
     app.fault(json!({"mode": "status5xx", "operations": ["cancel"]}))
         .await;
     let r = refund(
@@ -448,6 +452,42 @@ async fn refund_racing_a_canceled_provider_view_is_one_record(app: TestApp) {
     assert_eq!(count_kind(&events, "payment.canceled"), 1);
     assert_eq!(count_kind(&events, "enrollment.refunded"), 1);
     assert_eq!(app.stats().await["cancelsExecuted"], 1);
+}
+
+/// Toss delivers a CANCELED webhook the moment it executes the cancel, so the webhook's
+/// recording races the refund's own. Whichever commits first, the refund's answer says what is
+/// committed: the enrollment is REFUNDED. Many times, across a sweep of timings.
+async fn refund_answer_matches_the_committed_state_when_its_webhook_races_it(app: TestApp) {
+    app.sandbox.set_webhook(
+        Some(format!("{}{}", app.base, common::WEBHOOK_PATH)),
+        Some(server::config::DEV_WEBHOOK_SECRET.to_owned()),
+    );
+    for i in 0..40 {
+        let b = bought(&app, 10_000).await;
+        // Toss's answer held back 0, 3, 6, ... ms after the cancel executed: a sweep across the
+        // time the webhook needs (delivery, lookup, recording), so that in some rounds the two
+        // recordings overlap, in others either one is first.
+        app.fault(json!({"mode": "delay", "delayMs": 3 * i, "afterProcessing": true, "operations": ["cancel"]}))
+            .await;
+        let r = refund(&app, &b.payment_id, json!({"reason": "race"})).await;
+        assert_eq!(r.status, StatusCode::OK, "refund {i}: {:?}", r.body);
+        assert_eq!(r.body["status"], "CANCELED", "refund {i}");
+        assert_eq!(
+            r.body["enrollmentStatus"], "REFUNDED",
+            "refund {i}: the answer says what is committed"
+        );
+        assert_eq!(
+            my_enrollment_status(&app, &b.token, &b.enrollment_id).await,
+            "REFUNDED",
+            "refund {i}"
+        );
+        let events = app
+            .store
+            .order_events(&OrderId::parse(&b.order_id).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(count_kind(&events, "enrollment.refunded"), 1, "refund {i}");
+    }
 }
 
 async fn external_cancel_seen_twice_is_one_record_and_blocks_more_refunds(app: TestApp) {

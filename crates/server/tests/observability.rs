@@ -1,7 +1,7 @@
 //! Observability over real HTTP: the summary log line on success, on every error class and on
 //! a panic (every field present, secrets absent), traceparent from the client to Toss,
 //! `/metrics` counts after a known sequence of requests, and the exposition passing
-//! `promtool check metrics` when promtool is installed.
+//! `promtool check metrics` (promtool must be installed: its absence fails the test).
 //!
 //! The metrics recorder is process-global: tests here hold [`GATE`] shared and the test that
 //! asserts on metric deltas holds it exclusively, so no other request moves its counters.
@@ -415,51 +415,81 @@ async fn log_line_is_complete_on_every_error_class(app: TestApp) {
     assert!(!text.to_ascii_lowercase().contains("bearer "));
 }
 
+/// A client that gives up mid-confirm: the confirm finishes in its detached task and is
+/// counted with what it really did — enrolled, or declined — never as `client_closed`; its one
+/// summary line carries the 499 and that outcome. Exclusive on [`GATE`]: it reads counter deltas.
 async fn a_client_that_leaves_mid_confirm_still_gets_one_line(app: TestApp) {
-    let _gate = GATE.read().await;
-    let p = app.paid_in_window(10_000).await;
-    app.fault(json!({"mode": "delay", "delayMs": 800, "operations": ["confirm"]}))
-        .await;
-    let id = rid();
+    let _gate = GATE.write().await;
+    let (_, before) = scrape(&app).await;
+    let confirms = |m: &HashMap<String, f64>, outcome: &str| {
+        sum(m, "coursepay_confirm_total", &[("outcome", outcome)])
+    };
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap();
-    let gone = impatient
-        .post(format!("{}/v1/payments/confirm", app.base))
-        .bearer_auth(&p.token)
-        .header("x-request-id", &id)
-        .json(&json!({"paymentKey": p.payment_key, "orderId": p.order_id, "amount": 10_000}))
-        .send()
-        .await;
-    assert!(gone.is_err(), "the client gave up");
     let buf = server::logging::capture();
-    let logged = app
-        .eventually(|| {
-            let found = server::logging::captured_lines(&buf)
-                .iter()
-                .any(|l| l["message"] == "request" && l["request_id"] == id);
-            async move { found }
-        })
-        .await;
-    assert!(logged, "no summary line for a request whose client left");
-    let line = line_for(&id);
-    assert_eq!(line["http_status"], 499, "{line}");
-    assert_eq!(line["status"], "client_closed");
-    assert_eq!(line["function_name"], "confirm-payment");
-    // The confirm itself still finishes in its detached task.
-    let order_id = domain::OrderId::parse(&p.order_id).unwrap();
-    let paid = app
-        .eventually(|| {
-            let store = app.store.clone();
-            let order_id = order_id.clone();
-            async move {
-                store.get_order(&order_id).await.unwrap().unwrap().status
-                    == domain::OrderStatus::Paid
-            }
-        })
-        .await;
-    assert!(paid);
+    // (how the buyer pays, the order's status afterwards, the line's status and error code)
+    let cases = [
+        (
+            "approve",
+            domain::OrderStatus::Paid,
+            "ENROLLED",
+            Value::Null,
+        ),
+        (
+            "REJECT_CARD_PAYMENT",
+            domain::OrderStatus::Failed,
+            "error",
+            json!("E_PAYMENT_REJECTED"),
+        ),
+    ];
+    for (pays, final_status, line_status, error_code) in cases {
+        let course = app.create_course(10_000).await;
+        let (_, token) = app.new_user();
+        let order = app.checkout(&token, &course).await;
+        let order_id = order["orderId"].as_str().unwrap().to_owned();
+        let key = app.buyer_pays_with(&order_id, 10_000, pays).await;
+        app.fault(json!({"mode": "delay", "delayMs": 800, "operations": ["confirm"]}))
+            .await;
+        let id = rid();
+        let gone = impatient
+            .post(format!("{}/v1/payments/confirm", app.base))
+            .bearer_auth(&token)
+            .header("x-request-id", &id)
+            .json(&json!({"paymentKey": key, "orderId": order_id, "amount": 10_000}))
+            .send()
+            .await;
+        assert!(gone.is_err(), "the client gave up");
+        let logged = app
+            .eventually(|| {
+                let found = server::logging::captured_lines(&buf)
+                    .iter()
+                    .any(|l| l["message"] == "request" && l["request_id"] == id);
+                async move { found }
+            })
+            .await;
+        assert!(logged, "no summary line for a request whose client left");
+        let line = line_for(&id);
+        assert_eq!(line["http_status"], 499, "{line}");
+        assert_eq!(line["function_name"], "confirm-payment");
+        // Written once the detached confirm ended, with what it did.
+        assert_eq!(line["status"], line_status, "{line}");
+        assert_eq!(line["error_code"], error_code, "{line}");
+        assert_eq!(app.order(&order_id).await.status, final_status);
+    }
+    let (_, after) = scrape(&app).await;
+    for (outcome, n) in [
+        ("enrolled", 1.0),
+        ("E_PAYMENT_REJECTED", 1.0),
+        ("client_closed", 0.0),
+    ] {
+        assert_eq!(
+            confirms(&after, outcome) - confirms(&before, outcome),
+            n,
+            "{outcome}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -725,16 +755,15 @@ async fn metrics_count_a_known_sequence_of_requests(app: TestApp) {
 
 fn promtool_check(text: &str) {
     use std::io::Write;
-    let Ok(mut child) = std::process::Command::new("promtool")
+    // No silent skip: a lint that cannot run must fail, not pass (CI and scripts/test.sh
+    // install Debian's `prometheus` package, which provides promtool).
+    let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-    else {
-        eprintln!("promtool not on PATH: exposition lint skipped");
-        return;
-    };
+        .expect("promtool on PATH (apt-get install prometheus)");
     child
         .stdin
         .take()

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const HOOK: &str = "/v1/webhooks/toss";
+const HOOK: &str = common::WEBHOOK_PATH;
 const ACCOUNT: &str = "110234567890";
 const HOLDER: &str = "김토스환불";
 
@@ -729,11 +729,9 @@ async fn recorded_order(t: &TestApp) -> (String, String, String) {
 
 async fn unsigned(t: &TestApp, body: &Value) -> common::Resp {
     let id = format!("whtrans_{}", uuid::Uuid::new_v4().simple());
-    t.post_raw(
-        HOOK,
-        None,
-        body.to_string().into_bytes(),
-        &[("tosspayments-webhook-transmission-id", id.as_str())],
+    t.deliver_webhook(
+        body.to_string().as_bytes(),
+        &[("tosspayments-webhook-transmission-id".to_owned(), id)],
     )
     .await
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const HOOK: &str = "/v1/webhooks/toss";
+const HOOK: &str = common::WEBHOOK_PATH;
 const NEW: &str = "coursepay-new-webhook-secret-0123456789abcdef";
 const OLD: &str = "coursepay-old-webhook-secret-0123456789abcdef";
 const OLDER: &str = "coursepay-older-webhook-secret-0123456789abcd";
@@ -41,14 +41,6 @@ type Headers = Vec<(String, String)>;
 fn signed(secret: &str, ts: i64, body: &[u8]) -> Vec<(String, String)> {
     let (t, s) = sign_x_signature(secret.as_bytes(), ts, body);
     vec![("X-Timestamp".into(), t), ("X-Signature".into(), s)]
-}
-
-async fn deliver(t: &TestApp, body: &[u8], headers: &[(String, String)]) -> Resp {
-    let h: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    t.post_raw(HOOK, None, body.to_vec(), &h).await
 }
 
 /// Toss approves the payment without our server hearing of it (the browser never came back):
@@ -112,11 +104,11 @@ async fn qa5_tampered_signature_is_401(backend: Backend) {
         &good[..good.len() - 1],
         if last == '0' { '1' } else { '0' }
     );
-    let r = deliver(&t, &body, &headers).await;
+    let r = t.deliver_webhook(&body, &headers).await;
     assert_invalid_sig(&r, "tampered X-Signature");
     assert_eq!(status_of(&t, &p.order_id).await, "PENDING");
     headers[1].1 = good;
-    received(&deliver(&t, &body, &headers).await);
+    received(&t.deliver_webhook(&body, &headers).await);
     assert_eq!(status_of(&t, &p.order_id).await, "PAID");
 }
 
@@ -228,7 +220,7 @@ async fn every_way_to_be_wrong_is_401_and_changes_nothing(backend: Backend) {
     ];
     let lookups_before = lookups(&t).await;
     for (case, body, headers) in &cases {
-        let r = deliver(&t, body, headers).await;
+        let r = t.deliver_webhook(body, headers).await;
         assert_invalid_sig(&r, case);
     }
     // Nothing was processed: Toss was never asked, the order is untouched.
@@ -242,7 +234,7 @@ async fn every_way_to_be_wrong_is_401_and_changes_nothing(backend: Backend) {
             .is_none()
     );
     // The same delivery signed correctly is accepted: the refusals were about the signature.
-    received(&deliver(&t, &body, &h(&good_ts, &good_sig)).await);
+    received(&t.deliver_webhook(&body, &h(&good_ts, &good_sig)).await);
     assert_eq!(status_of(&t, &p.order_id).await, "PAID");
 }
 
@@ -253,8 +245,11 @@ async fn previous_secret_accepted_during_rotation(backend: Backend) {
     // Three deliveries of one body at three timestamps (the same body and timestamp would be
     // one delivery, whatever secret signed it: see no_signature_combination_replays_a_delivery).
     let base = now();
-    received(&deliver(&t, &body, &signed(OLD, base, &body)).await);
-    received(&deliver(&t, &body, &signed(NEW, base - 2, &body)).await);
+    received(&t.deliver_webhook(&body, &signed(OLD, base, &body)).await);
+    received(
+        &t.deliver_webhook(&body, &signed(NEW, base - 2, &body))
+            .await,
+    );
     // Two values (sender mid-rotation): one matching is enough.
     let (ts, a) = sign_x_signature(OLDER.as_bytes(), base - 1, &body);
     let (_, b) = sign_x_signature(OLD.as_bytes(), base - 1, &body);
@@ -262,8 +257,8 @@ async fn previous_secret_accepted_during_rotation(backend: Backend) {
         ("X-Timestamp".to_owned(), ts),
         ("X-Signature".to_owned(), format!("{a},{b}")),
     ];
-    received(&deliver(&t, &body, &both).await);
-    let r = deliver(&t, &body, &signed(OLDER, now(), &body)).await;
+    received(&t.deliver_webhook(&body, &both).await);
+    let r = t.deliver_webhook(&body, &signed(OLDER, now(), &body)).await;
     assert_invalid_sig(&r, "a secret that is neither current nor previous");
 }
 
@@ -274,9 +269,9 @@ async fn replay_within_ten_minutes_is_409(backend: Backend) {
     let p = t.paid_in_window(10_000).await;
     let body = status_body(&p.payment_key, &p.order_id, "DONE");
     let headers = signed(DEV_WEBHOOK_SECRET, now(), &body);
-    received(&deliver(&t, &body, &headers).await);
+    received(&t.deliver_webhook(&body, &headers).await);
     let lookups_after_first = lookups(&t).await;
-    let r = deliver(&t, &body, &headers).await;
+    let r = t.deliver_webhook(&body, &headers).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
     assert_eq!(r.code(), "E_WEBHOOK_REPLAYED");
     assert_eq!(lookups(&t).await, lookups_after_first);
@@ -310,7 +305,7 @@ async fn replay_is_blocked_across_instances(backend: Backend, redis: bool) {
     let p = t.paid_in_window(10_000).await;
     let body = status_body(&p.payment_key, &p.order_id, "DONE");
     let headers = signed(DEV_WEBHOOK_SECRET, now(), &body);
-    received(&deliver(&t, &body, &headers).await);
+    received(&t.deliver_webhook(&body, &headers).await);
     let mut req = t.http.post(format!("{base2}{HOOK}")).body(body.clone());
     for (k, v) in &headers {
         req = req.header(k, v);
@@ -339,7 +334,9 @@ async fn replay_guard_down_is_503(backend: Backend) {
     let p = t.paid_in_window(10_000).await;
     let body = status_body(&p.payment_key, &p.order_id, "DONE");
     let started = Instant::now();
-    let r = deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now(), &body)).await;
+    let r = t
+        .deliver_webhook(&body, &signed(DEV_WEBHOOK_SECRET, now(), &body))
+        .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert!(r.headers.get("retry-after").is_some());
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -367,7 +364,7 @@ async fn same_transmission_id_is_processed_once(backend: Backend) {
             headers
         })
         .collect();
-    let tasks = all.iter().map(|h| deliver(&t, &body, h));
+    let tasks = all.iter().map(|h| t.deliver_webhook(&body, h));
     for r in futures::future::join_all(tasks).await {
         received(&r);
     }
@@ -419,7 +416,10 @@ async fn out_of_order_done_and_aborted_end_paid(backend: Backend) {
             [done, aborted]
         };
         for body in sequence {
-            received(&deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now(), &body)).await);
+            received(
+                &t.deliver_webhook(&body, &signed(DEV_WEBHOOK_SECRET, now(), &body))
+                    .await,
+            );
         }
         let o = t.order(&order_id).await;
         assert_eq!(o.status.as_str(), "PAID", "aborted_first={aborted_first}");
@@ -442,12 +442,12 @@ async fn forged_done_for_unpaid_order_changes_nothing(backend: Backend) {
     let order_id = order["orderId"].as_str().unwrap().to_owned();
     // A payment key Toss never issued.
     let forged = status_body("tsbx_00000000000000000000000000000000", &order_id, "DONE");
-    received(&deliver(&t, &forged, &[]).await);
+    received(&t.deliver_webhook(&forged, &[]).await);
     // Someone else's real, paid payment key, claimed for our order.
     let other = t.paid_in_window(10_000).await;
     approve_at_toss(&t, &other).await;
     let stolen = status_body(&other.payment_key, &order_id, "DONE");
-    received(&deliver(&t, &stolen, &[]).await);
+    received(&t.deliver_webhook(&stolen, &[]).await);
     assert_eq!(status_of(&t, &order_id).await, "PENDING");
     assert!(
         t.store
@@ -473,12 +473,12 @@ async fn unsigned_forgeries_in_lookup_mode_are_throttled(backend: Backend) {
         "order-forged-1",
         "DONE",
     );
-    received(&deliver(&t, &forged, &[]).await);
-    received(&deliver(&t, &forged, &[]).await);
+    received(&t.deliver_webhook(&forged, &[]).await);
+    received(&t.deliver_webhook(&forged, &[]).await);
     let before = lookups(&t).await;
-    let r = deliver(&t, &forged, &[]).await;
+    let r = t.deliver_webhook(&forged, &[]).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
-    let r = deliver(&t, &forged, &[]).await;
+    let r = t.deliver_webhook(&forged, &[]).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     // Once blocked, no more lookups are spent on this sender.
     assert_eq!(lookups(&t).await, before + 1);
@@ -496,7 +496,7 @@ async fn lookup_failure_is_503_and_a_retry_processes(backend: Backend) {
         "tosspayments-webhook-transmission-id".into(),
         "tx-retry-1".into(),
     ));
-    let r = deliver(&t, &body, &headers).await;
+    let r = t.deliver_webhook(&body, &headers).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert!(r.headers.get("retry-after").is_some());
     assert_eq!(status_of(&t, &p.order_id).await, "PENDING");
@@ -507,7 +507,7 @@ async fn lookup_failure_is_503_and_a_retry_processes(backend: Backend) {
         "tosspayments-webhook-transmission-id".into(),
         "tx-retry-1".into(),
     ));
-    received(&deliver(&t, &body, &retry).await);
+    received(&t.deliver_webhook(&body, &retry).await);
     assert_eq!(status_of(&t, &p.order_id).await, "PAID");
 }
 
@@ -529,7 +529,10 @@ async fn no_signature_combination_replays_a_delivery(backend: Backend) {
             ("X-Signature".to_owned(), sig),
         ]
     };
-    received(&deliver(&t, &body, &with(format!("{new},{old}"))).await);
+    received(
+        &t.deliver_webhook(&body, &with(format!("{new},{old}")))
+            .await,
+    );
     assert_eq!(status_of(&t, &p.order_id).await, "PAID");
     let lookups_after_first = lookups(&t).await;
     for (case, sig) in [
@@ -538,7 +541,7 @@ async fn no_signature_combination_replays_a_delivery(backend: Backend) {
         ("values reversed", format!("{old},{new}")),
         ("an unknown value added", format!("{older},{old}")),
     ] {
-        let r = deliver(&t, &body, &with(sig)).await;
+        let r = t.deliver_webhook(&body, &with(sig)).await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{case}: {:?}", r.body);
         assert_eq!(r.code(), "E_WEBHOOK_REPLAYED", "{case}");
     }
@@ -559,14 +562,14 @@ async fn failed_delivery_can_be_resent_identically(backend: Backend) {
     t.fault(json!({"mode": "status5xx", "count": 20, "operations": ["lookup"]}))
         .await;
     let headers = signed(DEV_WEBHOOK_SECRET, now(), &body);
-    let r = deliver(&t, &body, &headers).await;
+    let r = t.deliver_webhook(&body, &headers).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert_eq!(status_of(&t, &p.order_id).await, "PENDING");
     t.clear_faults().await;
-    received(&deliver(&t, &body, &headers).await);
+    received(&t.deliver_webhook(&body, &headers).await);
     assert_eq!(status_of(&t, &p.order_id).await, "PAID");
     // Processed now, so a third copy is a replay.
-    let r = deliver(&t, &body, &headers).await;
+    let r = t.deliver_webhook(&body, &headers).await;
     assert_eq!(r.code(), "E_WEBHOOK_REPLAYED");
 }
 
@@ -576,7 +579,10 @@ async fn unknown_event_and_toss_signed_events(backend: Backend) {
     })
     .await;
     let body = br#"{"eventType":"payout.changed","createdAt":"2026-11-24T12:00:00.000000","data":{"payoutKey":"p1"}}"#.to_vec();
-    received(&deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now(), &body)).await);
+    received(
+        &t.deliver_webhook(&body, &signed(DEV_WEBHOOK_SECRET, now(), &body))
+            .await,
+    );
     // Toss's own scheme for payout/seller events.
     let time = "2026-11-24T12:00:00+09:00";
     let sig = sign_toss(TOSS_KEY.as_bytes(), time, &body);
@@ -590,8 +596,7 @@ async fn unknown_event_and_toss_signed_events(backend: Backend) {
         ]
     };
     received(
-        &deliver(
-            &t,
+        &t.deliver_webhook(
             &body,
             &toss_headers(&format!("{},{sig}", sign_toss(b"old-key", time, &body))),
         )
@@ -599,17 +604,17 @@ async fn unknown_event_and_toss_signed_events(backend: Backend) {
     );
     let wrong = sign_toss(b"not-the-key", time, &body);
     assert_invalid_sig(
-        &deliver(&t, &body, &toss_headers(&wrong)).await,
+        &t.deliver_webhook(&body, &toss_headers(&wrong)).await,
         "wrong Toss key",
     );
     assert_invalid_sig(
-        &deliver(&t, &body, &toss_headers("v1:")).await,
+        &t.deliver_webhook(&body, &toss_headers("v1:")).await,
         "empty Toss value",
     );
     // Without a configured key, Toss-signed deliveries cannot be verified: refused.
     let t2 = spawn_with(backend, |_| {}).await;
     assert_invalid_sig(
-        &deliver(&t2, &body, &toss_headers(&sig)).await,
+        &t2.deliver_webhook(&body, &toss_headers(&sig)).await,
         "no Toss key configured",
     );
 }
@@ -666,11 +671,16 @@ async fn deposit_callback_checks_the_secret(backend: Backend) {
         .into_bytes()
     };
     let wrong = callback("ps_wrong");
-    let r = deliver(&t, &wrong, &signed(DEV_WEBHOOK_SECRET, now(), &wrong)).await;
+    let r = t
+        .deliver_webhook(&wrong, &signed(DEV_WEBHOOK_SECRET, now(), &wrong))
+        .await;
     assert_invalid_sig(&r, "wrong deposit secret");
     assert_ne!(status_of(&t, &order_id).await, "PAID");
     let right = callback(&secret);
-    received(&deliver(&t, &right, &signed(DEV_WEBHOOK_SECRET, now(), &right)).await);
+    received(
+        &t.deliver_webhook(&right, &signed(DEV_WEBHOOK_SECRET, now(), &right))
+            .await,
+    );
     assert_eq!(status_of(&t, &order_id).await, "PAID");
 }
 
@@ -690,18 +700,26 @@ async fn ip_throttle_blocks_then_recovers(backend: Backend) {
     let body = status_body(&p.payment_key, &p.order_id, "DONE");
     let forged = signed(OLDER, now(), &body);
     for i in 0..3 {
-        assert_invalid_sig(&deliver(&t, &body, &forged).await, &format!("attempt {i}"));
+        assert_invalid_sig(
+            &t.deliver_webhook(&body, &forged).await,
+            &format!("attempt {i}"),
+        );
     }
-    let r = deliver(&t, &body, &forged).await;
+    let r = t.deliver_webhook(&body, &forged).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
     assert_eq!(r.code(), "E_RATE_LIMITED");
     assert!(r.headers.get("retry-after").is_some());
     // Blocked means blocked, even with a good signature, for the rest of the window.
     offset.store(59, Ordering::SeqCst);
-    let r = deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now(), &body)).await;
+    let r = t
+        .deliver_webhook(&body, &signed(DEV_WEBHOOK_SECRET, now(), &body))
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     offset.store(60, Ordering::SeqCst);
-    received(&deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now() - 1, &body)).await);
+    received(
+        &t.deliver_webhook(&body, &signed(DEV_WEBHOOK_SECRET, now() - 1, &body))
+            .await,
+    );
 }
 
 /// Toss approves; only the sandbox's signed webhook tells our server.
@@ -810,7 +828,10 @@ async fn canceled_before_done_ends_refunded(backend: Backend) {
             [done_body, cancel_body]
         };
         for body in sequence {
-            received(&deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now(), &body)).await);
+            received(
+                &t.deliver_webhook(&body, &signed(DEV_WEBHOOK_SECRET, now(), &body))
+                    .await,
+            );
         }
         assert_eq!(
             status_of(&t, &p.order_id).await,

@@ -2,16 +2,20 @@
 //! non-claim from the order as found, call Toss with an order-derived Idempotency-Key, settle in
 //! one round trip through the one settle function.
 //!
-//! [`confirm`] does the work; the HTTP handler runs it in a detached task so a client that
-//! disconnects mid-confirm does not cancel it.
+//! [`confirm`] does the work and says what it was ([`ConfirmOutcome`]: enrolled, a replay, an
+//! error — and whether that error merely repeats a confirm that had already ended); the HTTP
+//! handler runs it in a detached task so a client that disconnects mid-confirm does not cancel
+//! it, and counts that outcome.
 
 use crate::App;
 use crate::error::{Error, Result};
 use crate::flows::event_ctx;
 use crate::flows::settle::confirm_with_provider;
+use crate::ops::metrics::ConfirmOutcome;
 use domain::{
     CourseId, EnrollmentId, ErrorCode, Money, OrderId, OrderStatus, PaymentId, PaymentKey, UserId,
 };
+use std::time::{Duration, Instant};
 use store::{ClaimOutcome, ClaimRequest, Order};
 use time::OffsetDateTime;
 
@@ -51,7 +55,49 @@ impl ConfirmOutput {
     }
 }
 
-pub async fn confirm(app: &App, user: UserId, input: ConfirmInput) -> Result<ConfirmOutput> {
+/// A confirm's error, and whether it was answered from an order whose confirm had already
+/// ended (then this request called nobody: a declined order's repeat is no new decline).
+struct Refusal {
+    error: Error,
+    from_state: bool,
+}
+
+impl<E: Into<Error>> From<E> for Refusal {
+    fn from(error: E) -> Self {
+        Refusal {
+            error: error.into(),
+            from_state: false,
+        }
+    }
+}
+
+/// Run one buyer's confirm: its answer and what it counts as.
+pub async fn confirm(
+    app: &App,
+    user: UserId,
+    input: ConfirmInput,
+) -> (Result<ConfirmOutput>, ConfirmOutcome) {
+    match run(app, user, input).await {
+        Ok(out) => {
+            let outcome = if out.replayed {
+                ConfirmOutcome::Replayed
+            } else {
+                ConfirmOutcome::Enrolled
+            };
+            (Ok(out), outcome)
+        }
+        Err(Refusal { error, from_state }) => {
+            let outcome = if from_state {
+                ConfirmOutcome::repeated(error.code)
+            } else {
+                ConfirmOutcome::Error(error.code)
+            };
+            (Err(error), outcome)
+        }
+    }
+}
+
+async fn run(app: &App, user: UserId, input: ConfirmInput) -> Result<ConfirmOutput, Refusal> {
     crate::context::record(|f| {
         f.user_id = Some(user.to_string());
         f.order_id = Some(input.order_id.to_string());
@@ -60,7 +106,7 @@ pub async fn confirm(app: &App, user: UserId, input: ConfirmInput) -> Result<Con
     });
     if let Some(mut hit) = app.replays.get(&input.order_id, user, &input.payment_key) {
         if hit.amount != input.amount {
-            return Err(Error::new(ErrorCode::AmountMismatch));
+            return Err(Error::new(ErrorCode::AmountMismatch).into());
         }
         hit.replayed = true;
         record_output(&hit);
@@ -94,10 +140,13 @@ pub async fn confirm(app: &App, user: UserId, input: ConfirmInput) -> Result<Con
                 record_output(&out);
                 Ok(out)
             }
-            _ => Err(err),
+            _ => Err(err.into()),
         };
     }
     let ev = event_ctx(format!("user:{user}"));
+    // Before the claim: from the moment the order reads CONFIRMING, a server-side confirm
+    // sees this one in flight.
+    let _in_flight = app.confirming.enter(&input.order_id);
     let outcome = app
         .store
         .claim_order(ClaimRequest {
@@ -110,11 +159,26 @@ pub async fn confirm(app: &App, user: UserId, input: ConfirmInput) -> Result<Con
         .await?;
     let order = match outcome {
         ClaimOutcome::Claimed(order) => order,
-        ClaimOutcome::NotFound => return Err(Error::new(ErrorCode::OrderNotFound)),
+        ClaimOutcome::NotFound => return Err(Error::new(ErrorCode::OrderNotFound).into()),
         ClaimOutcome::NotClaimed {
             order,
             enrolled_elsewhere,
-        } => return answer_unclaimed(app, user, &input, &order, enrolled_elsewhere),
+        } => {
+            let order = if order.status == OrderStatus::Confirming
+                && order.user_id == user
+                && order.amount == input.amount
+            {
+                await_other_confirm(app, order).await?
+            } else {
+                order
+            };
+            return answer_unclaimed(app, user, &input, &order, enrolled_elsewhere).map_err(
+                |error| Refusal {
+                    error,
+                    from_state: true,
+                },
+            );
+        }
     };
     crate::context::record(|f| f.course_id = Some(order.course_id.to_string()));
 
@@ -126,6 +190,24 @@ pub async fn confirm(app: &App, user: UserId, input: ConfirmInput) -> Result<Con
     app.replays.put(user, input.payment_key, output.clone());
     record_output(&output);
     Ok(output)
+}
+
+/// Another confirm holds the order — a server-side one (settle-on-read, the reconciler) or the
+/// buyer's other tab: wait for it to end, so this request answers its result (a replay: it
+/// charged nothing) rather than a 409 the buyer must retry. Bounded by one Toss timeout; an
+/// order still held after that (a confirm whose outcome is unknown) keeps answering 409.
+async fn await_other_confirm(app: &App, mut order: Order) -> Result<Order> {
+    let deadline = Instant::now() + app.config.toss_timeout;
+    let mut pause = Duration::from_millis(25);
+    while order.status == OrderStatus::Confirming && Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(400));
+        match app.store.get_order(&order.order_id).await? {
+            Some(now) => order = now,
+            None => break,
+        }
+    }
+    Ok(order)
 }
 
 fn record_output(out: &ConfirmOutput) {

@@ -248,7 +248,7 @@ pub async fn refund_to(
         let err = match result {
             Ok(view) => {
                 let rec = record_view(app, &payment, &view, "refund", &ev).await?;
-                return Ok(finish(app, &payment, &rec));
+                return finish(app, &payment, &rec).await;
             }
             Err(e) => e,
         };
@@ -275,7 +275,7 @@ pub async fn refund_to(
             }
             Outcome::Unknown | Outcome::AlreadyProcessed => {
                 match lookup_refund(app, &payment, &payment_key, &refund, &ev).await? {
-                    Looked::Settled(rec) => return Ok(finish(app, &payment, &rec)),
+                    Looked::Settled(rec) => return finish(app, &payment, &rec).await,
                     // Toss shows no such cancel: the key's answer was not a refund, and a
                     // stored error would be replayed. Ask again under a new key, with the
                     // balance Toss just reported.
@@ -371,16 +371,26 @@ fn record_payment(p: &Payment) {
     });
 }
 
-fn finish(app: &App, payment: &Payment, rec: &CancellationRecorded) -> RefundOutput {
+/// The refund's answer, from committed state. When this call revoked the enrollment it is
+/// REFUNDED for certain; otherwise the status the recording statement read may predate a
+/// concurrent writer (a CANCELED webhook that revoked it while the statement waited for the
+/// payment's row lock reads as ENROLLED under PostgreSQL's statement snapshot), so it is read
+/// again.
+async fn finish(app: &App, payment: &Payment, rec: &CancellationRecorded) -> Result<RefundOutput> {
     // A replayed confirm must not answer ENROLLED for a refunded order.
     app.replays.forget(&payment.order_id);
     crate::context::record(|f| f.status = Some(rec.payment.status.to_string()));
-    RefundOutput {
+    let enrollment_status = match rec.payment.enrollment_id {
+        Some(_) if rec.enrollment_revoked => Some(EnrollmentStatus::Refunded),
+        Some(id) => app.store.get_enrollment(id).await?.map(|e| e.status),
+        None => None,
+    };
+    Ok(RefundOutput {
         payment_id: rec.payment.id,
         status: rec.payment.status,
         refunded_amount: rec.refunded_amount(),
-        enrollment_status: rec.enrollment_status,
-    }
+        enrollment_status,
+    })
 }
 
 fn cancellation(view: &PaymentView, source: &str, ev: &EventContext) -> Cancellation {

@@ -7,6 +7,7 @@ use crate::App;
 use crate::error::{Error, Result};
 use crate::flows::event_ctx;
 use crate::flows::refunds::CloseReason;
+use crate::ops::metrics::ConfirmOutcome;
 use domain::{ErrorCode, IdempotencyKey, OrderStatus, PROVIDER_TOSS, PaymentKey, PaymentStatus};
 use std::time::Duration;
 use store::{ClaimOutcome, ClaimRequest, EventContext, Order, Settled, Settlement};
@@ -124,6 +125,7 @@ pub async fn confirm_with_provider(
     source: &str,
     ev: &EventContext,
 ) -> Result<Settled> {
+    let _in_flight = app.confirming.enter(&order.order_id);
     let mut key = IdempotencyKey::for_confirm(&order.order_id);
     let call = call_ctx();
     crate::context::record(|f| {
@@ -420,7 +422,9 @@ pub async fn apply_view(
             close_account(app, order, view, CloseReason::OrderEnded, source, ev).await?;
         }
         PaymentStatus::InProgress if order.status.is_open() => {
-            if view.total_amount != order.amount {
+            if buyer_confirms_first(app, order, OffsetDateTime::now_utc()) {
+                tracing::debug!(order_id = %order.order_id, status = order.status.as_str(), "left to the buyer's confirm for now");
+            } else if view.total_amount != order.amount {
                 // The buyer authenticated a different amount than we priced: never confirm it.
                 tracing::warn!(order_id = %order.order_id, "authenticated amount differs from order; not confirming");
             } else if app.pause.is_paused(&app.store).await? {
@@ -464,8 +468,25 @@ fn close_account<'a>(
     })
 }
 
+/// Whether a server-side confirm must leave `order` alone for now:
+/// - a PENDING order younger than `SERVER_CONFIRM_GRACE_SECONDS` since checkout: the buyer's
+///   browser confirms within seconds of authenticating, and the request that charges is the one
+///   that answers `replayed: false` and counts as the approval, so an order read, the
+///   reconciler or a webhook must not beat it to Toss;
+/// - a CONFIRMING order whose claimant's Toss confirm is still on its way in this instance: a
+///   second confirm under the same key would only repeat it (and count one approval twice).
+///   (Across instances the reconciler's own wait keeps it off orders in flight.)
+fn buyer_confirms_first(app: &App, order: &Order, now: OffsetDateTime) -> bool {
+    match order.status {
+        OrderStatus::Pending => now < order.created_at + app.config.server_confirm_grace,
+        OrderStatus::Confirming => app.confirming.contains(&order.order_id),
+        _ => false,
+    }
+}
+
 /// The buyer authenticated but our confirm never happened (tab closed) or never finished:
-/// confirm now. Errors are logged, not returned: the order simply stays open.
+/// confirm now. Errors are logged, not returned: the order simply stays open. A confirm sent
+/// to Toss here is an approval attempt like a buyer's, counted the same way.
 async fn confirm_open_order(
     app: &App,
     order: &Order,
@@ -473,6 +494,7 @@ async fn confirm_open_order(
     source: &str,
     ev: &EventContext,
 ) {
+    let _in_flight = app.confirming.enter(&order.order_id);
     let claimed = if order.status == OrderStatus::Pending {
         match app
             .store
@@ -495,9 +517,14 @@ async fn confirm_open_order(
     } else {
         Some(order.clone())
     };
-    if let Some(o) = claimed
-        && let Err(e) = confirm_with_provider(app, &o, payment_key, source, ev).await
-    {
+    let Some(o) = claimed else { return };
+    let result = confirm_with_provider(app, &o, payment_key, source, ev).await;
+    let outcome = match &result {
+        Ok(_) => ConfirmOutcome::Enrolled,
+        Err(e) => ConfirmOutcome::Error(e.code),
+    };
+    crate::ops::metrics::record_confirm(outcome, None);
+    if let Err(e) = result {
         tracing::info!(order_id = %order.order_id, code = %e.code, "server-side confirm did not settle");
     }
 }

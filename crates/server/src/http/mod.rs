@@ -247,8 +247,10 @@ pub const CLIENT_CLOSED: u16 = 499;
 
 /// A request being answered. Finishing it writes the summary line and the metrics; if the
 /// client disconnects first, the server drops the request's future and `Drop` writes them with
-/// [`CLIENT_CLOSED`], so every request still gets exactly one line. (A confirm keeps running in
-/// its detached task; its outcome is then `client_closed` here and known from the order.)
+/// [`CLIENT_CLOSED`], so every request still gets exactly one line. A confirm keeps running in
+/// its detached task: its line then waits for that task, so it carries the confirm's real
+/// status next to the 499, and the confirm counts itself with its real outcome
+/// ([`confirm_finished`]).
 struct InFlight {
     ctx: RequestCtx,
     started: Instant,
@@ -271,12 +273,14 @@ impl InFlight {
             elapsed,
             self.ctx.roundtrips(),
         );
-        if fields.function_name == Some("confirm-payment") {
+        // A confirm whose flow ran (or still runs, past a request timeout) counts itself.
+        if fields.function_name == Some("confirm-payment")
+            && fields.confirm_outcome.is_none()
+            && !self.ctx.detached_running()
+        {
             let outcome =
-                crate::ops::metrics::ConfirmOutcome::of(fields.error_code, http_status, replayed)
-                    .as_str();
-            crate::ops::metrics::record_confirm(outcome, elapsed);
-            crate::ops::alerts::observe_confirm(outcome, elapsed);
+                crate::ops::metrics::ConfirmOutcome::of(fields.error_code, http_status, replayed);
+            crate::ops::metrics::record_confirm(outcome, Some(elapsed));
         }
         request_line(RequestSummary {
             ctx: &self.ctx,
@@ -288,14 +292,58 @@ impl InFlight {
             auth_hash: self.auth_hash.take(),
         });
     }
+
+    fn client_closed(&mut self) {
+        self.ctx.record(|f| {
+            f.status.get_or_insert_with(|| "client_closed".to_owned());
+        });
+        self.finish(CLIENT_CLOSED, false);
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if !self.done {
-            self.ctx
-                .record(|f| f.status = Some("client_closed".to_owned()));
-            self.finish(CLIENT_CLOSED, false);
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(rt) if self.ctx.detached_running() => {
+                let mut rest = InFlight {
+                    ctx: self.ctx.clone(),
+                    started: self.started,
+                    method: std::mem::take(&mut self.method),
+                    path: std::mem::take(&mut self.path),
+                    route: self.route.take(),
+                    auth_hash: self.auth_hash.take(),
+                    done: false,
+                };
+                rt.spawn(async move {
+                    rest.ctx.detached_done().await;
+                    rest.client_closed();
+                });
+            }
+            _ => self.client_closed(),
         }
     }
+}
+
+/// The confirm flow has finished (in its detached task, whether or not the client is still
+/// there): count its real outcome with the request's latency, and record it for the summary
+/// line — the HTTP layer may never render the answer if the client left.
+pub(crate) fn confirm_finished(outcome: crate::ops::metrics::ConfirmOutcome) {
+    use crate::ops::metrics::ConfirmOutcome;
+    let Some(ctx) = crate::context::current() else {
+        crate::ops::metrics::record_confirm(outcome, None);
+        return;
+    };
+    ctx.record(|f| {
+        f.confirm_outcome = Some(outcome);
+        if let ConfirmOutcome::Error(code) | ConfirmOutcome::Repeated(code) = outcome {
+            f.error_code = Some(code.as_str());
+            f.status = Some("error".to_owned());
+        }
+    });
+    crate::ops::metrics::record_confirm(outcome, Some(ctx.elapsed()));
 }

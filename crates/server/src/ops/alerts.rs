@@ -8,20 +8,24 @@
 //!   hour; fires at ≥ 1 with at least [`MISMATCH_MIN_CONFIRMS`] confirms in the hour.
 //! - `approval_failure_rate`: over a 5-minute moving window, approval failures / approval
 //!   attempts > 2 % with at least [`APPROVAL_MIN_ATTEMPTS`] attempts. An approval failure is a
-//!   confirm that went to the provider and did not end enrolled: declined
-//!   (`E_PAYMENT_REJECTED`), provider unavailable or timed out (`E_PG_UNAVAILABLE`,
-//!   `E_PG_TIMEOUT`) or an internal error. Attempts are those plus fresh enrollments. Client
-//!   errors (amount mismatch, validation, auth, expired order, already enrolled) and replays
-//!   are not attempts: a buyer tampering with an amount is not the provider failing.
-//! - `confirm_latency_p95`: p95 of confirm latency per minute; fires when each of the last 15
-//!   complete minutes had at least [`LATENCY_MIN_PER_MINUTE`] confirms and a p95 above
-//!   1,500 ms (a quiet minute interrupts "sustained"). Value: the lowest of those 15 p95s.
+//!   confirm that went to the provider and did not end enrolled: declined, provider unavailable
+//!   or timed out, or an internal error ([`classify`]). Attempts are those plus fresh
+//!   enrollments — a buyer's own or a server-side confirm (settle-on-read, the reconciler) that
+//!   called Toss. Client errors (amount mismatch, validation, auth, expired order, already
+//!   enrolled) and replays are not attempts: a buyer tampering with an amount is not the
+//!   provider failing.
+//! - `confirm_latency_p95`: p95 of the buyer's confirm latency per minute; fires when each of
+//!   the last 15 complete minutes had at least [`LATENCY_MIN_PER_MINUTE`] confirms and a p95
+//!   above 1,500 ms (a quiet minute interrupts "sustained"). Value: the lowest of those 15
+//!   p95s.
 //!
 //! "Confirms" everywhere exclude requests refused before the confirm flow ran (auth,
 //! validation, rate limit: [`ConfirmClass::Rejected`]). The evaluator takes `now` as an
-//! argument so tests drive time; the server feeds it from the `observe` middleware and
+//! argument so tests drive time; the server feeds it through
+//! [`crate::ops::metrics::record_confirm`] (the same call that counts the metric) and
 //! evaluates it on a ticker ([`spawn_ticker`]).
 
+use crate::ops::metrics::ConfirmOutcome;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Mutex, OnceLock};
@@ -50,36 +54,108 @@ pub const LATENCY_MIN_PER_MINUTE: usize = 3;
 /// Samples kept at most (the oldest are dropped first): bounds memory under any load.
 const MAX_SAMPLES: usize = 500_000;
 
-/// What a confirm's outcome counts as.
+/// What a confirm's outcome counts as: the `class` label of `coursepay_confirm_total`, which
+/// `deploy/prometheus/alerts.yml` selects on, so the rules there never spell error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmClass {
+    /// An approval attempt that ended enrolled.
     Enrolled,
+    /// An approval attempt the provider declined (the buyer's card, balance, limits).
+    Declined,
+    /// An approval attempt that failed on the provider's side or ours (unavailable, timed out,
+    /// an internal error): the outage signal.
+    ProviderFailure,
+    /// No charge by this confirm: a repeat of one that already ended.
     Replayed,
     AmountMismatch,
-    ApprovalFailure,
-    /// A confirm that ran but is neither (expired order, already enrolled, in progress, ...).
+    /// A confirm that ran but is none of these (expired order, already enrolled, in progress,
+    /// paused, ...).
     Other,
     /// Refused before the confirm flow ran: not a confirm for any rule.
     Rejected,
 }
 
-/// Classify a confirm outcome label ("enrolled", "replayed" or an error code).
-pub fn classify(outcome: &str) -> ConfirmClass {
-    match outcome {
-        "enrolled" => ConfirmClass::Enrolled,
-        "replayed" => ConfirmClass::Replayed,
-        "E_AMOUNT_MISMATCH" => ConfirmClass::AmountMismatch,
-        "E_PAYMENT_REJECTED" | "E_PG_UNAVAILABLE" | "E_PG_TIMEOUT" | "E_INTERNAL" => {
-            ConfirmClass::ApprovalFailure
+impl ConfirmClass {
+    /// Every class (the `class` label values).
+    pub const ALL: [ConfirmClass; 7] = [
+        ConfirmClass::Enrolled,
+        ConfirmClass::Declined,
+        ConfirmClass::ProviderFailure,
+        ConfirmClass::Replayed,
+        ConfirmClass::AmountMismatch,
+        ConfirmClass::Other,
+        ConfirmClass::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmClass::Enrolled => "enrolled",
+            ConfirmClass::Declined => "declined",
+            ConfirmClass::ProviderFailure => "provider_failure",
+            ConfirmClass::Replayed => "replayed",
+            ConfirmClass::AmountMismatch => "amount_mismatch",
+            ConfirmClass::Other => "other",
+            ConfirmClass::Rejected => "rejected",
         }
-        "E_UNAUTHORIZED"
-        | "E_FORBIDDEN"
-        | "E_INVALID_REQUEST"
-        | "E_PAYLOAD_TOO_LARGE"
-        | "E_RATE_LIMITED"
-        | "E_METHOD_NOT_ALLOWED"
-        | "E_IDEMPOTENCY_KEY_REUSED" => ConfirmClass::Rejected,
-        _ => ConfirmClass::Other,
+    }
+
+    /// Counted by the rules as a confirm at all (the amount-mismatch rule's denominator).
+    pub fn is_confirm(self) -> bool {
+        self != ConfirmClass::Rejected
+    }
+
+    /// A confirm that went to the provider and did not end enrolled.
+    pub fn is_approval_failure(self) -> bool {
+        matches!(self, ConfirmClass::Declined | ConfirmClass::ProviderFailure)
+    }
+
+    /// The approval rule's denominator: fresh enrollments plus approval failures.
+    pub fn is_approval_attempt(self) -> bool {
+        self == ConfirmClass::Enrolled || self.is_approval_failure()
+    }
+}
+
+/// Classify a confirm outcome. Exhaustive over the error catalog: a new code does not compile
+/// until someone decides what it means for the alerts.
+pub fn classify(outcome: ConfirmOutcome) -> ConfirmClass {
+    use domain::ErrorCode as E;
+    let code = match outcome {
+        ConfirmOutcome::Enrolled => return ConfirmClass::Enrolled,
+        ConfirmOutcome::Replayed | ConfirmOutcome::Repeated(_) => return ConfirmClass::Replayed,
+        // The flow never ran (a client leaving mid-flow is counted with the flow's outcome).
+        ConfirmOutcome::ClientClosed => return ConfirmClass::Rejected,
+        ConfirmOutcome::Error(code) => code,
+    };
+    match code {
+        E::AmountMismatch => ConfirmClass::AmountMismatch,
+        E::PaymentRejected => ConfirmClass::Declined,
+        E::PgUnavailable | E::PgTimeout | E::Internal => ConfirmClass::ProviderFailure,
+        E::Unauthorized
+        | E::Forbidden
+        | E::InvalidRequest
+        | E::PayloadTooLarge
+        | E::RateLimited
+        | E::MethodNotAllowed
+        | E::IdempotencyKeyReused => ConfirmClass::Rejected,
+        E::NotFound
+        | E::CourseNotFound
+        | E::OrderNotFound
+        | E::OrderExpired
+        | E::AlreadyEnrolled
+        | E::ConfirmInProgress
+        | E::PaymentsPaused
+        | E::PaymentNotFound
+        | E::RefundNotAllowed
+        | E::EnrollmentNotFound
+        | E::NotEnrolled
+        | E::AttemptNotFound
+        | E::AttemptAlreadySubmitted
+        | E::AttemptLimitReached
+        | E::TooManyOpenOrders
+        | E::WebhookInvalidSig
+        | E::WebhookReplayed
+        | E::ServiceUnavailable
+        | E::RequestTimeout => ConfirmClass::Other,
     }
 }
 
@@ -87,7 +163,8 @@ pub fn classify(outcome: &str) -> ConfirmClass {
 struct Sample {
     at: i64,
     class: ConfirmClass,
-    latency_ms: f64,
+    /// None for a server-side confirm: no buyer waited for it.
+    latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -222,8 +299,13 @@ impl Evaluator {
         (len.as_secs() / u64::from(self.time_scale.max(1))) as i64
     }
 
-    /// Record one answered confirm.
-    pub fn record(&mut self, now: OffsetDateTime, outcome: &str, latency: Duration) {
+    /// Record one confirm (`latency`: the buyer's request time; None for a server-side one).
+    pub fn record(
+        &mut self,
+        now: OffsetDateTime,
+        outcome: ConfirmOutcome,
+        latency: Option<Duration>,
+    ) {
         let class = classify(outcome);
         if class == ConfirmClass::Rejected {
             return;
@@ -234,7 +316,7 @@ impl Evaluator {
         self.samples.push_back(Sample {
             at: now.unix_timestamp(),
             class,
-            latency_ms: latency.as_secs_f64() * 1000.0,
+            latency_ms: latency.map(|l| l.as_secs_f64() * 1000.0),
         });
     }
 
@@ -275,14 +357,8 @@ impl Evaluator {
 
         let (mut attempts, mut failures) = (0usize, 0usize);
         for s in self.window(now, APPROVAL_WINDOW) {
-            match s.class {
-                ConfirmClass::Enrolled => attempts += 1,
-                ConfirmClass::ApprovalFailure => {
-                    attempts += 1;
-                    failures += 1;
-                }
-                _ => {}
-            }
+            attempts += usize::from(s.class.is_approval_attempt());
+            failures += usize::from(s.class.is_approval_failure());
         }
         let ratio = if attempts == 0 {
             0.0
@@ -308,7 +384,7 @@ impl Evaluator {
                 .samples
                 .iter()
                 .filter(|s| s.at.div_euclid(minute) == m)
-                .map(|s| s.latency_ms)
+                .filter_map(|s| s.latency_ms)
                 .collect();
             fewest = fewest.min(lat.len());
             if lat.len() < LATENCY_MIN_PER_MINUTE {
@@ -479,8 +555,9 @@ pub fn set_time_scale(k: u32) {
     }
 }
 
-/// Feed the process's evaluator with one answered confirm (the `observe` middleware).
-pub fn observe_confirm(outcome: &str, latency: Duration) {
+/// Feed the process's evaluator with one confirm (only through
+/// [`crate::ops::metrics::record_confirm`], which counts it in the metric too).
+pub(crate) fn observe_confirm(outcome: ConfirmOutcome, latency: Option<Duration>) {
     if let Ok(mut ev) = global().lock() {
         ev.record(OffsetDateTime::now_utc(), outcome, latency);
     }
@@ -536,9 +613,16 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn feed(ev: &mut Evaluator, at: OffsetDateTime, outcome: &str, n: usize, latency: Duration) {
+    /// The outcome whose label is `s` (the label is what the tests below speak).
+    fn outcome(s: &str) -> ConfirmOutcome {
+        ConfirmOutcome::all()
+            .find(|o| o.as_str() == s && !matches!(o, ConfirmOutcome::Repeated(_)))
+            .unwrap()
+    }
+
+    fn feed(ev: &mut Evaluator, at: OffsetDateTime, label: &str, n: usize, latency: Duration) {
         for _ in 0..n {
-            ev.record(at, outcome, latency);
+            ev.record(at, outcome(label), Some(latency));
         }
     }
 
@@ -585,46 +669,76 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(classify("enrolled"), ConfirmClass::Enrolled);
-        assert_eq!(classify("E_PG_TIMEOUT"), ConfirmClass::ApprovalFailure);
-        assert_eq!(classify("E_AMOUNT_MISMATCH"), ConfirmClass::AmountMismatch);
-        assert_eq!(classify("E_UNAUTHORIZED"), ConfirmClass::Rejected);
-        assert_eq!(classify("E_ORDER_EXPIRED"), ConfirmClass::Other);
+        let class = |s: &str| classify(outcome(s));
+        assert_eq!(class("enrolled"), ConfirmClass::Enrolled);
+        assert_eq!(class("E_PG_TIMEOUT"), ConfirmClass::ProviderFailure);
+        assert_eq!(class("E_PAYMENT_REJECTED"), ConfirmClass::Declined);
+        assert_eq!(class("E_AMOUNT_MISMATCH"), ConfirmClass::AmountMismatch);
+        assert_eq!(class("E_UNAUTHORIZED"), ConfirmClass::Rejected);
+        assert_eq!(class("E_ORDER_EXPIRED"), ConfirmClass::Other);
+        assert_eq!(class("client_closed"), ConfirmClass::Rejected);
+        // A repeat of a decline is no approval attempt; a non-approval code is never a repeat.
+        let repeat = ConfirmOutcome::repeated(domain::ErrorCode::PaymentRejected);
+        assert_eq!(
+            repeat,
+            ConfirmOutcome::Repeated(domain::ErrorCode::PaymentRejected)
+        );
+        assert_eq!(classify(repeat), ConfirmClass::Replayed);
+        assert!(!classify(repeat).is_approval_attempt());
+        assert_eq!(
+            ConfirmOutcome::repeated(domain::ErrorCode::AlreadyEnrolled),
+            ConfirmOutcome::Error(domain::ErrorCode::AlreadyEnrolled)
+        );
+        for c in ConfirmClass::ALL {
+            assert_eq!(
+                c.is_approval_attempt(),
+                c == ConfirmClass::Enrolled || c.is_approval_failure()
+            );
+        }
     }
 
-    /// deploy/prometheus/alerts.yml must classify outcomes as this module does.
+    /// deploy/prometheus/alerts.yml selects confirms by the `class` label, never by error code,
+    /// and each selector picks exactly the classes this module counts.
     #[test]
     fn promql_rules_use_the_same_classification() {
         let rules = include_str!("../../../../deploy/prometheus/alerts.yml");
-        let regex_after = |marker: &str| -> Vec<String> {
-            let start = rules.find(marker).unwrap() + marker.len();
-            let end = start + rules[start..].find('"').unwrap();
-            rules[start..end].split('|').map(str::to_owned).collect()
-        };
-        let rejected = regex_after("outcome!~\"");
-        let attempts = regex_after("outcome=~\"enrolled|");
-        // The first `outcome=~` list is the approval rule's numerator.
-        let failures = regex_after("outcome=~\"");
-        for code in domain::ErrorCode::ALL {
-            let c = code.as_str();
-            let class = classify(c);
-            assert_eq!(
-                rejected.iter().any(|r| r == c),
-                class == ConfirmClass::Rejected,
-                "{c}"
-            );
-            assert_eq!(
-                attempts.iter().any(|r| r == c),
-                class == ConfirmClass::ApprovalFailure,
-                "{c}"
-            );
-            assert_eq!(
-                failures.iter().any(|r| r == c),
-                class == ConfirmClass::ApprovalFailure,
-                "{c}"
-            );
+        // Every selector on coursepay_confirm_total, as (operator, value).
+        let mut selectors = std::collections::BTreeSet::new();
+        for (i, _) in rules.match_indices("coursepay_confirm_total{") {
+            let rest = &rules[i + "coursepay_confirm_total{".len()..];
+            let sel = &rest[..rest.find('}').unwrap()];
+            let sel = sel.strip_prefix("class").expect("selects on class only");
+            let (op, value) = sel.split_at(sel.find('"').unwrap());
+            selectors.insert((op.to_owned(), value.trim_matches('"').to_owned()));
         }
-        assert!(rules.contains("outcome=\"E_AMOUNT_MISMATCH\""));
+        let picks = |op: &str, value: &str| -> Vec<ConfirmClass> {
+            let names: Vec<&str> = value.split('|').collect();
+            ConfirmClass::ALL
+                .into_iter()
+                .filter(|c| match op {
+                    "=" | "=~" => names.contains(&c.as_str()),
+                    "!=" | "!~" => !names.contains(&c.as_str()),
+                    other => panic!("operator {other}"),
+                })
+                .collect()
+        };
+        let wanted = |f: fn(ConfirmClass) -> bool| -> Vec<ConfirmClass> {
+            ConfirmClass::ALL.into_iter().filter(|c| f(*c)).collect()
+        };
+        let mut found = Vec::new();
+        for (op, value) in &selectors {
+            found.push(picks(op, value));
+        }
+        let expected = [
+            wanted(ConfirmClass::is_confirm),
+            wanted(ConfirmClass::is_approval_failure),
+            wanted(ConfirmClass::is_approval_attempt),
+            wanted(|c| c == ConfirmClass::AmountMismatch),
+        ];
+        for e in &expected {
+            assert!(found.contains(e), "no selector picks {e:?}: {selectors:?}");
+        }
+        assert_eq!(found.len(), expected.len(), "{selectors:?}");
         assert!(rules.contains("> 0.02") && rules.contains("for: 15m"));
     }
 
@@ -838,7 +952,7 @@ mod tests {
         let (url, mut rx) = receiver().await;
         let notifier = Notifier::new(&url).unwrap();
         for _ in 0..APPROVAL_MIN_ATTEMPTS {
-            observe_confirm("E_PG_UNAVAILABLE", ms(20));
+            crate::ops::metrics::record_confirm(outcome("E_PG_UNAVAILABLE"), Some(ms(20)));
         }
         let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
         let ch = evaluate_global(now, Some(&notifier));

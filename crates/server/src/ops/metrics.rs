@@ -115,7 +115,7 @@ fn describe() {
     );
     describe_counter!(
         CONFIRMS,
-        "Payment confirms by outcome: enrolled, replayed or the error code answered"
+        "Payment confirms (buyer requests and server-side confirms) by outcome (enrolled, replayed or the error code) and alert class"
     );
     describe_histogram!(
         CONFIRM_DURATION,
@@ -191,17 +191,15 @@ pub fn route_label(route: Option<&str>) -> String {
     route.unwrap_or("unmatched").to_owned()
 }
 
+/// The method labels besides "OTHER".
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
 fn method_label(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "OTHER",
-    }
+    METHODS
+        .iter()
+        .copied()
+        .find(|m| *m == method)
+        .unwrap_or("OTHER")
 }
 
 /// One finished HTTP request (called by the `observe` middleware).
@@ -220,22 +218,28 @@ pub fn record_request(
     metrics::histogram!(DB_ROUND_TRIPS, "route" => route).record(f64::from(round_trips));
 }
 
-/// The `outcome` label of `coursepay_confirm_total`: what one answered confirm request was.
+/// The `outcome` label of `coursepay_confirm_total`: what one confirm was — a buyer's request,
+/// or a server-side confirm (settle-on-read, the reconciler) that called Toss itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    /// This request claimed the order and Toss captured the payment (answered `replayed: false`).
+    /// This confirm claimed the order and Toss captured the payment (answered `replayed: false`).
     Enrolled,
     /// A repeat of a confirm that already succeeded (`replayed: true`): no charge by this request.
     Replayed,
-    /// The client went away before the answer (nginx's 499).
+    /// The client went away before the confirm flow started (nginx's 499): nothing was done.
+    /// A client leaving once the flow runs is counted with the flow's real outcome.
     ClientClosed,
     /// Answered with this error code.
     Error(domain::ErrorCode),
+    /// Answered with this approval failure from a confirm that had already ended (a repeat of
+    /// a declined confirm, or one a server-side confirm finished first): this request did not
+    /// call Toss, so it is no approval attempt. Built by [`ConfirmOutcome::repeated`] only.
+    Repeated(domain::ErrorCode),
 }
 
 impl ConfirmOutcome {
-    /// The outcome of a confirm request from what it answered: its error code if any, else
-    /// its status and whether it carried `Idempotent-Replayed`.
+    /// The outcome of a request the confirm flow never ran for, from what it answered: its
+    /// error code if any, else its status and whether it carried `Idempotent-Replayed`.
     pub fn of(error_code: Option<&str>, http_status: u16, replayed: bool) -> Self {
         match error_code {
             Some(code) => domain::ErrorCode::ALL
@@ -250,41 +254,60 @@ impl ConfirmOutcome {
         }
     }
 
+    /// `code` answered from the order as found, without calling Toss: a repeat when the code
+    /// is an approval failure, otherwise simply that answer.
+    pub fn repeated(code: domain::ErrorCode) -> Self {
+        if crate::ops::alerts::classify(ConfirmOutcome::Error(code)).is_approval_failure() {
+            ConfirmOutcome::Repeated(code)
+        } else {
+            ConfirmOutcome::Error(code)
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConfirmOutcome::Enrolled => "enrolled",
             ConfirmOutcome::Replayed => "replayed",
             ConfirmOutcome::ClientClosed => "client_closed",
-            ConfirmOutcome::Error(code) => code.as_str(),
+            ConfirmOutcome::Error(code) | ConfirmOutcome::Repeated(code) => code.as_str(),
         }
     }
 
-    /// Every outcome label the code can produce (the error codes come from the catalog's
-    /// complete list), each created at 0 on startup.
+    /// Every outcome the code can produce (the error codes come from the catalog's complete
+    /// list; repeats are exactly the approval failures), each created at 0 on startup.
     pub fn all() -> impl Iterator<Item = ConfirmOutcome> {
+        let codes = domain::ErrorCode::ALL.iter().copied();
         [
             ConfirmOutcome::Enrolled,
             ConfirmOutcome::Replayed,
             ConfirmOutcome::ClientClosed,
         ]
         .into_iter()
+        .chain(codes.clone().map(ConfirmOutcome::Error))
         .chain(
-            domain::ErrorCode::ALL
-                .iter()
-                .map(|c| ConfirmOutcome::Error(*c)),
+            codes
+                .map(ConfirmOutcome::repeated)
+                .filter(|o| matches!(o, ConfirmOutcome::Repeated(_))),
         )
     }
 }
 
-/// One finished confirm: `outcome` is "enrolled", "replayed" or the error code. The latency
-/// histogram leaves out requests refused before the confirm flow ran (auth, validation): they
-/// are fast and would hide a slow provider.
-pub fn record_confirm(outcome: &str, elapsed: Duration) {
+/// One finished confirm, counted in `coursepay_confirm_total` (labelled with its outcome and
+/// its alert class) and fed to the in-process alert evaluator — one function, so the two can
+/// never disagree. `latency` is the buyer's request time; a server-side confirm has none and
+/// stays out of the latency histogram and the latency rule. Requests refused before the confirm
+/// flow ran (auth, validation) are left out of the histogram: they are fast and would hide a
+/// slow provider.
+pub fn record_confirm(outcome: ConfirmOutcome, latency: Option<Duration>) {
     install();
-    counter!(CONFIRMS, "outcome" => outcome.to_owned()).increment(1);
-    if crate::ops::alerts::classify(outcome) != crate::ops::alerts::ConfirmClass::Rejected {
-        metrics::histogram!(CONFIRM_DURATION).record(elapsed.as_secs_f64());
+    let class = crate::ops::alerts::classify(outcome);
+    counter!(CONFIRMS, "outcome" => outcome.as_str(), "class" => class.as_str()).increment(1);
+    if let Some(latency) = latency
+        && class != crate::ops::alerts::ConfirmClass::Rejected
+    {
+        metrics::histogram!(CONFIRM_DURATION).record(latency.as_secs_f64());
     }
+    crate::ops::alerts::observe_confirm(outcome, latency);
 }
 
 /// One Toss API call. `outcome`: "ok", "api_error" (Toss answered an error body), "timeout",
@@ -401,16 +424,50 @@ pub fn set_alert_firing(rule: &'static str, firing: bool) {
     gauge!(ALERT_FIRING, "rule" => rule).set(if firing { 1.0 } else { 0.0 });
 }
 
-/// The route whose HTTP series the dashboard names (the confirm time split).
-const CONFIRM_ROUTE: &str = "/v1/payments/confirm";
+/// The route label of requests no route matched (the storefront fallback).
+const UNMATCHED: &str = "unmatched";
+
+/// Every `(route, method, status)` the router can answer, derived from the OpenAPI document —
+/// itself generated from the routes, each operation's answers and the error catalog's statuses
+/// for the codes each operation can give — plus [`crate::http::CLIENT_CLOSED`] on every
+/// operation (any client can leave) and the fallback's answers: storefront files (200 to GET and
+/// HEAD) and 404 to any method.
+pub fn http_series() -> Vec<(String, &'static str, String)> {
+    let mut series = Vec::new();
+    let doc = crate::http::openapi::document();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (route, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            for (method, op) in item {
+                let Some(responses) = op["responses"].as_object() else {
+                    continue;
+                };
+                let method = method_label(&method.to_ascii_uppercase());
+                let closed = crate::http::CLIENT_CLOSED.to_string();
+                for status in responses.keys().chain(std::iter::once(&closed)) {
+                    series.push((route.clone(), method, status.clone()));
+                }
+            }
+        }
+    }
+    for method in METHODS.iter().copied().chain(std::iter::once("OTHER")) {
+        series.push((UNMATCHED.to_owned(), method, "404".to_owned()));
+        if matches!(method, "GET" | "HEAD") {
+            series.push((UNMATCHED.to_owned(), method, "200".to_owned()));
+        }
+    }
+    series
+}
 
 /// Every series the alert rules and the dashboard read exists from the first scrape, at 0, for
 /// every label value the code can produce: a counter that appears only at its first
 /// increment hides that increment from `rate()`/`increase()` (there is no earlier sample to
 /// difference against). The label values come from the same enums the recording code uses.
 ///
-/// `coursepay_http_requests_total` is the exception: its `status` dimension per route is not
-/// enumerated (that would invent route/status pairs that never happen); no rule reads it.
+/// `coursepay_http_requests_total` gets every route × method × status the router can answer
+/// ([`http_series`]), and the per-route histograms every route.
 fn ensure_defaults() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
@@ -421,7 +478,8 @@ fn ensure_defaults() {
             gauge!(ALERT_FIRING, "rule" => *rule).increment(0.0);
         }
         for outcome in ConfirmOutcome::all() {
-            counter!(CONFIRMS, "outcome" => outcome.as_str()).increment(0);
+            let class = crate::ops::alerts::classify(outcome).as_str();
+            counter!(CONFIRMS, "outcome" => outcome.as_str(), "class" => class).increment(0);
         }
         // Registering a histogram makes it render with zero buckets.
         let _ = metrics::histogram!(CONFIRM_DURATION);
@@ -432,8 +490,16 @@ fn ensure_defaults() {
                 let _ = metrics::histogram!(TOSS_DURATION, "operation" => op, "outcome" => outcome);
             }
         }
-        let _ = metrics::histogram!(HTTP_DURATION, "route" => CONFIRM_ROUTE);
-        let _ = metrics::histogram!(DB_ROUND_TRIPS, "route" => CONFIRM_ROUTE);
+        let mut routes = std::collections::BTreeSet::new();
+        for (route, method, status) in http_series() {
+            counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+                .increment(0);
+            routes.insert(route);
+        }
+        for route in routes {
+            let _ = metrics::histogram!(HTTP_DURATION, "route" => route.clone());
+            let _ = metrics::histogram!(DB_ROUND_TRIPS, "route" => route);
+        }
     });
 }
 
@@ -493,6 +559,9 @@ pub async fn scrape(State(app): State<App>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The route whose HTTP series the dashboard names (the confirm time split).
+    const CONFIRM_ROUTE: &str = "/v1/payments/confirm";
 
     #[test]
     fn labels_are_bounded() {
@@ -565,10 +634,19 @@ mod tests {
     fn labelled_series_exist_from_startup() {
         let text = render();
         for outcome in ConfirmOutcome::all() {
-            let series = format!("{CONFIRMS}{{outcome=\"{}\"}}", outcome.as_str());
+            let series = format!(
+                "{CONFIRMS}{{outcome=\"{}\",class=\"{}\"}}",
+                outcome.as_str(),
+                crate::ops::alerts::classify(outcome).as_str()
+            );
             assert!(text.contains(&series), "missing {series}");
         }
-        assert!(text.contains("coursepay_confirm_total{outcome=\"E_AMOUNT_MISMATCH\"}"));
+        assert!(text.contains(
+            "coursepay_confirm_total{outcome=\"E_AMOUNT_MISMATCH\",class=\"amount_mismatch\"}"
+        ));
+        assert!(text.contains(
+            "coursepay_confirm_total{outcome=\"E_PAYMENT_REJECTED\",class=\"replayed\"}"
+        ));
         for op in TOSS_OPERATIONS {
             for outcome in TossOutcome::ALL {
                 let labels = format!(
@@ -584,6 +662,30 @@ mod tests {
             }
         }
         assert!(text.contains(&format!("{CONFIRM_DURATION}_count")));
+        let http = http_series();
+        for (route, method, status) in &http {
+            let series = format!(
+                "{HTTP_REQUESTS}{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}}"
+            );
+            assert!(text.contains(&series), "missing {series}");
+        }
+        // Derived, not listed: the confirm's documented answers and the fallback are there.
+        for (route, method, status) in [
+            (CONFIRM_ROUTE, "POST", "200"),
+            (CONFIRM_ROUTE, "POST", "400"),
+            (CONFIRM_ROUTE, "POST", "402"),
+            (CONFIRM_ROUTE, "POST", "409"),
+            (CONFIRM_ROUTE, "POST", "499"),
+            (CONFIRM_ROUTE, "POST", "504"),
+            ("/v1/orders/{orderId}", "GET", "404"),
+            (UNMATCHED, "GET", "404"),
+        ] {
+            assert!(
+                http.iter()
+                    .any(|(r, m, s)| r == route && *m == method && s == status),
+                "{route} {method} {status}"
+            );
+        }
         assert!(text.contains(&format!(
             "{HTTP_DURATION}_count{{route=\"{CONFIRM_ROUTE}\"}}"
         )));

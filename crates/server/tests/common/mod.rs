@@ -12,6 +12,9 @@ use store::DynStore;
 
 pub use store::Backend;
 
+/// Where Toss delivers webhooks.
+pub const WEBHOOK_PATH: &str = "/v1/webhooks/toss";
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -58,6 +61,9 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Te
     let addr = listener.local_addr().unwrap();
     let mut config = Config::development();
     config.toss_timeout = Duration::from_secs(2);
+    // Most tests play a buyer who closed the tab after authenticating: an order read must
+    // confirm at once. Tests of the grace itself set it.
+    config.server_confirm_grace = Duration::ZERO;
     tweak(&mut config);
     let sandbox = toss_sandbox::Sandbox::new(toss_sandbox::SandboxConfig {
         secret_keys: vec![DEV_TOSS_SECRET_KEY.to_owned()],
@@ -148,6 +154,16 @@ impl TestApp {
             req = req.header(*k, *v);
         }
         into_resp(req.send().await.unwrap()).await
+    }
+
+    /// One webhook delivery to `POST /v1/webhooks/toss`: `body` as sent, with `headers`
+    /// (signature, timestamp, transmission id — whatever the case needs, nothing added).
+    pub async fn deliver_webhook(&self, body: &[u8], headers: &[(String, String)]) -> Resp {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.post_raw(WEBHOOK_PATH, None, body.to_vec(), &h).await
     }
 
     pub async fn create_course(&self, price: i64) -> String {

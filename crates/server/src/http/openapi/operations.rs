@@ -96,7 +96,10 @@ fn checkout() {}
 ///
 /// The amount is compared with the order's before the provider is called. Repeating a
 /// successful confirm answers the same body with `replayed: true` and nothing is charged
-/// again; the same confirm while the first still runs gets 409 `E_CONFIRM_IN_PROGRESS`.
+/// again. The same confirm while another one of the order still runs (the buyer's other tab,
+/// or the server confirming a payment the buyer left) waits for it, up to one provider
+/// timeout, and answers its result with `replayed: true`; only if it is still running then
+/// does it get 409 `E_CONFIRM_IN_PROGRESS`.
 #[utoipa::path(post, path = "/v1/payments/confirm", operation_id = "confirmPayment", tag = "payments",
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Optional, 1 to 300 visible ASCII characters. The same key with a different \
