@@ -56,8 +56,9 @@ pub struct Config {
     pub order_ttl: Duration,
     pub toss_timeout: Duration,
     pub reconcile_interval: Duration,
-    /// `SERVER_CONFIRM_GRACE_SECONDS`: how long after checkout only the buyer's own confirm may
-    /// charge an order; settle-on-read, the reconciler and webhooks confirm at Toss after that.
+    /// `SERVER_CONFIRM_GRACE_SECONDS`: how long after checkout only the buyer (a confirm, or the
+    /// buyer's own order read) may charge an order; the reconciler and webhooks confirm at Toss
+    /// after that.
     pub server_confirm_grace: Duration,
     /// Exam attempts a buyer may start per course (enrollment).
     pub exam_max_attempts: u32,

@@ -341,7 +341,7 @@ async fn supersede_lost_refund(
                 None => rec.payment.balance == Money::ZERO,
             };
             if same {
-                Ok(Superseded::AlreadyDone(finish(app, payment, &rec)))
+                Ok(Superseded::AlreadyDone(finish(app, payment, &rec).await?))
             } else {
                 Err(Error::new(ErrorCode::RefundNotAllowed).with_detail(format!(
                     "an earlier refund of {} was carried out by the provider meanwhile; check the balance and ask again",

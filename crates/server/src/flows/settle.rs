@@ -422,7 +422,7 @@ pub async fn apply_view(
             close_account(app, order, view, CloseReason::OrderEnded, source, ev).await?;
         }
         PaymentStatus::InProgress if order.status.is_open() => {
-            if buyer_confirms_first(app, order, OffsetDateTime::now_utc()) {
+            if buyer_confirms_first(app, order, source, OffsetDateTime::now_utc()) {
                 tracing::debug!(order_id = %order.order_id, status = order.status.as_str(), "left to the buyer's confirm for now");
             } else if view.total_amount != order.amount {
                 // The buyer authenticated a different amount than we priced: never confirm it.
@@ -468,17 +468,24 @@ fn close_account<'a>(
     })
 }
 
+/// The `source` of an order read by its own buyer (`GET /v1/orders/{id}`).
+pub const OWNER_READ: &str = "settle-on-read";
+
 /// Whether a server-side confirm must leave `order` alone for now:
-/// - a PENDING order younger than `SERVER_CONFIRM_GRACE_SECONDS` since checkout: the buyer's
-///   browser confirms within seconds of authenticating, and the request that charges is the one
-///   that answers `replayed: false` and counts as the approval, so an order read, the
-///   reconciler or a webhook must not beat it to Toss;
+/// - a PENDING order younger than `SERVER_CONFIRM_GRACE_SECONDS` since checkout, unless the
+///   buyer is the one reading it: the buyer's browser confirms within seconds of authenticating,
+///   and the request that charges is the one that answers `replayed: false` and counts as the
+///   approval, so the reconciler or a webhook must not beat it to Toss. The buyer's own order
+///   read is the buyer's request (a tab that died before the success page, seed QA 4): it
+///   charges at once and is counted as the approval, and a later confirm answers the replay;
 /// - a CONFIRMING order whose claimant's Toss confirm is still on its way in this instance: a
 ///   second confirm under the same key would only repeat it (and count one approval twice).
 ///   (Across instances the reconciler's own wait keeps it off orders in flight.)
-fn buyer_confirms_first(app: &App, order: &Order, now: OffsetDateTime) -> bool {
+fn buyer_confirms_first(app: &App, order: &Order, source: &str, now: OffsetDateTime) -> bool {
     match order.status {
-        OrderStatus::Pending => now < order.created_at + app.config.server_confirm_grace,
+        OrderStatus::Pending => {
+            source != OWNER_READ && now < order.created_at + app.config.server_confirm_grace
+        }
         OrderStatus::Confirming => app.confirming.contains(&order.order_id),
         _ => false,
     }

@@ -155,7 +155,8 @@ pub fn classify(outcome: ConfirmOutcome) -> ConfirmClass {
         | E::WebhookInvalidSig
         | E::WebhookReplayed
         | E::ServiceUnavailable
-        | E::RequestTimeout => ConfirmClass::Other,
+        | E::RequestTimeout
+        | E::OrderNotCancelable => ConfirmClass::Other,
     }
 }
 

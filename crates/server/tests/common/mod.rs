@@ -61,8 +61,8 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Te
     let addr = listener.local_addr().unwrap();
     let mut config = Config::development();
     config.toss_timeout = Duration::from_secs(2);
-    // Most tests play a buyer who closed the tab after authenticating: an order read must
-    // confirm at once. Tests of the grace itself set it.
+    // Most tests expect the reconciler and webhooks to confirm an authenticated order at once
+    // (the buyer's own order read always does). Tests of the grace itself set it.
     config.server_confirm_grace = Duration::ZERO;
     tweak(&mut config);
     let sandbox = toss_sandbox::Sandbox::new(toss_sandbox::SandboxConfig {
