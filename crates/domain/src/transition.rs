@@ -29,6 +29,9 @@ pub enum OrderEvent {
     Settle { duplicate: bool },
     /// The order's payment was cancelled down to a zero balance.
     Refund,
+    /// The buyer deposited again into a virtual account whose deposit the bank had taken
+    /// back (see [`is_redeposit`]).
+    Redeposit,
 }
 
 impl OrderEvent {
@@ -40,6 +43,7 @@ impl OrderEvent {
         OrderEvent::Settle { duplicate: false },
         OrderEvent::Settle { duplicate: true },
         OrderEvent::Refund,
+        OrderEvent::Redeposit,
     ];
 }
 
@@ -61,6 +65,7 @@ impl OrderStatus {
             (_, OrderEvent::Settle { duplicate: true }) => Some(Failed),
             (_, OrderEvent::Settle { duplicate: false }) => Some(Paid),
             (Paid | Failed, OrderEvent::Refund) => Some(Refunded),
+            (Refunded, OrderEvent::Redeposit) => Some(Paid),
             _ => None,
         }
     }
@@ -69,12 +74,14 @@ impl OrderStatus {
 impl PaymentStatus {
     /// A recorded payment after a cancellation took its balance down to `balance_left` won
     /// (never called when the balance did not drop: the balance only goes down, so an
-    /// out-of-order report can never move a payment backwards).
-    pub fn after_cancel(self, balance_left: i64) -> PaymentStatus {
-        if balance_left == 0 {
-            PaymentStatus::Canceled
-        } else {
-            PaymentStatus::PartialCanceled
+    /// out-of-order report can never move a payment backwards). `reported` is the status
+    /// Toss gave with it: a deposit the bank took back reads WAITING_FOR_DEPOSIT, and the
+    /// payment says so, because the account can take a deposit again ([`is_redeposit`]).
+    pub fn after_cancel(self, reported: PaymentStatus, balance_left: i64) -> PaymentStatus {
+        match (balance_left, reported) {
+            (0, PaymentStatus::WaitingForDeposit) => PaymentStatus::WaitingForDeposit,
+            (0, _) => PaymentStatus::Canceled,
+            _ => PaymentStatus::PartialCanceled,
         }
     }
 
@@ -82,6 +89,26 @@ impl PaymentStatus {
     pub fn is_refundable(self) -> bool {
         matches!(self, PaymentStatus::Done | PaymentStatus::PartialCanceled)
     }
+}
+
+/// Whether a settle of a payment that is already recorded is a second deposit rather than a
+/// replay: the recorded payment's deposit was reversed (WAITING_FOR_DEPOSIT, nothing left),
+/// its order is REFUNDED and Toss reports it captured with a later approval time than the one
+/// recorded (a replay, or a lookup answered before the reversal, carries the recorded time).
+/// A re-deposit adds the amount to what the payment captured and restores its balance, so
+/// captured − balance stays the sum of its refunds (the reversal among them). Not when another
+/// order of the buyer holds the course (`duplicate`): that money is left for an operator.
+pub fn is_redeposit(
+    recorded: PaymentStatus,
+    order: OrderStatus,
+    duplicate: bool,
+    recorded_approved_at: time::OffsetDateTime,
+    approved_at: time::OffsetDateTime,
+) -> bool {
+    recorded == PaymentStatus::WaitingForDeposit
+        && order.after(OrderEvent::Redeposit).is_some()
+        && !duplicate
+        && approved_at > recorded_approved_at
 }
 
 /// What can happen to an enrollment.
@@ -160,6 +187,52 @@ mod tests {
                 assert!(!s.is_open(), "{s}: an open order has no payment to refund");
             }
         }
+    }
+
+    #[test]
+    fn only_a_reversed_deposit_is_deposited_again() {
+        let t0 = time::OffsetDateTime::UNIX_EPOCH;
+        let later = t0 + time::Duration::minutes(1);
+        use PaymentStatus::*;
+        assert!(is_redeposit(
+            WaitingForDeposit,
+            OrderStatus::Refunded,
+            false,
+            t0,
+            later
+        ));
+        // A replay (same approval), a refund (CANCELED), a paid order, a duplicate: no.
+        assert!(!is_redeposit(
+            WaitingForDeposit,
+            OrderStatus::Refunded,
+            false,
+            t0,
+            t0
+        ));
+        assert!(!is_redeposit(
+            Canceled,
+            OrderStatus::Refunded,
+            false,
+            t0,
+            later
+        ));
+        assert!(!is_redeposit(
+            WaitingForDeposit,
+            OrderStatus::Paid,
+            false,
+            t0,
+            later
+        ));
+        assert!(!is_redeposit(
+            WaitingForDeposit,
+            OrderStatus::Refunded,
+            true,
+            t0,
+            later
+        ));
+        assert_eq!(Done.after_cancel(WaitingForDeposit, 0), WaitingForDeposit);
+        assert_eq!(Done.after_cancel(Canceled, 0), Canceled);
+        assert_eq!(Done.after_cancel(PartialCanceled, 5), PartialCanceled);
     }
 
     #[test]

@@ -569,20 +569,80 @@ async fn reversed_deposit_revokes_the_enrollment(backend: Backend) {
         .await;
     assert!(all_delivered, "{:?}", t.sandbox.deliveries());
 
-    // The buyer wires the money again to the same account (DONE again at Toss). Not
-    // re-enrolled automatically yet: nothing is double-counted (still one payment, one
-    // refund row, one enrollment), and the operator is told in an error log line.
+    // The buyer wires the money again to the same account (DONE again at Toss). Its
+    // DEPOSIT_CALLBACK reaches us late: first a stale delivery (the reversal's, WAITING_FOR_
+    // DEPOSIT) whose lookup already shows the second deposit, then the deposit's own callback
+    // twice at once. One re-enrollment, the same rows, and the money adds up.
+    t.sandbox.set_webhook(None, None);
+    // Toss's approvedAt has whole seconds; a real second deposit comes long after the first.
+    t.sandbox.advance_clock(60);
     t.sandbox.deposit(&p.payment_key).unwrap();
-    let told = t
-        .eventually(|| async {
-            String::from_utf8_lossy(&logs.lock().unwrap()).contains("deposit after a reversal")
-        })
-        .await;
-    assert!(told, "the second deposit is reported");
-    assert_eq!(order_status(&t, &p.order_id).await, "REFUNDED");
-    assert_eq!(t.store.payment_refunds(id).await.unwrap().len(), 1);
+    let secret = t
+        .sandbox
+        .payments()
+        .into_iter()
+        .find(|x| x.payment_key == p.payment_key)
+        .unwrap()
+        .secret
+        .unwrap();
+    let callback = |status: &str, tx: &str| {
+        json!({"createdAt": "2026-11-24T12:00:00.000000", "secret": secret, "status": status,
+               "transactionKey": tx, "orderId": p.order_id})
+        .to_string()
+        .into_bytes()
+    };
+    // `age`: seconds the delivery was signed before now (Toss signs each retry anew).
+    let deliver = |body: Vec<u8>, age: i64| {
+        let t = &t;
+        async move {
+            let (ts, sig) = server::webhook::signature::sign_x_signature(
+                server::config::DEV_WEBHOOK_SECRET.as_bytes(),
+                time::OffsetDateTime::now_utc().unix_timestamp() - age,
+                &body,
+            );
+            let r = t
+                .post_raw(
+                    HOOK,
+                    None,
+                    body,
+                    &[("X-Timestamp", ts.as_str()), ("X-Signature", sig.as_str())],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        }
+    };
+    deliver(callback("WAITING_FOR_DEPOSIT", "TX_REVERSAL"), 0).await;
+    assert_eq!(order_status(&t, &p.order_id).await, "PAID", "re-enrolled");
+    tokio::join!(
+        deliver(callback("DONE", "TX_REDEPOSIT"), 0),
+        deliver(callback("DONE", "TX_REDEPOSIT"), 1)
+    );
+    assert_eq!(order_status(&t, &p.order_id).await, "PAID");
     let enrollments = t.get("/v1/me/enrollments", Some(&p.token)).await;
-    assert_eq!(enrollments.body["items"].as_array().unwrap().len(), 1);
+    let items = enrollments.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["status"], "ENROLLED");
+    let payment = t.store.get_payment(id).await.unwrap().unwrap();
+    let refunds = t.store.payment_refunds(id).await.unwrap();
+    assert_eq!(refunds.len(), 1, "the reversal stays on record, once");
+    assert_eq!(
+        (payment.amount.won(), payment.balance.won()),
+        (60_000, 30_000),
+        "captured twice, holds one deposit"
+    );
+    let refunded: i64 = refunds.iter().map(|r| r.amount.won()).sum();
+    assert_eq!(payment.amount.won() - payment.balance.won(), refunded);
+    let order_id = domain::OrderId::parse(&p.order_id).unwrap();
+    let events = t.store.order_events(&order_id).await.unwrap();
+    let redeposits = events
+        .iter()
+        .filter(|e| e.kind == "payment.redeposited")
+        .count();
+    assert_eq!(redeposits, 1, "{events:?}");
+    assert!(
+        !String::from_utf8_lossy(&logs.lock().unwrap()).contains("not re-enrolled"),
+        "nothing left for an operator"
+    );
 }
 
 // --- through a recorded Toss -------------------------------------------------------------------

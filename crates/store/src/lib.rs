@@ -117,7 +117,9 @@ pub trait Store: Send + Sync + 'static {
     /// second settle of the same payment is a no-op that returns the first result), upsert the
     /// enrollment (UNIQUE user_id+course_id) as ENROLLED, order → PAID, append the event.
     /// Settling an order that is FAILED/EXPIRED still records the payment: money that moved is
-    /// never dropped.
+    /// never dropped. A virtual-account deposit after a reversal (`transition::is_redeposit`)
+    /// is not a replay: the same payment captures the amount again and holds it, the same
+    /// enrollment is ENROLLED and the order PAID again.
     async fn settle(&self, s: Settlement) -> Result<Settled>;
 
     /// Orders still PENDING/CONFIRMING and last touched before `older_than`, oldest first: the

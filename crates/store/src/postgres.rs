@@ -380,7 +380,7 @@ duplicate AS (
     ) AS flag
 ),
 prior AS (
-    SELECT id, order_id, enrollment_id, approved_at FROM payments
+    SELECT id, order_id, enrollment_id, approved_at, status FROM payments
     WHERE provider = $2 AND provider_tx_id = $3
 ),
 other_payment AS (
@@ -452,6 +452,8 @@ SELECT result_order.*,
        prior.order_id AS prior_order_id,
        prior.enrollment_id AS prior_enrollment_id,
        prior.approved_at AS prior_approved_at,
+       prior.status AS prior_status,
+       (SELECT flag FROM duplicate) AS duplicate,
        payment.id AS new_payment_id,
        payment.enrollment_id AS new_enrollment_id,
        payment.approved_at AS new_approved_at,
@@ -460,6 +462,55 @@ FROM (SELECT 1) AS one
 LEFT JOIN result_order ON true
 LEFT JOIN prior ON true
 LEFT JOIN payment ON true";
+
+/// A second deposit after a reversal (domain::transition::is_redeposit), run when SETTLE saw
+/// one: $1 order_id, $2 provider, $3 payment_key, $4 amount, $5 status, $6 approved_at, $7 now,
+/// $8 actor, $9 request_id, $10 source. The order is locked and every condition of the rule is
+/// checked again on the locked rows, so of two deliveries of the same deposit one re-enrolls
+/// and the other finds the order PAID and changes nothing (no row: a replay). The payment
+/// captures the amount once more and holds it again; the same enrollment is ENROLLED again.
+const REDEPOSIT: &str = "
+WITH ord AS (
+    SELECT * FROM orders WHERE order_id = $1 AND status = 'REFUNDED' FOR UPDATE
+),
+pay AS (
+    UPDATE payments p
+    SET amount = p.amount + $4, balance = $4, status = $5, approved_at = $6, updated_at = $7
+    FROM ord
+    WHERE p.order_id = ord.order_id AND p.provider = $2 AND p.provider_tx_id = $3
+      AND p.status = 'WAITING_FOR_DEPOSIT' AND p.approved_at < $6
+      AND NOT EXISTS (
+          SELECT 1 FROM orders other
+          WHERE other.user_id = ord.user_id AND other.course_id = ord.course_id
+            AND other.order_id <> ord.order_id AND other.status IN ('CONFIRMING', 'PAID'))
+    RETURNING p.id, p.enrollment_id, p.amount, p.approved_at
+),
+enrolled AS (
+    UPDATE enrollments e
+    SET status = 'ENROLLED', source = 'payment', enrolled_at = $7, updated_at = $7
+    FROM pay
+    WHERE e.id = pay.enrollment_id
+    RETURNING e.id
+),
+settled AS (
+    UPDATE orders o
+    SET status = 'PAID', failure_code = NULL, approved_at = pay.approved_at, updated_at = $7
+    FROM pay
+    WHERE o.order_id = $1
+    RETURNING o.*
+),
+event AS (
+    INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, actor,
+                                request_id, detail, at)
+    SELECT $1, pay.id, 'payment.redeposited', 'REFUNDED', 'PAID', $8, $9,
+           jsonb_build_object('source', $10::text, 'amount', $4::bigint,
+                              'captured', pay.amount, 'payment_key', $3::text),
+           $7
+    FROM pay
+)
+SELECT settled.*, pay.id AS redeposit_payment_id, pay.enrollment_id AS redeposit_enrollment_id,
+       pay.approved_at AS redeposit_approved_at
+FROM settled CROSS JOIN pay";
 
 /// Insert the key, or take over an expired row. `seen` is the live row from the snapshot; a
 /// row inserted concurrently after the snapshot is read by a second statement.
@@ -590,7 +641,7 @@ FROM pay CROSS JOIN want LEFT JOIN ins ON true";
 
 /// THE cancellation statement. $1 provider, $2 payment key, $3/$4/$5 the cancels'
 /// transactionKeys/amounts/reasons, $6 a fresh refund id per cancel, $7 Toss's balanceAmount,
-/// $8 now, $9 actor, $10 request id, $11 source.
+/// $8 now, $9 actor, $10 request id, $11 source, $12 the status Toss reported.
 ///
 /// * `pay` locks the payment: recorders, refund requests and settles of one payment queue here.
 /// * `unknown`: cancels without a refund row yet. The newest one whose amount equals the
@@ -598,7 +649,8 @@ FROM pay CROSS JOIN want LEFT JOIN ins ON true";
 ///   racing each other end as one row); the rest are cancels made outside coursepay and are
 ///   inserted (ON CONFLICT DO NOTHING: a concurrent recorder our snapshot missed got there
 ///   first).
-/// * `upd`: balance only goes down, status follows it (never backwards).
+/// * `upd`: balance only goes down, status follows it (never backwards) as
+///   `PaymentStatus::after_cancel` says: a reversed deposit waits for a deposit again.
 /// * `full_cancel`: this statement took the balance to zero. Then the order becomes REFUNDED
 ///   and the enrollment too — unless the order is a duplicate payment, whose enrollment is the
 ///   first order's.
@@ -645,8 +697,9 @@ inserted AS (
 upd AS (
     UPDATE payments p
     SET balance = LEAST(p.balance, $7::bigint),
-        status = CASE WHEN LEAST(p.balance, $7::bigint) = 0 THEN 'CANCELED'
-                      ELSE 'PARTIAL_CANCELED' END,
+        status = CASE WHEN LEAST(p.balance, $7::bigint) > 0 THEN 'PARTIAL_CANCELED'
+                      WHEN $12::text = 'WAITING_FOR_DEPOSIT' THEN 'WAITING_FOR_DEPOSIT'
+                      ELSE 'CANCELED' END,
         updated_at = $8
     FROM pay
     WHERE p.id = pay.id AND $7::bigint < p.balance
@@ -682,7 +735,7 @@ events AS (
     SELECT order_id, payment_id, kind, from_status, to_status, $9, $10, detail, $8
     FROM (
         SELECT 1 AS seq, upd.order_id, upd.id AS payment_id,
-               CASE WHEN upd.status = 'CANCELED' THEN 'payment.canceled'
+               CASE WHEN upd.balance = 0 THEN 'payment.canceled'
                     ELSE 'payment.partially_canceled' END AS kind,
                upd.old_status AS from_status, upd.status AS to_status,
                jsonb_build_object(
@@ -773,6 +826,37 @@ LEFT JOIN done ON true
 LEFT JOIN enrollments e ON e.id = done.enrollment_id";
 
 impl PgStore {
+    /// REDEPOSIT, once SETTLE saw a second deposit after a reversal; `None` when the locked
+    /// rows no longer qualify (a concurrent delivery re-enrolled first).
+    async fn redeposit(
+        &self,
+        call: &Call<'_, Postgres>,
+        s: &Settlement,
+        now: OffsetDateTime,
+    ) -> Result<Option<Settled>> {
+        let q = query(REDEPOSIT)
+            .bind(s.order_id.as_str())
+            .bind(domain::PROVIDER_TOSS)
+            .bind(s.payment_key.as_str())
+            .bind(s.amount.won())
+            .bind(s.status.as_str())
+            .bind(s.approved_at)
+            .bind(now)
+            .bind(&s.ctx.actor)
+            .bind(s.ctx.request_id.as_deref())
+            .bind(&s.source);
+        call.opt(q, |row| {
+            Ok(Settled {
+                order: row::order(row)?,
+                payment_id: PaymentId(row.uuid("redeposit_payment_id")?),
+                enrollment_id: EnrollmentId(row.uuid("redeposit_enrollment_id")?),
+                approved_at: row.ts("redeposit_approved_at")?,
+                newly_settled: true,
+            })
+        })
+        .await
+    }
+
     fn call(&self, name: &'static str) -> Call<'_, Postgres> {
         Call::new(&self.pool, name)
     }
@@ -984,6 +1068,21 @@ impl Store for PgStore {
                 });
             }
             if let Some(id) = row.opt_uuid("prior_payment_id")? {
+                let again = domain::transition::is_redeposit(
+                    row.parsed::<domain::PaymentStatus>("prior_status")?,
+                    order.status,
+                    row.flag("duplicate")?,
+                    row.ts("prior_approved_at")?,
+                    s.approved_at,
+                );
+                if again {
+                    match self.redeposit(&call, &s, now).await? {
+                        Some(settled) => return Ok(settled),
+                        // A concurrent delivery re-enrolled first: the next run reads the
+                        // order as it left it and answers the replay.
+                        None => continue,
+                    }
+                }
                 return crate::shared::replayed_settlement(
                     order,
                     &s.order_id,
@@ -1101,7 +1200,8 @@ impl Store for PgStore {
                 .bind(now)
                 .bind(&c.ctx.actor)
                 .bind(c.ctx.request_id.as_deref())
-                .bind(&c.source);
+                .bind(&c.source)
+                .bind(c.status.as_str());
             let row = match call.try_opt(q).await {
                 Ok(Some(row)) => row,
                 Ok(None) => return Err(StoreError::NotFound),

@@ -350,6 +350,7 @@ SELECT o.*,
        prior.order_id AS prior_order_id,
        prior.enrollment_id AS prior_enrollment_id,
        prior.approved_at AS prior_approved_at,
+       prior.status AS prior_status,
        EXISTS (
            SELECT 1 FROM payments p
            WHERE p.order_id = o.order_id AND NOT (p.provider = $2 AND p.provider_tx_id = $3))
@@ -374,6 +375,19 @@ INSERT INTO payments (id, provider, provider_tx_id, order_id, user_id, course_id
                       enrollment_id, amount, balance, status, method, secret,
                       approved_at, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $13)";
+
+/// A second deposit after a reversal (domain::transition::is_redeposit): the payment captured
+/// the amount once more and holds it again.
+const REDEPOSIT_PAYMENT: &str = "
+UPDATE payments
+SET amount = amount + $2, balance = $2, status = $3, approved_at = $4, updated_at = $5
+WHERE id = $1
+RETURNING *";
+
+const REENROLL: &str = "
+UPDATE enrollments
+SET status = 'ENROLLED', source = 'payment', enrolled_at = $2, updated_at = $2
+WHERE id = $1";
 
 const SETTLE_ORDER: &str = "
 UPDATE orders
@@ -684,6 +698,18 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         };
         if let Some(prior) = found.prior {
+            let again = domain::transition::is_redeposit(
+                prior.status,
+                found.order.status,
+                found.duplicate,
+                prior.approved_at,
+                truncate_to_micros(s.approved_at),
+            );
+            if again && prior.order_id == s.order_id.as_str() {
+                let settled = redeposit(&mut tx, found.order, &prior, &s, now).await?;
+                tx.commit().await?;
+                return Ok(settled);
+            }
             tx.commit().await?;
             return crate::shared::replayed_settlement(
                 found.order,
@@ -726,7 +752,10 @@ impl Store for SqliteStore {
 
         let from_status = order.status;
         let ids = (payment_id, enrollment_id);
-        let order = settle_order(&mut tx, order, found.duplicate, &s, ids, now).await?;
+        let event = OrderEvent::Settle {
+            duplicate: found.duplicate,
+        };
+        let order = settle_order(&mut tx, order, event, &s, ids, now).await?;
 
         let kind = if order.status == OrderStatus::Failed {
             "payment.duplicate"
@@ -1182,13 +1211,13 @@ impl Store for SqliteStore {
 async fn settle_order(
     tx: &mut Tx<Sqlite>,
     order: Order,
-    duplicate: bool,
+    event: OrderEvent,
     s: &Settlement,
     (payment_id, enrollment_id): (PaymentId, EnrollmentId),
     now: OffsetDateTime,
 ) -> Result<Order> {
     let from_status = order.status;
-    let Some(to_status) = from_status.after(OrderEvent::Settle { duplicate }) else {
+    let Some(to_status) = from_status.after(event) else {
         return Ok(order);
     };
     // A duplicate payment is flagged; PAID stays PAID with its code.
@@ -1211,6 +1240,59 @@ async fn settle_order(
     tx.one(q, row::order).await
 }
 
+/// The buyer deposited again after the bank took the first deposit back: the same payment row
+/// captures the amount once more (its refunds keep the reversal), the same enrollment is
+/// ENROLLED again and the order PAID again, as `domain::transition` says.
+async fn redeposit(
+    tx: &mut Tx<Sqlite>,
+    order: Order,
+    prior: &PriorPayment,
+    s: &Settlement,
+    now: OffsetDateTime,
+) -> Result<Settled> {
+    let enrollment_id = prior.enrollment_id.ok_or_else(|| {
+        StoreError::Other(format!("payment {} has no enrollment", prior.payment_id))
+    })?;
+    let q = query(REDEPOSIT_PAYMENT)
+        .bind(prior.payment_id.0)
+        .bind(s.amount.won())
+        .bind(s.status.as_str())
+        .bind(ts(s.approved_at))
+        .bind(ts(now));
+    let payment = tx.one(q, row::payment).await?;
+    tx.exec(query(REENROLL).bind(enrollment_id.0).bind(ts(now)))
+        .await?;
+    let from_status = order.status;
+    let ids = (prior.payment_id, enrollment_id);
+    let order = settle_order(tx, order, OrderEvent::Redeposit, s, ids, now).await?;
+    insert_event(
+        tx,
+        NewEvent {
+            order_id: s.order_id.as_str(),
+            payment_id: Some(prior.payment_id.0),
+            kind: "payment.redeposited",
+            from_status: Some(from_status.as_str()),
+            to_status: Some(order.status.as_str()),
+            ctx: &s.ctx,
+            detail: json!({
+                "source": s.source,
+                "amount": s.amount.won(),
+                "captured": payment.amount.won(),
+                "payment_key": s.payment_key.as_str(),
+            }),
+            at: now,
+        },
+    )
+    .await?;
+    Ok(Settled {
+        order,
+        payment_id: prior.payment_id,
+        enrollment_id,
+        approved_at: payment.approved_at,
+        newly_settled: true,
+    })
+}
+
 /// What settle decides on, read under the write lock (SETTLE_READ).
 struct SettleRead {
     order: Order,
@@ -1225,6 +1307,7 @@ struct PriorPayment {
     order_id: String,
     enrollment_id: Option<EnrollmentId>,
     approved_at: OffsetDateTime,
+    status: PaymentStatus,
 }
 
 impl SettleRead {
@@ -1235,6 +1318,7 @@ impl SettleRead {
                 order_id: r.text("prior_order_id")?,
                 enrollment_id: r.opt_uuid("prior_enrollment_id")?.map(EnrollmentId),
                 approved_at: r.ts("prior_approved_at")?,
+                status: r.parsed::<PaymentStatus>("prior_status")?,
             }),
             None => None,
         };
@@ -1310,14 +1394,14 @@ async fn lower_balance(
 ) -> Result<(Payment, bool)> {
     let old_balance = payment.balance;
     let old_status = payment.status;
-    let new_status = old_status.after_cancel(c.balance.won());
+    let new_status = old_status.after_cancel(c.status, c.balance.won());
     let q = query(PAYMENT_CANCELED)
         .bind(payment.id.0)
         .bind(c.balance.won())
         .bind(new_status.as_str())
         .bind(ts(now));
     let payment = tx.one(q, row::payment).await?;
-    let kind = if new_status == PaymentStatus::Canceled {
+    let kind = if payment.balance.is_zero() {
         "payment.canceled"
     } else {
         "payment.partially_canceled"

@@ -1295,6 +1295,14 @@ fn new_refund(payment: domain::PaymentId, amount: Option<i64>, minutes: i64) -> 
     }
 }
 
+/// Toss's view after the bank took a virtual-account deposit back (WAITING_FOR_DEPOSIT again),
+/// recorded as the server's reversal flow does: one cancel of `amount` under `tx`.
+fn reversal(payment_key: &str, tx: &str, amount: i64, minutes: i64) -> Cancellation {
+    let mut c = cancellation(payment_key, 0, &[(tx, amount)], minutes);
+    c.status = PaymentStatus::WaitingForDeposit;
+    c
+}
+
 fn cancellation(
     payment_key: &str,
     balance: i64,
@@ -2222,10 +2230,12 @@ enum Situation {
     DuplicatePayment,
     Expired,
     Refunded,
+    /// REFUNDED because the bank took the virtual-account deposit back.
+    Reversed,
 }
 
 impl Situation {
-    const ALL: [Situation; 7] = [
+    const ALL: [Situation; 8] = [
         Situation::Pending,
         Situation::Confirming,
         Situation::Paid,
@@ -2233,6 +2243,7 @@ impl Situation {
         Situation::DuplicatePayment,
         Situation::Expired,
         Situation::Refunded,
+        Situation::Reversed,
     ];
 
     fn status(self) -> OrderStatus {
@@ -2242,14 +2253,17 @@ impl Situation {
             Situation::Paid => OrderStatus::Paid,
             Situation::Failed | Situation::DuplicatePayment => OrderStatus::Failed,
             Situation::Expired => OrderStatus::Expired,
-            Situation::Refunded => OrderStatus::Refunded,
+            Situation::Refunded | Situation::Reversed => OrderStatus::Refunded,
         }
     }
 
     fn has_payment(self) -> bool {
         matches!(
             self,
-            Situation::Paid | Situation::DuplicatePayment | Situation::Refunded
+            Situation::Paid
+                | Situation::DuplicatePayment
+                | Situation::Refunded
+                | Situation::Reversed
         )
     }
 }
@@ -2304,6 +2318,14 @@ async fn order_in(db: &Db, situation: Situation, sibling: bool) -> (Order, Strin
                 .await
                 .unwrap();
         }
+        Situation::Reversed => {
+            buy(db, &o, &pk).await;
+            let tx = format!("deposit-reversal-{pk}");
+            db.store
+                .record_cancellation(reversal(&pk, &tx, 10_000, 3))
+                .await
+                .unwrap();
+        }
     }
     if sibling {
         claim_sibling().await;
@@ -2329,11 +2351,14 @@ async fn order_transitions_follow_the_table(db: Db) {
             {
                 continue;
             }
-            // A refund needs a recorded payment to cancel.
-            if event == OrderEvent::Refund && !situation.has_payment() {
+            // A refund or a second deposit needs a recorded payment.
+            if matches!(event, OrderEvent::Refund | OrderEvent::Redeposit)
+                && !situation.has_payment()
+            {
                 continue;
             }
             let (o, pk) = order_in(&db, situation, duplicate).await;
+            let recorded = db.store.payment_for_order(&o.order_id).await.unwrap();
             let from = situation.status();
             let applies = from.after(event).is_some();
             match event {
@@ -2362,14 +2387,19 @@ async fn order_transitions_follow_the_table(db: Db) {
                     assert_eq!(moved.unwrap(), applies);
                 }
                 OrderEvent::Settle { .. } => {
-                    // An order with a payment sees its own payment again (a replay); the rest
-                    // get their first one.
-                    let settled = db
-                        .store
-                        .settle(settlement(&o, &pk, "reconciler", 5))
+                    // An order with a payment sees its own payment again (a replay: the
+                    // approval recorded by `buy`); the rest get their first one.
+                    let mut replay = settlement(&o, &pk, "reconciler", 5);
+                    replay.approved_at = t(2);
+                    let settled = db.store.settle(replay).await.unwrap();
+                    assert_eq!(settled.newly_settled, !situation.has_payment());
+                }
+                OrderEvent::Redeposit => {
+                    // Toss reports the payment captured again, approved later than recorded.
+                    db.store
+                        .settle(settlement(&o, &pk, "webhook", 5))
                         .await
                         .unwrap();
-                    assert_eq!(settled.newly_settled, !situation.has_payment());
                 }
                 OrderEvent::Refund => {
                     // The cancel the Refunded situation already recorded, new to the others.
@@ -2384,6 +2414,24 @@ async fn order_transitions_follow_the_table(db: Db) {
             let expected = match event {
                 // The payment is recorded already: a settle is its replay and changes nothing.
                 OrderEvent::Settle { .. } if situation.has_payment() => from,
+                // A later capture of a recorded payment is a replay unless the rule says it
+                // is a second deposit.
+                OrderEvent::Redeposit => {
+                    let p = recorded.expect("a recorded payment");
+                    let again = domain::transition::is_redeposit(
+                        p.status,
+                        from,
+                        false,
+                        p.approved_at,
+                        t(5),
+                    );
+                    assert_eq!(again, situation == Situation::Reversed, "{situation:?}");
+                    if again {
+                        from.after(event).unwrap()
+                    } else {
+                        from
+                    }
+                }
                 _ => from.after(event).unwrap_or(from),
             };
             assert_eq!(
@@ -2396,7 +2444,9 @@ async fn order_transitions_follow_the_table(db: Db) {
                     Some(domain::transition::DUPLICATE_PAYMENT)
                 );
             }
-            if event == OrderEvent::Refund && situation != Situation::Refunded {
+            if event == OrderEvent::Refund
+                && !matches!(situation, Situation::Refunded | Situation::Reversed)
+            {
                 let enrollment = db
                     .store
                     .get_enrollment(after.enrollment_id.expect("enrolled by the payment"))
@@ -2456,7 +2506,12 @@ async fn payment_and_refund_transitions_follow_the_table(db: Db) {
         .record_cancellation(cancellation("pk_tr_pay", 7_000, &[("tx_tr_1", 3_000)], 7))
         .await
         .unwrap();
-    assert_eq!(rec.payment.status, payment.status.after_cancel(7_000));
+    assert_eq!(
+        rec.payment.status,
+        payment
+            .status
+            .after_cancel(PaymentStatus::PartialCanceled, 7_000)
+    );
     assert_eq!(rec.payment.status, PaymentStatus::PartialCanceled);
     let asked = db.store.get_refund(asked.id).await.unwrap().unwrap();
     assert_eq!(
@@ -2484,7 +2539,7 @@ async fn payment_and_refund_transitions_follow_the_table(db: Db) {
         .unwrap();
     assert_eq!(
         rec.payment.status,
-        PaymentStatus::PartialCanceled.after_cancel(0)
+        PaymentStatus::PartialCanceled.after_cancel(PaymentStatus::Canceled, 0)
     );
     assert!(!rec.payment.status.is_refundable());
     assert!(matches!(
@@ -2504,6 +2559,127 @@ async fn payment_and_refund_transitions_follow_the_table(db: Db) {
     assert_eq!(stale.payment.balance, won(0));
 }
 
+/// A virtual-account deposit reversed by the bank, then deposited again: the same payment,
+/// enrollment and order come back (never a second row), deliveries racing each other
+/// re-enroll once, a replay of either deposit changes nothing, and what the payment captured
+/// minus its balance is always the sum of its refunds.
+async fn a_second_deposit_after_a_reversal_reenrolls(db: Db) {
+    let c = course(&db, 10_000).await;
+    let user = UserId::new();
+    let o = order(&db, user, &c).await;
+    let pk = "pk_redeposit";
+    let first = buy(&db, &o, pk).await;
+    let money_adds_up = |db: &Db, payment_id| {
+        let store = db.store.clone();
+        async move {
+            let p = store.get_payment(payment_id).await.unwrap().unwrap();
+            let refunds = store.payment_refunds(payment_id).await.unwrap();
+            let refunded: i64 = refunds
+                .iter()
+                .filter(|r| r.status == RefundStatus::Done)
+                .map(|r| r.amount.won())
+                .sum();
+            assert_eq!(
+                p.amount.won() - p.balance.won(),
+                refunded,
+                "{p:?} {refunds:?}"
+            );
+            p
+        }
+    };
+
+    let rec = db
+        .store
+        .record_cancellation(reversal(pk, "deposit-reversal-tx1", 10_000, 3))
+        .await
+        .unwrap();
+    assert_eq!(rec.payment.status, PaymentStatus::WaitingForDeposit);
+    assert!(rec.enrollment_revoked);
+    assert!(!rec.payment.status.is_refundable());
+    money_adds_up(&db, first.payment_id).await;
+
+    // A lookup answered before the reversal (the first deposit's approval): a replay.
+    let stale = db
+        .store
+        .settle(settlement(&o, pk, "webhook", 2))
+        .await
+        .unwrap();
+    assert!(!stale.newly_settled);
+    assert_eq!(stale.order.status, OrderStatus::Refunded);
+
+    // The second deposit, delivered twice at once.
+    let again = settlement(&o, pk, "webhook", 5);
+    let (a, b) = tokio::join!(
+        db.store.settle(again.clone()),
+        db.store.settle(again.clone())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        u8::from(a.newly_settled) + u8::from(b.newly_settled),
+        1,
+        "exactly one delivery re-enrolls"
+    );
+    for s in [&a, &b] {
+        assert_eq!(s.order.status, OrderStatus::Paid);
+        assert_eq!(s.payment_id, first.payment_id);
+        assert_eq!(s.enrollment_id, first.enrollment_id);
+    }
+    let p = money_adds_up(&db, first.payment_id).await;
+    assert_eq!((p.amount.won(), p.balance.won()), (20_000, 10_000));
+    assert_eq!(p.status, PaymentStatus::Done);
+    assert!(p.status.is_refundable());
+    let enrollments = db.store.list_enrollments(user).await.unwrap();
+    assert_eq!(enrollments.len(), 1);
+    assert_eq!(enrollments[0].id, first.enrollment_id);
+    assert_eq!(enrollments[0].status, EnrollmentStatus::Enrolled);
+
+    // Late deliveries of either deposit change nothing.
+    for minutes in [2, 5] {
+        let s = db
+            .store
+            .settle(settlement(&o, pk, "webhook", minutes))
+            .await
+            .unwrap();
+        assert!(!s.newly_settled);
+        assert_eq!(s.order.status, OrderStatus::Paid);
+    }
+    let p2 = money_adds_up(&db, first.payment_id).await;
+    assert_eq!((p2.amount, p2.balance), (p.amount, p.balance));
+    let events = db.store.order_events(&o.order_id).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "payment.redeposited")
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+
+    // Reversed once more: the course goes again, and the money still adds up.
+    let rec = db
+        .store
+        .record_cancellation(reversal(pk, "deposit-reversal-tx2", 10_000, 6))
+        .await
+        .unwrap();
+    assert!(rec.enrollment_revoked);
+    let p = money_adds_up(&db, first.payment_id).await;
+    assert_eq!((p.amount.won(), p.balance.won()), (20_000, 0));
+
+    // A third deposit while another order of the buyer holds the course: that order keeps it,
+    // this one stays REFUNDED (the money is left for an operator, never a second enrollment).
+    let other = order(&db, user, &c).await;
+    claim(&db, &other, "pk_redeposit_other", 7).await;
+    let s = db
+        .store
+        .settle(settlement(&o, pk, "webhook", 8))
+        .await
+        .unwrap();
+    assert!(!s.newly_settled);
+    assert_eq!(s.order.status, OrderStatus::Refunded);
+    money_adds_up(&db, first.payment_id).await;
+}
+
 // --- both backends ---------------------------------------------------------------------------
 
 store::per_backend!(
@@ -2518,6 +2694,7 @@ store::per_backend!(
     claim_happy_path_then_not_claimed,
     claim_refusals_leave_order_unchanged,
     settle_records_payment_and_enrollment,
+    a_second_deposit_after_a_reversal_reenrolls,
     settle_conflicting_keys_are_refused,
     concurrent_settles_make_one_payment,
     concurrent_claims_one_winner,

@@ -541,7 +541,8 @@ pub async fn apply_provider_cancellation(
 /// Toss says the deposit of `order`'s virtual-account payment was reversed (a fresh lookup shows
 /// WAITING_FOR_DEPOSIT for a paid order): the money went back to the buyer's bank, so the
 /// course goes too. Recorded as a full cancellation of what was left — one refund row keyed by
-/// the reversal's transaction key, payment CANCELED, enrollment and order REFUNDED — through
+/// the reversal's transaction key, payment WAITING_FOR_DEPOSIT (it can take a deposit again,
+/// see `settle::apply_view`), enrollment and order REFUNDED — through
 /// the same store call as every refund, so repeats (webhook retries, the reconciler) are
 /// no-ops.
 pub async fn apply_deposit_reversal(

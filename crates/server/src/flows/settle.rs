@@ -385,17 +385,19 @@ pub async fn apply_view(
             crate::flows::refunds::apply_provider_cancellation(app, order, view, source, ev)
                 .await?;
         }
+        // A deposit into an account whose deposit the bank took back (the order REFUNDED)
+        // re-enrolls the buyer here too: the store tells a second deposit from a replay
+        // (domain::transition::is_redeposit).
         s if s.is_captured() => {
-            if order.status == OrderStatus::Refunded
+            let settled = settle_view(app, order, view, source, ev).await?;
+            if settled.order.status == OrderStatus::Refunded
                 && s == PaymentStatus::Done
                 && view.is_virtual_account()
             {
-                // Toss holds money again for a payment recorded as reversed: the buyer paid
-                // into the same account a second time. Re-enrolling is not automated yet (the
-                // payment row still shows the reversal), so the money must not go unnoticed.
-                tracing::error!(target: "coursepay::settle", order_id = %order.order_id, source, amount = view.balance_amount.won(), "virtual-account deposit after a reversal: Toss holds the money, the order is REFUNDED here; an operator must refund it or re-enroll the buyer");
+                // Toss holds money for an order left REFUNDED: another order of the buyer
+                // holds the course, so this deposit enrolls nobody and is not automated.
+                tracing::error!(target: "coursepay::settle", order_id = %order.order_id, source, amount = view.balance_amount.won(), "virtual-account deposit after a reversal not re-enrolled (another order holds the course): Toss holds the money, the order is REFUNDED here; an operator must refund it");
             }
-            settle_view(app, order, view, source, ev).await?;
         }
         // A deposit the bank took back (DONE → WAITING_FOR_DEPOSIT) on a paid order: the money
         // is gone, so is the course — recorded like a full cancellation.
