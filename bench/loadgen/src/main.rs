@@ -114,7 +114,10 @@ impl Database {
             .execute(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        let url = admin.clone().database(&name).to_url_lossy().to_string();
+        // The admin URL with the new database: a plain libpq URL, which pgbench reads too.
+        let mut url = reqwest::Url::parse(admin_url).map_err(|e| e.to_string())?;
+        url.set_path(&name);
+        let url = url.to_string();
         Ok(Database { admin, name, url })
     }
 
