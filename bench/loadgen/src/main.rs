@@ -61,6 +61,16 @@ struct Args {
     /// Rates to print the needed concurrency for (Little's law), comma-separated.
     #[arg(long, default_value = "100,500,1000", value_delimiter = ',')]
     little_rates: Vec<f64>,
+    /// A command the service is started under, for profiling (e.g. "valgrind
+    /// --tool=callgrind"); its CPU is then counted too.
+    #[arg(long)]
+    wrap_service: Option<String>,
+    /// The same for the sandbox.
+    #[arg(long)]
+    wrap_sandbox: Option<String>,
+    /// Leave out the replay and webhook phases (a profile of checkout + fresh confirm only).
+    #[arg(long)]
+    fresh_only: bool,
 }
 
 const PRICE: i64 = 10_000;
@@ -197,6 +207,7 @@ async fn run(args: Args) -> Result<(), String> {
 
 async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String> {
     let sandbox = Proc::start(
+        args.wrap_sandbox.as_deref(),
         &args.bin,
         &["sandbox", "--listen", "127.0.0.1:0"],
         &[("SANDBOX_LATENCY", args.toss_latency.clone())],
@@ -204,6 +215,7 @@ async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String
     )
     .await?;
     let service = Proc::start(
+        args.wrap_service.as_deref(),
         &args.bin,
         &["serve"],
         &[
@@ -331,7 +343,12 @@ async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String
             Box::pin(phase::timed(req))
         })
     };
-    for kind in ["confirm (fresh)", "confirm (replay)"] {
+    let kinds: &[&'static str] = if args.fresh_only {
+        &["confirm (fresh)"]
+    } else {
+        &["confirm (fresh)", "confirm (replay)"]
+    };
+    for &kind in kinds {
         for (k, pace) in paces.iter().enumerate() {
             let metrics = Some((&*world, "confirm"));
             rows.push(measure(kind, *pace, n, confirm(k * n), &service, &sandbox, metrics).await);
@@ -370,7 +387,7 @@ async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String
             Box::pin(phase::timed(req))
         })
     };
-    for (k, pace) in paces.iter().enumerate() {
+    for (k, pace) in paces.iter().enumerate().filter(|_| !args.fresh_only) {
         let metrics = Some((&*world, "lookup"));
         rows.push(
             measure(
