@@ -89,7 +89,7 @@ impl Store {
     }
 
     pub(crate) fn purge(&mut self, now: OffsetDateTime) {
-        if !self.oldest.is_some_and(|t| now - t > RETENTION) {
+        if self.oldest.is_none_or(|t| now - t <= RETENTION) {
             return;
         }
         self.entries.retain(|_, e| match e {
