@@ -8,7 +8,8 @@
 #   scripts/test.sh            # all tests
 #   scripts/test.sh -p coursepay-store   # extra arguments go to cargo test
 #
-# With no arguments it then runs the storefront's checks and browser tests (scripts/web-test.sh).
+# With no arguments it then prints the load benchmark's short form (bench/run.sh --short), and
+# runs the storefront's checks and browser tests (scripts/web-test.sh).
 # The full run (no arguments) then fuzzes a live server against its OpenAPI document on both
 # stores (scripts/fuzz-api.sh).
 set -euo pipefail
@@ -97,6 +98,14 @@ export COURSEPAY_REQUIRE_PG=1
 
 log "running every test (SQLite + PostgreSQL at $PGHOST:$PGPORT/$DB)"
 cargo test --workspace --all-targets "$@"
+
+if [ "$#" -eq 0 ]; then
+  # The load benchmark's short form: figures printed, nothing asserted on time.
+  log "load benchmark, short form (bench/run.sh --short)"
+  BENCH_DATABASE_URL="postgres://postgres:postgres@$PGHOST:$PGPORT/postgres" bench/run.sh --short
+else
+  log "arguments given: the load benchmark's short form (bench/run.sh --short) runs only in the full run"
+fi
 
 if [ $# -eq 0 ] || [ "${COURSEPAY_WEB_TESTS:-}" = 1 ]; then
   scripts/web-test.sh

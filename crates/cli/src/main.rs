@@ -109,6 +109,10 @@ enum Command {
         /// the server's TOSS_TIMEOUT_SECONDS).
         #[arg(long, default_value_t = 30_000, env = "SANDBOX_TIMEOUT_HANG_MS")]
         timeout_hang_ms: u64,
+        /// Toss's processing time before each API call is answered: "<p50>,<p95>" of a
+        /// log-normal distribution (e.g. "300ms,1s"), one value for a fixed delay, or "off".
+        #[arg(long, default_value = "off", env = "SANDBOX_LATENCY")]
+        latency: String,
     },
     /// Print a bearer token for the API: an admin (service_role) or a user token, signed with
     /// JWT_SECRET.
@@ -192,7 +196,8 @@ async fn main() -> ExitCode {
             listen,
             webhook_url,
             timeout_hang_ms,
-        } => sandbox(listen, webhook_url, timeout_hang_ms).await,
+            latency,
+        } => sandbox(listen, webhook_url, timeout_hang_ms, latency).await,
         Command::Token { user, role, ttl } => token(user, role, ttl),
         Command::Webhook { action } => match action {
             WebhookAction::Sign {
@@ -407,18 +412,24 @@ async fn sandbox(
     listen: String,
     webhook_url: Option<String>,
     timeout_hang_ms: u64,
+    latency: String,
 ) -> Result<(), String> {
+    let latency = toss_sandbox::LatencyModel::parse(&latency)?;
     server::logging::init();
     let secret = std::env::var("WEBHOOK_SECRET").ok();
     let sb = toss_sandbox::Sandbox::new(toss_sandbox::SandboxConfig {
         webhook_url,
         webhook_secret: secret,
         timeout_fault_hang: Duration::from_millis(timeout_hang_ms),
+        latency,
         ..Default::default()
     });
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;
+    if let Some(model) = latency {
+        eprintln!("Toss latency: {model}");
+    }
     eprintln!(
         "Toss sandbox listening on http://{}",
         listener.local_addr().map_err(|e| e.to_string())?

@@ -51,6 +51,9 @@ pub(crate) enum Begin {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     entries: HashMap<Scope, Entry>,
+    /// At most the `stored_at` of every stored answer (None: none stored), so `purge`, which
+    /// runs on every request, only walks the entries when one may have expired.
+    oldest: Option<OffsetDateTime>,
 }
 
 impl Store {
@@ -68,6 +71,7 @@ impl Store {
     }
 
     pub(crate) fn finish(&mut self, scope: Scope, answer: Answer, now: OffsetDateTime) {
+        self.oldest = Some(self.oldest.map_or(now, |t| t.min(now)));
         self.entries.insert(
             scope,
             Entry::Done {
@@ -85,10 +89,21 @@ impl Store {
     }
 
     pub(crate) fn purge(&mut self, now: OffsetDateTime) {
+        if self.oldest.is_none_or(|t| now - t <= RETENTION) {
+            return;
+        }
         self.entries.retain(|_, e| match e {
             Entry::Running => true,
             Entry::Done { stored_at, .. } => now - *stored_at <= RETENTION,
         });
+        self.oldest = self
+            .entries
+            .values()
+            .filter_map(|e| match e {
+                Entry::Running => None,
+                Entry::Done { stored_at, .. } => Some(*stored_at),
+            })
+            .min();
     }
 }
 
@@ -105,6 +120,26 @@ mod tests {
             path: "/v1/payments/confirm".into(),
             method: "POST".into(),
         }
+    }
+
+    /// Purging drops exactly the answers past retention, however often it runs, and keeps
+    /// dropping the later ones when their time comes.
+    #[test]
+    fn purge_drops_each_answer_when_its_retention_ends() {
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let mut store = Store::default();
+        let answer = || Answer::new(StatusCode::OK, b"{}".to_vec());
+        store.finish(scope("b"), answer(), t0 + Duration::days(5));
+        store.finish(scope("a"), answer(), t0);
+        assert!(matches!(store.begin(&scope("running"), t0), Begin::Claimed));
+        store.purge(t0 + RETENTION);
+        assert_eq!(store.entries.len(), 3);
+        store.purge(t0 + RETENTION + Duration::seconds(1));
+        assert_eq!(store.entries.len(), 2, "a is gone");
+        assert!(store.entries.contains_key(&scope("b")));
+        store.purge(t0 + Duration::days(5) + RETENTION + Duration::seconds(1));
+        assert_eq!(store.entries.len(), 1, "only the running claim is left");
+        assert!(store.entries.contains_key(&scope("running")));
     }
 
     #[test]

@@ -149,6 +149,10 @@ pub(crate) struct Ledger {
     /// Snapshots of virtual-account payments whose DEPOSIT_CALLBACK is due (issue, deposit,
     /// cancel, reversal).
     deposit_events: Vec<Payment>,
+    /// At most the `authenticated_at` of every payment that may still expire (None: none
+    /// may). Every request applies expiry first; this lets it skip the walk over all payments
+    /// while none can be due, which kept a confirm's cost growing with the ledger's size.
+    open_since: Option<OffsetDateTime>,
 }
 
 pub(crate) fn valid_order_id(s: &str) -> bool {
@@ -276,6 +280,7 @@ impl Ledger {
         });
         self.by_key.insert(payment_key, index);
         self.by_order.entry(req.order_id).or_default().push(index);
+        self.open_since = Some(self.open_since.map_or(now, |t| t.min(now)));
         Ok(payment)
     }
 
@@ -539,9 +544,22 @@ impl Ledger {
 
     /// Applies the confirm window to every payment still waiting for its confirm.
     pub(crate) fn expire_due(&mut self, now: OffsetDateTime) {
+        // The shortest window (a READY payment's is longer) from the oldest open payment: if
+        // even that has not passed, nothing is due.
+        match self.open_since {
+            Some(oldest) if now - oldest > CONFIRM_WINDOW.min(READY_WINDOW) => {}
+            _ => return,
+        }
+        let mut open_since = None::<OffsetDateTime>;
         for index in 0..self.records.len() {
             self.expire_if_due(index, now);
+            let record = &self.records[index];
+            if matches!(record.payment.status.as_str(), "IN_PROGRESS" | "READY") {
+                let t = record.authenticated_at;
+                open_since = Some(open_since.map_or(t, |o| o.min(t)));
+            }
         }
+        self.open_since = open_since;
     }
 
     pub(crate) fn take_changed(&mut self) -> Vec<Payment> {
@@ -778,6 +796,36 @@ mod tests {
         assert_eq!(l.take_changed().len(), 1);
         let err = l.confirm(&confirm_req(&p), later).unwrap_err();
         assert_eq!(err.code(), "NOT_FOUND_PAYMENT_SESSION");
+    }
+
+    /// Expiry skips its walk while no payment can be due; a payment created at an earlier
+    /// sandbox time than the one before it (the wall clock stepped back) still expires on time,
+    /// and so does one created after a walk.
+    #[test]
+    fn expiry_finds_every_due_payment_whatever_the_creation_order() {
+        let mut l = Ledger::default();
+        let late = l
+            .create(
+                CreatePayment::new("order-late", 1000),
+                t0() + Duration::hours(1),
+            )
+            .unwrap();
+        let early = l
+            .create(CreatePayment::new("order-early", 1000), t0())
+            .unwrap();
+        let due_early = t0() + CONFIRM_WINDOW + Duration::seconds(1);
+        l.expire_due(due_early);
+        assert_eq!(l.get(&early.payment_key).unwrap().status, "EXPIRED");
+        assert_eq!(l.get(&late.payment_key).unwrap().status, "IN_PROGRESS");
+        let next = l
+            .create(CreatePayment::new("order-next", 1000), due_early)
+            .unwrap();
+        l.expire_due(due_early + CONFIRM_WINDOW + Duration::seconds(1));
+        assert_eq!(l.get(&next.payment_key).unwrap().status, "EXPIRED");
+        assert_eq!(l.get(&late.payment_key).unwrap().status, "IN_PROGRESS");
+        l.expire_due(t0() + Duration::hours(1) + CONFIRM_WINDOW + Duration::seconds(1));
+        assert_eq!(l.get(&late.payment_key).unwrap().status, "EXPIRED");
+        assert_eq!(l.take_changed().len(), 3);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - `idempotency`: the `Idempotency-Key` store (errors are stored and replayed too);
 //! - `throttle`: `FORBIDDEN_CONSECUTIVE_REQUEST` for lookups polled too fast;
 //! - `faults`: injected 5xx, hangs, delays and dropped connections;
+//! - `latency`: Toss's own processing time, drawn from a configurable distribution;
 //! - `webhooks`: PAYMENT_STATUS_CHANGED / DEPOSIT_CALLBACK delivery and Toss's retry schedule;
 //! - `codes`: Toss's error codes, statuses and Korean/English messages;
 //! - `clock`: the movable sandbox clock and Toss's timestamp formats;
@@ -47,6 +48,7 @@ mod codes;
 mod control;
 mod faults;
 mod idempotency;
+mod latency;
 mod ledger;
 pub mod openapi;
 mod requests;
@@ -55,6 +57,7 @@ mod webhooks;
 
 pub use codes::SandboxError;
 pub use faults::{Fault, FaultMode, Operation};
+pub use latency::LatencyModel;
 pub use ledger::CreatePayment;
 pub use requests::SeenRequest;
 pub use webhooks::{Delivery, DeliveryStatus};
@@ -85,6 +88,8 @@ pub struct SandboxConfig {
     /// Lookups of one payment allowed per second before 403 FORBIDDEN_CONSECUTIVE_REQUEST
     /// (None = no throttling, the default: Toss documents no rate).
     pub lookups_per_second: Option<u32>,
+    /// Toss's processing time added to every `/v1` call (None = answer at once, the default).
+    pub latency: Option<LatencyModel>,
 }
 
 impl Default for SandboxConfig {
@@ -96,6 +101,7 @@ impl Default for SandboxConfig {
             webhook_retry_base: Duration::from_secs(1),
             timeout_fault_hang: Duration::from_secs(30),
             lookups_per_second: None,
+            latency: None,
         }
     }
 }
@@ -116,6 +122,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("timeout_fault_hang", &self.timeout_fault_hang)
             .field("lookups_per_second", &self.lookups_per_second)
+            .field("latency", &self.latency)
             .finish()
     }
 }
@@ -194,6 +201,7 @@ struct Inner {
     secret_keys: Vec<String>,
     webhook_retry_base: Duration,
     timeout_fault_hang: Duration,
+    latency: Option<LatencyModel>,
     /// `None` only if the TLS backend failed to initialise; deliveries then fail visibly.
     http: Option<reqwest::Client>,
     /// A std mutex: it is held for microseconds and never across an `.await`, which is what
@@ -231,6 +239,7 @@ impl Sandbox {
                 secret_keys: config.secret_keys,
                 webhook_retry_base: config.webhook_retry_base,
                 timeout_fault_hang: config.timeout_fault_hang,
+                latency: config.latency,
                 http,
                 state: Mutex::new(State {
                     clock: clock::Clock::default(),
@@ -258,6 +267,11 @@ impl Sandbox {
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 requests::record,
+            ))
+            // Outermost: the wait comes before anything else, like Toss's network and queue.
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                latency::delay,
             ))
             .route("/sandbox/requests", get(requests::list))
             .route(
