@@ -1,0 +1,128 @@
+//! The application state every flow takes: store, Toss client, configuration, keys, caches.
+//! Built once by the CLI (or a test) from concrete parts; flows see only this.
+
+use crate::auth::JwtKeys;
+use crate::config::Config;
+use crate::confirm::ConfirmOutput;
+use domain::{OrderId, PaymentKey, UserId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::DynStore;
+use toss::TossClient;
+
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    pub store: DynStore,
+    pub toss: TossClient,
+    pub config: Config,
+    pub jwt: JwtKeys,
+    pub replays: ReplayCache,
+    pub webhooks: crate::webhook_auth::Webhooks,
+    pub breaker: crate::ops::breaker::Breaker,
+    pub pause: crate::ops::pause::PauseSwitch,
+    pub limits: crate::ops::ratelimit::RateLimits,
+    pub reconciler: crate::reconcile::ReconcilerStatus,
+    /// Flipped by SIGTERM/SIGINT: `/readyz` turns 503 and background loops stop.
+    pub shutdown: crate::ops::shutdown::Shutdown,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    pub fn new(store: DynStore, toss: TossClient, config: Config) -> Self {
+        let jwt = JwtKeys::from_config(&config);
+        let webhooks = crate::webhook_auth::Webhooks::new(&config);
+        let breaker = crate::ops::breaker::Breaker::new(config.circuit_cooldown);
+        let limits =
+            crate::ops::ratelimit::RateLimits::new(config.rate_limit, config.rate_limit_confirm);
+        App(Arc::new(AppInner {
+            store,
+            toss,
+            config,
+            jwt,
+            replays: ReplayCache::new(Duration::from_secs(300), 10_000),
+            webhooks,
+            breaker,
+            pause: crate::ops::pause::PauseSwitch::new(),
+            limits,
+            reconciler: crate::reconcile::ReconcilerStatus::default(),
+            shutdown: crate::ops::shutdown::Shutdown::default(),
+        }))
+    }
+}
+
+/// The paymentKey cache of seed §3: a successful confirm's answer, so an identical repeat is
+/// answered with zero database round trips. Per instance and short-lived: it only ever holds
+/// answers that the database already made durable, so losing it costs one round trip, never
+/// correctness.
+pub struct ReplayCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<OrderId, CachedConfirm>>,
+}
+
+#[derive(Clone)]
+struct CachedConfirm {
+    user: UserId,
+    payment_key: PaymentKey,
+    output: ConfirmOutput,
+    at: Instant,
+}
+
+impl ReplayCache {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(
+        &self,
+        order: &OrderId,
+        user: UserId,
+        payment_key: &PaymentKey,
+    ) -> Option<ConfirmOutput> {
+        let map = self.entries.lock().ok()?;
+        let hit = map.get(order)?;
+        (hit.user == user && &hit.payment_key == payment_key && hit.at.elapsed() < self.ttl)
+            .then(|| hit.output.clone())
+    }
+
+    pub fn put(&self, user: UserId, payment_key: PaymentKey, output: ConfirmOutput) {
+        if let Ok(mut map) = self.entries.lock() {
+            if map.len() >= self.capacity {
+                let ttl = self.ttl;
+                map.retain(|_, v| v.at.elapsed() < ttl);
+                if map.len() >= self.capacity {
+                    map.clear();
+                }
+            }
+            map.insert(
+                output.order_id.clone(),
+                CachedConfirm {
+                    user,
+                    payment_key,
+                    output,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Forget an order (its payment was refunded: a replayed confirm must not say ENROLLED).
+    pub fn forget(&self, order: &OrderId) {
+        if let Ok(mut map) = self.entries.lock() {
+            map.remove(order);
+        }
+    }
+}
