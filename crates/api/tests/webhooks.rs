@@ -833,6 +833,64 @@ async fn canceled_before_done_ends_refunded(backend: Backend) {
     }
 }
 
+/// The sum of `coursepay_toss_calls_total` for Toss lookups, read from the process's recorder.
+fn lookup_calls_counted() -> f64 {
+    flows::ops::metrics::render()
+        .lines()
+        .filter(|l| {
+            l.starts_with("coursepay_toss_calls_total{") && l.contains("operation=\"lookup\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A webhook's Toss lookup goes through the gateway like every other call: it is counted in
+/// the Toss call metrics, its failures open the circuit, and while the circuit is open the
+/// delivery is answered 503 (Toss retries) without asking Toss.
+async fn webhook_lookups_go_through_the_breaker(backend: Backend) {
+    let t = spawn_with(backend, |_| {}).await;
+    let p = t.paid_in_window(10_000).await;
+    approve_at_toss(&t, &p).await;
+    let body = status_body(&p.payment_key, &p.order_id, "DONE");
+    t.fault(json!({"mode": "status5xx", "count": 5, "operations": ["lookup"]}))
+        .await;
+    let counted_before = lookup_calls_counted();
+    for n in 1..=5u32 {
+        let r = deliver(
+            &t,
+            &body,
+            &signed(DEV_WEBHOOK_SECRET, now() + i64::from(n), &body),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{n}: {:?}",
+            r.body
+        );
+        assert_eq!(t.app.breaker.snapshot().1, n, "failure {n} fed the breaker");
+    }
+    assert_eq!(
+        t.app.breaker.snapshot().0,
+        flows::ops::breaker::CircuitState::Open
+    );
+    // Other tests share the recorder: at least these five, never fewer.
+    assert!(lookup_calls_counted() - counted_before >= 5.0);
+
+    // Open: Toss is not asked, the delivery is refused for Toss to retry, nothing changes.
+    t.clear_faults().await;
+    let asked = lookups(&t).await;
+    let r = deliver(&t, &body, &signed(DEV_WEBHOOK_SECRET, now() + 10, &body)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert!(r.headers.get("retry-after").is_some());
+    assert_eq!(
+        lookups(&t).await,
+        asked,
+        "no lookup while the circuit is open"
+    );
+    assert_eq!(status_of(&t, &p.order_id).await, "PENDING");
+}
+
 macro_rules! webhook_tests {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -875,4 +933,5 @@ webhook_tests!(
     sandbox_delivered_webhook_settles_end_to_end,
     sandbox_deposit_callback_settles_end_to_end,
     canceled_before_done_ends_refunded,
+    webhook_lookups_go_through_the_breaker,
 );

@@ -16,6 +16,7 @@ pub struct App(Arc<AppInner>);
 
 pub struct AppInner {
     pub store: DynStore,
+    /// The raw client: flows call Toss through [`App::gateway`] (breaker, metrics, trace).
     pub toss: TossClient,
     pub config: Config,
     pub jwt: JwtKeys,

@@ -13,6 +13,7 @@
 //! - the store trait is `store::Store` (crate `coursepay-store`);
 //! - [`config`], [`auth`], [`database`], [`logging`]: configuration, JWT verification, opening
 //!   the store, the JSON log lines;
+//! - [`gateway`]: every Toss call (breaker, metrics, trace) and what a failed one means;
 //! - [`ops`]: metrics, alerts, the Toss circuit breaker, the pause switch, rate-limit state;
 //! - [`webhook_auth`]: whether a webhook delivery is believed at all (signatures, replay guard,
 //!   invalid-signature throttle).
@@ -32,6 +33,7 @@ pub mod checkout;
 pub mod confirm;
 pub mod enrollments;
 pub mod exams;
+pub mod gateway;
 pub mod reconcile;
 pub mod refunds;
 pub mod settle;

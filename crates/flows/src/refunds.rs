@@ -24,7 +24,8 @@
 use crate::App;
 use crate::error::{Error, Result};
 use crate::event_ctx;
-use crate::settle::{call_ctx, note_call, settle_view, unavailable, unknown_outcome};
+use crate::gateway::{Cancel, Verdict, unavailable, unknown_outcome, verdict};
+use crate::settle::settle_view;
 use domain::{
     EnrollmentStatus, ErrorCode, IdempotencyKey, Money, PROVIDER_TOSS, PaymentId, PaymentKey,
     PaymentStatus, RefundId, RefundStatus,
@@ -36,7 +37,7 @@ use store::{
     Refund, RefundBegin, StoreError,
 };
 use time::OffsetDateTime;
-use toss::{Operation, Outcome, PaymentView, RefundReceiveAccount, is_virtual_account_method};
+use toss::{PaymentView, RefundReceiveAccount, is_virtual_account_method};
 
 /// How long a refund may stay REQUESTED before it counts as stuck (README "Refunds"): the
 /// reconciler re-checks older ones and the operator is told about them.
@@ -218,20 +219,17 @@ pub async fn refund_to(
     let mut balance = payment.balance;
     loop {
         attempt += 1;
-        let started = std::time::Instant::now();
         let result = app
-            .toss
-            .cancel_to_account(
-                &payment_key,
-                &refund.reason,
+            .gateway()
+            .cancel(Cancel {
+                payment_key: &payment_key,
+                reason: &refund.reason,
                 amount,
-                Some(balance),
-                account.as_ref(),
-                &key,
-                &call_ctx(),
-            )
+                refundable: Some(balance),
+                account: account.as_ref(),
+                key: &key,
+            })
             .await;
-        note_call(app, Operation::Cancel, started, &result);
         let err = match result {
             Ok(view) => {
                 let rec = record_view(app, &payment, &view, "refund", &ev).await?;
@@ -239,9 +237,8 @@ pub async fn refund_to(
             }
             Err(e) => e,
         };
-        match err.outcome() {
-            Outcome::Refused => {
-                let code = err.code().unwrap_or("REFUSED").to_owned();
+        match verdict(&err, &format!("refund_id={}", refund.id)) {
+            Verdict::Refused(code) => {
                 app.store.fail_refund(refund.id, &code, &ev).await?;
                 if STALE_VIEW_CODES.contains(&code.as_str()) {
                     sync_payment(app, &payment, &payment_key, &ev).await;
@@ -251,16 +248,13 @@ pub async fn refund_to(
                     .with_provider_code(code)
                     .with_detail("the provider refused this refund"));
             }
-            Outcome::Unavailable | Outcome::Misconfigured => {
-                if err.outcome() == Outcome::Misconfigured {
-                    tracing::error!(refund_id = %refund.id, code = ?err.code(), "Toss refused our credentials: check TOSS_SECRET_KEY");
-                }
+            Verdict::NotSent => {
                 // Certainly never reached Toss: nothing to wait for, a new request may follow.
                 let code = err.code().unwrap_or("PG_UNREACHABLE").to_owned();
                 app.store.fail_refund(refund.id, &code, &ev).await?;
                 return Err(unavailable(&err));
             }
-            Outcome::Unknown | Outcome::AlreadyProcessed => {
+            Verdict::Unknown => {
                 match lookup_refund(app, &payment, &payment_key, &refund, &ev).await? {
                     Looked::Settled(rec) => return Ok(finish(app, &payment, &rec)),
                     // Toss shows no such cancel: the key's answer was not a refund, and a
@@ -368,9 +362,7 @@ async fn lookup_refund(
     refund: &Refund,
     ev: &EventContext,
 ) -> Result<Looked> {
-    let started = std::time::Instant::now();
-    let looked = app.toss.get_payment(payment_key, &call_ctx()).await;
-    note_call(app, Operation::Lookup, started, &looked);
+    let looked = app.gateway().payment(payment_key).await;
     let view = match looked {
         Ok(v) => v,
         Err(e) => {
@@ -396,9 +388,7 @@ fn fresh_refund_key(stored: &str) -> Result<IdempotencyKey> {
 
 /// Best effort: bring our payment in line with Toss's after Toss said our view is stale.
 async fn sync_payment(app: &App, payment: &Payment, payment_key: &PaymentKey, ev: &EventContext) {
-    let started = std::time::Instant::now();
-    let looked = app.toss.get_payment(payment_key, &call_ctx()).await;
-    note_call(app, Operation::Lookup, started, &looked);
+    let looked = app.gateway().payment(payment_key).await;
     match looked {
         Ok(view) if view.status.is_captured() => {
             if let Err(e) = record_view(app, payment, &view, "refund-sync", ev).await {
@@ -516,19 +506,17 @@ pub async fn close_virtual_account(
 ) -> Result<()> {
     let key = IdempotencyKey::parse(&format!("coursepay-close-{}", order.order_id.as_str()))
         .map_err(|e| Error::internal(format!("close key: {e}")))?;
-    let started = std::time::Instant::now();
     let result = app
-        .toss
-        .cancel(
-            &view.payment_key,
-            "virtual account not paid by its due date",
-            None,
-            Some(view.balance_amount),
-            &key,
-            &call_ctx(),
-        )
+        .gateway()
+        .cancel(Cancel {
+            payment_key: &view.payment_key,
+            reason: "virtual account not paid by its due date",
+            amount: None,
+            refundable: Some(view.balance_amount),
+            account: None,
+            key: &key,
+        })
         .await;
-    note_call(app, Operation::Cancel, started, &result);
     match result {
         Ok(v) if v.status == PaymentStatus::Canceled => {}
         Ok(v) => {
@@ -619,35 +607,29 @@ async fn reconcile_one(app: &App, refund: &Refund) -> Result<bool> {
         .get_payment(refund.payment_id)
         .await?
         .unwrap_or(payment);
-    let started = std::time::Instant::now();
     let result = app
-        .toss
-        .cancel(
-            &payment_key,
-            &refund.reason,
-            Some(refund.amount),
-            Some(payment.balance),
-            &key,
-            &call_ctx(),
-        )
+        .gateway()
+        .cancel(Cancel {
+            payment_key: &payment_key,
+            reason: &refund.reason,
+            amount: Some(refund.amount),
+            refundable: Some(payment.balance),
+            account: None,
+            key: &key,
+        })
         .await;
-    note_call(app, Operation::Cancel, started, &result);
     match result {
         Ok(view) => {
             record_view(app, &payment, &view, "reconciler", &ev).await?;
             let now = app.store.get_refund(refund.id).await?;
             Ok(now.is_some_and(|r| r.status != RefundStatus::Requested))
         }
-        Err(e) => match e.outcome() {
-            Outcome::Refused => {
-                let code = e.code().unwrap_or("REFUSED").to_owned();
+        Err(e) => match verdict(&e, &format!("refund_id={}", refund.id)) {
+            Verdict::Refused(code) => {
                 app.store.fail_refund(refund.id, &code, &ev).await?;
                 Ok(true)
             }
-            Outcome::Unknown
-            | Outcome::AlreadyProcessed
-            | Outcome::Unavailable
-            | Outcome::Misconfigured => Ok(false),
+            Verdict::Unknown | Verdict::NotSent => Ok(false),
         },
     }
 }

@@ -6,50 +6,15 @@
 use crate::App;
 use crate::error::{Error, Result};
 use crate::event_ctx;
+use crate::gateway::{Verdict, unavailable, unknown_outcome, verdict};
 use domain::{ErrorCode, IdempotencyKey, OrderStatus, PROVIDER_TOSS, PaymentKey, PaymentStatus};
 use std::time::Duration;
 use store::{ClaimOutcome, ClaimRequest, EventContext, Order, Settled, Settlement};
 use time::OffsetDateTime;
-use toss::{CallContext, Operation, Outcome, PaymentView, TossError};
+use toss::PaymentView;
 
 /// Toss lets a payment be confirmed within 10 minutes of the buyer authenticating.
 pub const CONFIRM_WINDOW: Duration = Duration::from_secs(10 * 60);
-
-pub fn call_ctx() -> CallContext {
-    CallContext {
-        traceparent: crate::context::current().and_then(|c| c.traceparent().map(str::to_owned)),
-    }
-}
-
-/// Log one Toss call (operation, outcome, latency) for the request's trace, count it in the Toss
-/// call metrics and feed the circuit breaker: a provider failure (5xx, timeout, broken
-/// connection) counts against it, any answer from Toss (a decline included) proves it is up.
-pub(crate) fn note_call(
-    app: &App,
-    op: Operation,
-    started: std::time::Instant,
-    result: &std::result::Result<PaymentView, TossError>,
-) {
-    crate::ops::metrics::record_toss_call(
-        op.as_str(),
-        crate::ops::metrics::toss_outcome(result),
-        started.elapsed(),
-    );
-    let outcome = match result {
-        Ok(v) => v.status.as_str().to_owned(),
-        Err(TossError::Api { code, .. }) => code.clone(),
-        Err(e) => format!("{:?}", e.outcome()),
-    };
-    tracing::debug!(
-        target: "coursepay::toss",
-        operation = op.as_str(),
-        outcome = %outcome,
-        latency_ms = started.elapsed().as_millis() as u64,
-        "toss call"
-    );
-    app.breaker
-        .record(matches!(result, Err(e) if e.is_provider_failure()));
-}
 
 /// The provider says this order's payment is captured: record it. Checks Toss's answer against
 /// the order first (same orderId, totalAmount equal to the server-side amount); a mismatch is
@@ -124,7 +89,6 @@ pub async fn confirm_with_provider(
     ev: &EventContext,
 ) -> Result<Settled> {
     let mut key = IdempotencyKey::for_confirm(&order.order_id);
-    let call = call_ctx();
     crate::context::record(|f| {
         f.provider = Some(PROVIDER_TOSS);
         f.provider_tx_id = Some(payment_key.to_string());
@@ -132,12 +96,10 @@ pub async fn confirm_with_provider(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let started = std::time::Instant::now();
         let result = app
-            .toss
-            .confirm(payment_key, &order.order_id, order.amount, &key, &call)
+            .gateway()
+            .confirm(payment_key, &order.order_id, order.amount, &key)
             .await;
-        note_call(app, Operation::Confirm, started, &result);
         let err = match result {
             Ok(view) if view.status.is_captured() => {
                 return settle_view(app, order, &view, source, ev).await;
@@ -159,17 +121,14 @@ pub async fn confirm_with_provider(
             }
             Err(e) => e,
         };
-        match err.outcome() {
-            Outcome::Refused => return refused(app, order, &err, ev).await,
-            Outcome::Unavailable | Outcome::Misconfigured => {
-                if err.outcome() == Outcome::Misconfigured {
-                    tracing::error!(order_id = %order.order_id, code = ?err.code(), "Toss refused our credentials: check TOSS_SECRET_KEY");
-                }
+        match verdict(&err, &format!("order_id={}", order.order_id)) {
+            Verdict::Refused(code) => return refused(app, order, &code, ev).await,
+            Verdict::NotSent => {
                 // The request certainly did not charge: hand the order back to the buyer.
                 app.store.release_order(&order.order_id, ev).await?;
                 return Err(unavailable(&err));
             }
-            Outcome::AlreadyProcessed | Outcome::Unknown => {
+            Verdict::Unknown => {
                 match lookup_and_settle(app, order, payment_key, source, ev).await? {
                     Resolution::Settled(s) => return Ok(s),
                     Resolution::StillInProgress if attempt < 3 => {
@@ -201,26 +160,8 @@ fn fresh_confirm_key(order_id: &domain::OrderId) -> Result<IdempotencyKey> {
     .map_err(|e| Error::internal(format!("confirm retry key: {e}")))
 }
 
-pub(crate) fn unavailable(err: &TossError) -> Error {
-    let e = Error::new(ErrorCode::PgUnavailable).with_retry_after(5);
-    match err.code() {
-        Some(code) => e.with_provider_code(code),
-        None => e,
-    }
-}
-
-pub(crate) fn unknown_outcome(err: &TossError) -> Error {
-    match err {
-        TossError::Timeout | TossError::Network(_) => {
-            Error::new(ErrorCode::PgTimeout).with_retry_after(5)
-        }
-        _ => unavailable(err),
-    }
-}
-
 /// Toss definitively refused the confirm: nothing was charged.
-async fn refused(app: &App, order: &Order, err: &TossError, ev: &EventContext) -> Result<Settled> {
-    let code = err.code().unwrap_or("UNKNOWN");
+async fn refused(app: &App, order: &Order, code: &str, ev: &EventContext) -> Result<Settled> {
     match code {
         "NOT_FOUND_PAYMENT_SESSION" => {
             app.store
@@ -259,9 +200,7 @@ async fn lookup_and_settle(
     source: &str,
     ev: &EventContext,
 ) -> Result<Resolution> {
-    let started = std::time::Instant::now();
-    let looked = app.toss.get_payment(payment_key, &call_ctx()).await;
-    note_call(app, Operation::Lookup, started, &looked);
+    let looked = app.gateway().payment(payment_key).await;
     let view = match looked {
         Ok(v) => v,
         Err(e) => {
@@ -322,12 +261,7 @@ pub async fn resolve_order(app: &App, order: Order, source: &str) -> Result<Orde
         return Ok(order);
     }
     let ev = event_ctx(source.to_owned());
-    let started = std::time::Instant::now();
-    let looked = app
-        .toss
-        .get_payment_by_order(&order.order_id, &call_ctx())
-        .await;
-    note_call(app, Operation::Lookup, started, &looked);
+    let looked = app.gateway().payment_of_order(&order.order_id).await;
     match looked {
         Ok(view) => apply_view(app, &order, &view, source, &ev).await?,
         // Toss's lookup answers NOT_FOUND_PAYMENT or NOT_FOUND for a payment it does not know.

@@ -20,7 +20,8 @@
 use crate::App;
 use crate::error::{Error, Result};
 use crate::event_ctx;
-use crate::settle::{apply_view, call_ctx};
+use crate::gateway::Lookup;
+use crate::settle::apply_view;
 use domain::{ErrorCode, OrderId, PaymentKey};
 use serde_json::Value;
 use store::Order;
@@ -115,7 +116,7 @@ async fn payment_status_changed(app: &App, event: &Value) -> Result<Processed> {
     let key = PaymentKey::parse(str_field(event, &["data", "paymentKey"])?)
         .map_err(|e| Error::invalid(format!("data.paymentKey: {}", e.reason)))?;
     crate::context::record(|f| f.provider_tx_id = Some(key.to_string()));
-    let looked = app.toss.get_payment(&key, &call_ctx()).await;
+    let looked = app.gateway().payment_unless_open(Lookup::Key(&key)).await;
     let Some(view) = provider_view(looked)? else {
         return Ok(Processed::UnknownPayment);
     };
@@ -141,7 +142,10 @@ async fn deposit_callback(app: &App, event: &Value) -> Result<Processed> {
         tracing::warn!(target: "coursepay::webhook", order_id = %order_id, "DEPOSIT_CALLBACK secret does not match the confirm answer");
         return Err(Error::new(ErrorCode::WebhookInvalidSig));
     }
-    let looked = app.toss.get_payment_by_order(&order_id, &call_ctx()).await;
+    let looked = app
+        .gateway()
+        .payment_unless_open(Lookup::Order(&order_id))
+        .await;
     let Some(view) = provider_view(looked)? else {
         return Ok(Processed::UnknownPayment);
     };
