@@ -165,10 +165,15 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
     Ok(report)
 }
 
-/// The backlog as the admin status and metrics show it: open orders and the age of the oldest.
-pub async fn backlog(app: &App) -> Result<(i64, Option<u64>)> {
-    let now = OffsetDateTime::now_utc();
-    let (count, oldest) = app.store.open_order_backlog(now).await?;
+/// An open order this old is work for the reconciler (a buyer normally confirms within
+/// seconds of authenticating); younger ones are payments in progress, not backlog.
+pub const BACKLOG_AFTER: Duration = Duration::from_secs(60);
+
+/// The reconciler's backlog at `now`, the one definition the admin status and the metrics
+/// gauges show: open (PENDING/CONFIRMING) orders created more than [`BACKLOG_AFTER`] ago, and
+/// the age of the oldest of them in seconds.
+pub async fn backlog(app: &App, now: OffsetDateTime) -> Result<(i64, Option<u64>)> {
+    let (count, oldest) = app.store.open_order_backlog(now - BACKLOG_AFTER).await?;
     let age = oldest.map(|t| (now - t).whole_seconds().max(0) as u64);
     Ok((count, age))
 }

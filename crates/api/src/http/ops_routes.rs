@@ -51,7 +51,8 @@ pub async fn status(State(app): State<App>, _: ServiceRole) -> Result<Json<Value
     name("admin-status");
     let controls = app.store.payment_controls().await?;
     let (state, failures) = app.breaker.snapshot();
-    let (backlog, oldest_age) = crate::flows::reconcile::backlog(&app).await?;
+    let (backlog, oldest_age) =
+        crate::flows::reconcile::backlog(&app, time::OffsetDateTime::now_utc()).await?;
     let last_run = app
         .reconciler
         .last_run_at()

@@ -60,12 +60,6 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Statements per request (seed §5 target: ≤ 3 on average).
 pub const ROUND_TRIP_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0];
 
-/// An open order untouched this long is work for the reconciler (a buyer normally confirms
-/// within seconds of authenticating).
-pub const BACKLOG_AFTER: Duration = Duration::from_secs(60);
-/// At most this many open orders are read per scrape; the backlog gauge saturates there.
-const BACKLOG_SCAN_LIMIT: i64 = 10_000;
-
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Install the global recorder (once per process) and describe every metric.
@@ -437,18 +431,10 @@ fn ensure_defaults() {
 /// Read the open orders and set the backlog gauges (one statement). Errors leave the gauges
 /// as they were: a scrape must not fail because the database is slow.
 pub async fn refresh_backlog(app: &App, now: OffsetDateTime) {
-    match app.store.open_orders(now, BACKLOG_SCAN_LIMIT).await {
-        Ok(orders) => {
-            let cutoff = now - BACKLOG_AFTER;
-            let backlog = orders.iter().filter(|o| o.updated_at < cutoff).count();
-            set_reconciler_backlog(backlog as u64);
-            let oldest = orders
-                .iter()
-                .map(|o| o.updated_at)
-                .min()
-                .map(|t| (now - t).max(time::Duration::ZERO).unsigned_abs())
-                .unwrap_or(Duration::ZERO);
-            set_oldest_open_order_age(oldest);
+    match crate::reconcile::backlog(app, now).await {
+        Ok((count, oldest)) => {
+            set_reconciler_backlog(u64::try_from(count).unwrap_or(0));
+            set_oldest_open_order_age(Duration::from_secs(oldest.unwrap_or(0)));
         }
         Err(e) => tracing::warn!(error = %e, "backlog gauges not refreshed"),
     }

@@ -228,3 +228,33 @@ fn contract_basics() {
     let refund = &doc["paths"]["/v1/payments/{paymentId}/refund"]["post"];
     assert_eq!(refund["security"][0]["serviceRole"], json!([]));
 }
+
+/// Each free-text field's limit is stated once, in `domain::TextField`; the document's
+/// `minLength`/`maxLength` for it must say the same (a limit changed on one side fails here).
+#[test]
+fn text_field_limits_match_the_document() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&document_text()).expect("the document is JSON");
+    let schemas = &doc["components"]["schemas"];
+    for &field in domain::TextField::ALL {
+        // Exhaustive: a new free-text field does not compile until its schema is named here.
+        let schema = match field {
+            domain::TextField::CourseTitle => "NewCourse",
+            domain::TextField::RefundReason => "RefundRequest",
+            domain::TextField::PauseReason => "PauseRequest",
+        };
+        let prop = &schemas[schema]["properties"][field.name()];
+        assert_eq!(
+            prop["maxLength"].as_u64(),
+            Some(field.max_chars() as u64),
+            "{schema}.{}",
+            field.name()
+        );
+        assert_eq!(
+            prop["minLength"].as_u64(),
+            Some(1),
+            "{schema}.{}",
+            field.name()
+        );
+    }
+}
