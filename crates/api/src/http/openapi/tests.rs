@@ -258,3 +258,23 @@ fn text_field_limits_match_the_document() {
         );
     }
 }
+
+/// The log line's operation name comes from `function_name_of`; every route of the router
+/// (read from its source, as above) must have one, so a route added without a name fails here.
+#[test]
+fn every_route_has_a_log_name() {
+    let mut routed = routes_in_router_source();
+    routed.insert(("GET".into(), "/openapi.json".into()));
+    routed.insert(("GET".into(), "/docs".into()));
+    let unnamed: Vec<_> = routed
+        .iter()
+        .filter(|(method, path)| {
+            let method = axum::http::Method::from_bytes(method.as_bytes()).expect("a method");
+            crate::http::function_name_of(&method, path).is_none()
+        })
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "routes without a name in function_name_of: {unnamed:?}"
+    );
+}
