@@ -179,18 +179,7 @@ pub async fn refund_to(
             in_progress,
         } => {
             record_payment(&payment);
-            let detail = if in_progress {
-                "another refund of this payment is waiting for the provider; try again later"
-                    .to_owned()
-            } else if !matches!(
-                payment.status,
-                PaymentStatus::Done | PaymentStatus::PartialCanceled
-            ) {
-                format!("payment is {}; nothing to refund", payment.status)
-            } else {
-                format!("amount: at most {} can be refunded", available.won())
-            };
-            return Err(Error::new(ErrorCode::RefundNotAllowed).with_detail(detail));
+            return Err(not_allowed(&payment, available, in_progress));
         }
         RefundBegin::Begun { refund, payment } => (refund, payment),
     };
@@ -211,9 +200,37 @@ pub async fn refund_to(
             "refundReceiveAccount: required to refund a virtual-account payment",
         ));
     }
+    send_cancel(app, &payment, &refund, amount, account.as_ref(), key, &ev).await
+}
+
+/// Why a refund was not begun, for the client.
+fn not_allowed(payment: &Payment, available: Money, in_progress: bool) -> Error {
+    let detail = if in_progress {
+        "another refund of this payment is waiting for the provider; try again later".to_owned()
+    } else if !matches!(
+        payment.status,
+        PaymentStatus::Done | PaymentStatus::PartialCanceled
+    ) {
+        format!("payment is {}; nothing to refund", payment.status)
+    } else {
+        format!("amount: at most {} can be refunded", available.won())
+    };
+    Error::new(ErrorCode::RefundNotAllowed).with_detail(detail)
+}
+
+/// Send a begun refund to Toss until its outcome is known: recorded, refused, certainly not
+/// sent, or left REQUESTED for the reconciler after the retries.
+async fn send_cancel(
+    app: &App,
+    payment: &Payment,
+    refund: &Refund,
+    amount: Option<Money>,
+    account: Option<&RefundReceiveAccount>,
+    key: IdempotencyKey,
+    ev: &EventContext,
+) -> Result<RefundOutput> {
     let payment_key = PaymentKey::parse(&payment.provider_tx_id)
         .map_err(|e| Error::internal(format!("stored payment key: {e}")))?;
-
     let mut attempt = 0u32;
     let mut key = key;
     let mut balance = payment.balance;
@@ -226,22 +243,22 @@ pub async fn refund_to(
                 reason: &refund.reason,
                 amount,
                 refundable: Some(balance),
-                account: account.as_ref(),
+                account,
                 key: &key,
             })
             .await;
         let err = match result {
             Ok(view) => {
-                let rec = record_view(app, &payment, &view, "refund", &ev).await?;
-                return Ok(finish(app, &payment, &rec));
+                let rec = record_view(app, payment, &view, "refund", ev).await?;
+                return Ok(finish(app, payment, &rec));
             }
             Err(e) => e,
         };
         match verdict(&err, &format!("refund_id={}", refund.id)) {
             Verdict::Refused(code) => {
-                app.store.fail_refund(refund.id, &code, &ev).await?;
+                app.store.fail_refund(refund.id, &code, ev).await?;
                 if STALE_VIEW_CODES.contains(&code.as_str()) {
-                    sync_payment(app, &payment, &payment_key, &ev).await;
+                    sync_payment(app, payment, &payment_key, ev).await;
                 }
                 tracing::info!(target: "coursepay::refund", refund_id = %refund.id, code = %code, "provider refused the refund");
                 return Err(Error::new(ErrorCode::RefundNotAllowed)
@@ -251,12 +268,12 @@ pub async fn refund_to(
             Verdict::NotSent => {
                 // Certainly never reached Toss: nothing to wait for, a new request may follow.
                 let code = err.code().unwrap_or("PG_UNREACHABLE").to_owned();
-                app.store.fail_refund(refund.id, &code, &ev).await?;
+                app.store.fail_refund(refund.id, &code, ev).await?;
                 return Err(unavailable(&err));
             }
             Verdict::Unknown => {
-                match lookup_refund(app, &payment, &payment_key, &refund, &ev).await? {
-                    Looked::Settled(rec) => return Ok(finish(app, &payment, &rec)),
+                match lookup_refund(app, payment, &payment_key, refund, ev).await? {
+                    Looked::Settled(rec) => return Ok(finish(app, payment, &rec)),
                     // Toss shows no such cancel: the key's answer was not a refund, and a
                     // stored error would be replayed. Ask again under a new key, with the
                     // balance Toss just reported.
