@@ -188,33 +188,10 @@ impl Config {
         let toss_api_base = env_opt(get, "TOSS_API_BASE");
         let toss_secret_key = env_opt(get, "TOSS_SECRET_KEY");
         let toss_client_key = env_opt(get, "TOSS_CLIENT_KEY");
-        // A live secret key charges real cards: the storefront must then open Toss's live
-        // payment window too, whatever the environment says (production's own table already
-        // names TOSS_CLIENT_KEY).
-        if !prod
-            && toss_secret_key
-                .as_deref()
-                .is_some_and(|k| k.starts_with("live_sk_"))
-            && !toss_client_key
-                .as_deref()
-                .is_some_and(|k| k.starts_with("live_ck_"))
-        {
-            problems.push(
-                "TOSS_CLIENT_KEY must be a live_ck_ key next to a live_sk_ TOSS_SECRET_KEY"
-                    .to_owned(),
-            );
-        }
+        check_live_keys(prod, &toss_secret_key, &toss_client_key, &mut problems);
         let webhook_secret = env_opt(get, "WEBHOOK_SECRET");
         let webhook_secret_previous = env_opt(get, "WEBHOOK_SECRET_PREVIOUS");
-        let webhook_secret_rotated_at = env_opt(get, "WEBHOOK_SECRET_ROTATED_AT").and_then(|v| {
-            parse_date(&v).or_else(|| {
-                problems.push(
-                    "WEBHOOK_SECRET_ROTATED_AT must be a date (2026-01-31) or an RFC 3339 time"
-                        .to_owned(),
-                );
-                None
-            })
-        });
+        let webhook_secret_rotated_at = rotated_at(get, &mut problems);
         for (name, value) in [
             ("WEBHOOK_SECRET", &webhook_secret),
             ("WEBHOOK_SECRET_PREVIOUS", &webhook_secret_previous),
@@ -223,78 +200,22 @@ impl Config {
                 problems.push(format!("{name} must be at least {MIN_SECRET_BYTES} bytes"));
             }
         }
-        let webhook_verify = match env_opt(get, "WEBHOOK_VERIFY").as_deref() {
-            None | Some("signature") => WebhookVerify::Signature,
-            Some("lookup") => WebhookVerify::Lookup,
-            Some(_) => {
-                problems.push("WEBHOOK_VERIFY must be signature or lookup".to_owned());
-                WebhookVerify::Signature
-            }
-        };
+        let webhook_verify = webhook_verify(get, &mut problems);
         let jwt_secret = env_opt(get, "JWT_SECRET").or_else(|| env_opt(get, "SUPABASE_JWT_SECRET"));
         let mut auth = crate::auth::AuthSettings::from_lookup(get, prod, &mut problems);
         let database = crate::database::DatabaseSettings::from_lookup(get, &mut problems);
         // With the project's signing keys (JWKS) the legacy secret is optional; without it no
         // HS256 token is accepted (never the public development secret).
         auth.hs256_disabled = prod && jwt_secret.is_none();
-        let cors_allowed_origins: Vec<String> = env_opt(get, "CORS_ALLOWED_ORIGINS")
-            .map(|v| split_origins(&v))
-            .unwrap_or_else(|| {
-                if prod {
-                    Vec::new()
-                } else {
-                    vec![
-                        "http://localhost:5173".to_owned(),
-                        "http://127.0.0.1:5173".to_owned(),
-                    ]
-                }
-            });
-        // "*" is a development convenience (production refuses it above).
-        if !prod
-            && cors_allowed_origins
-                .iter()
-                .any(|o| o != "*" && !valid_origin(o))
-        {
-            problems
-                .push("CORS_ALLOWED_ORIGINS must list origins as scheme://host[:port]".to_owned());
-        }
+        let cors_allowed_origins = cors_origins(get, prod, &mut problems);
         let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
         let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
         let reconcile_interval = env_secs(get, "RECONCILE_INTERVAL_SECONDS", 30)?;
-        let exam_max_attempts = match env_opt(get, "EXAM_MAX_ATTEMPTS") {
-            None => 3,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError(
-                        "EXAM_MAX_ATTEMPTS must be a whole number from 1 to 1000".into(),
-                    ));
-                }
-            },
-        };
-        let webhook_invalid_sig_limit = match env_opt(get, "WEBHOOK_INVALID_SIG_LIMIT") {
-            None => 20,
-            Some(v) => v.parse::<u32>().map_err(|_| {
-                ConfigError("WEBHOOK_INVALID_SIG_LIMIT must be a whole number".into())
-            })?,
-        };
-        let webhook_invalid_sig_window = env_secs(get, "WEBHOOK_INVALID_SIG_WINDOW_SECONDS", 600)?;
-        if webhook_invalid_sig_window.is_zero() {
-            problems.push("WEBHOOK_INVALID_SIG_WINDOW_SECONDS must be at least 1".to_owned());
-        }
-        let trusted_proxies = match env_opt(get, "TRUSTED_PROXIES") {
-            None => Vec::new(),
-            Some(v) => parse_trusted(&v).unwrap_or_else(|e| {
-                problems.push(e);
-                Vec::new()
-            }),
-        };
-        let redis_url = env_opt(get, "REDIS_URL");
-        if let Some(u) = &redis_url
-            && !(u.starts_with("redis://") || u.starts_with("rediss://"))
-        {
-            problems.push("REDIS_URL must start with redis:// or rediss://".to_owned());
-        }
+        let exam_max_attempts = exam_max_attempts(get)?;
+        let (webhook_invalid_sig_limit, webhook_invalid_sig_window) =
+            invalid_sig_limit(get, &mut problems)?;
+        let trusted_proxies = trusted_proxies(get, &mut problems);
+        let redis_url = redis_url(get, &mut problems);
         let circuit_cooldown = env_secs(get, "CIRCUIT_COOLDOWN_SECONDS", 30)?;
         let rate_limit = env_limit(get, "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", (20, 40))?;
         let rate_limit_confirm = env_limit(
@@ -304,16 +225,7 @@ impl Config {
             (5, 10),
         )?;
 
-        let alert_time_scale = env_u32(get, "ALERT_TIME_SCALE", 1)?;
-        if !crate::ops::alerts::valid_time_scale(alert_time_scale) {
-            problems.push(
-                "ALERT_TIME_SCALE must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)"
-                    .to_owned(),
-            );
-        }
-        if prod && alert_time_scale != 1 {
-            problems.push("ALERT_TIME_SCALE must be 1 in production".to_owned());
-        }
+        let alert_time_scale = alert_time_scale(get, prod, &mut problems)?;
         let edge = EdgeLimits::from_lookup(get, &mut problems)?;
 
         if !problems.is_empty() {
@@ -824,6 +736,153 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "how often expired idempotency keys and one-time tokens are deleted (default 300)",
     ),
 ];
+
+/// A live secret key charges real cards: the storefront must then open Toss's live payment
+/// window too, whatever the environment says (production's own table already names
+/// TOSS_CLIENT_KEY).
+fn check_live_keys(
+    prod: bool,
+    toss_secret_key: &Option<String>,
+    toss_client_key: &Option<String>,
+    problems: &mut Vec<String>,
+) {
+    if !prod
+        && toss_secret_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("live_sk_"))
+        && !toss_client_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("live_ck_"))
+    {
+        problems.push(
+            "TOSS_CLIENT_KEY must be a live_ck_ key next to a live_sk_ TOSS_SECRET_KEY".to_owned(),
+        );
+    }
+}
+
+fn rotated_at(
+    get: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<time::OffsetDateTime> {
+    env_opt(get, "WEBHOOK_SECRET_ROTATED_AT").and_then(|v| {
+        parse_date(&v).or_else(|| {
+            problems.push(
+                "WEBHOOK_SECRET_ROTATED_AT must be a date (2026-01-31) or an RFC 3339 time"
+                    .to_owned(),
+            );
+            None
+        })
+    })
+}
+
+fn cors_origins(
+    get: &dyn Fn(&str) -> Option<String>,
+    prod: bool,
+    problems: &mut Vec<String>,
+) -> Vec<String> {
+    let origins: Vec<String> = env_opt(get, "CORS_ALLOWED_ORIGINS")
+        .map(|v| split_origins(&v))
+        .unwrap_or_else(|| {
+            if prod {
+                Vec::new()
+            } else {
+                vec![
+                    "http://localhost:5173".to_owned(),
+                    "http://127.0.0.1:5173".to_owned(),
+                ]
+            }
+        });
+    // "*" is a development convenience (production refuses it above).
+    if !prod && origins.iter().any(|o| o != "*" && !valid_origin(o)) {
+        problems.push("CORS_ALLOWED_ORIGINS must list origins as scheme://host[:port]".to_owned());
+    }
+    origins
+}
+
+fn exam_max_attempts(get: &dyn Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
+    match env_opt(get, "EXAM_MAX_ATTEMPTS") {
+        None => Ok(3),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(ConfigError(
+                "EXAM_MAX_ATTEMPTS must be a whole number from 1 to 1000".into(),
+            )),
+        },
+    }
+}
+
+fn alert_time_scale(
+    get: &dyn Fn(&str) -> Option<String>,
+    prod: bool,
+    problems: &mut Vec<String>,
+) -> Result<u32, ConfigError> {
+    let scale = env_u32(get, "ALERT_TIME_SCALE", 1)?;
+    if !crate::ops::alerts::valid_time_scale(scale) {
+        problems.push(
+            "ALERT_TIME_SCALE must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)"
+                .to_owned(),
+        );
+    }
+    if prod && scale != 1 {
+        problems.push("ALERT_TIME_SCALE must be 1 in production".to_owned());
+    }
+    Ok(scale)
+}
+
+fn webhook_verify(
+    get: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> WebhookVerify {
+    match env_opt(get, "WEBHOOK_VERIFY").as_deref() {
+        None | Some("signature") => WebhookVerify::Signature,
+        Some("lookup") => WebhookVerify::Lookup,
+        Some(_) => {
+            problems.push("WEBHOOK_VERIFY must be signature or lookup".to_owned());
+            WebhookVerify::Signature
+        }
+    }
+}
+
+/// How many invalid webhook signatures an IP may send, and in what window.
+fn invalid_sig_limit(
+    get: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Result<(u32, Duration), ConfigError> {
+    let limit = match env_opt(get, "WEBHOOK_INVALID_SIG_LIMIT") {
+        None => 20,
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| ConfigError("WEBHOOK_INVALID_SIG_LIMIT must be a whole number".into()))?,
+    };
+    let window = env_secs(get, "WEBHOOK_INVALID_SIG_WINDOW_SECONDS", 600)?;
+    if window.is_zero() {
+        problems.push("WEBHOOK_INVALID_SIG_WINDOW_SECONDS must be at least 1".to_owned());
+    }
+    Ok((limit, window))
+}
+
+fn redis_url(get: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Option<String> {
+    let url = env_opt(get, "REDIS_URL");
+    if let Some(u) = &url
+        && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+    {
+        problems.push("REDIS_URL must start with redis:// or rediss://".to_owned());
+    }
+    url
+}
+
+fn trusted_proxies(
+    get: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Vec<ipnet::IpNet> {
+    match env_opt(get, "TRUSTED_PROXIES") {
+        None => Vec::new(),
+        Some(v) => parse_trusted(&v).unwrap_or_else(|e| {
+            problems.push(e);
+            Vec::new()
+        }),
+    }
+}
 
 /// Parse `TRUSTED_PROXIES`: comma-separated IPs or CIDRs.
 pub fn parse_trusted(value: &str) -> Result<Vec<ipnet::IpNet>, String> {
