@@ -7,6 +7,6 @@
 # committed, so every contract change shows in review.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-UPDATE_OPENAPI=1 cargo test -q -p coursepay-server --lib http::openapi
+UPDATE_OPENAPI=1 cargo test -q -p coursepay-api --lib http::openapi
 UPDATE_OPENAPI=1 cargo test -q -p coursepay-toss-sandbox --lib openapi
 git --no-pager diff --stat -- docs/

@@ -145,7 +145,7 @@ struct World {
     http: reqwest::Client,
     base: String,
     sandbox: String,
-    jwt: server::auth::JwtKeys,
+    jwt: flows::auth::JwtKeys,
 }
 
 impl World {
@@ -238,9 +238,7 @@ async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String
             .map_err(|e| e.to_string())?,
         base: service.base.clone(),
         sandbox: sandbox.base.clone(),
-        jwt: server::auth::JwtKeys::new(&secrecy::SecretString::from(
-            server::config::DEV_JWT_SECRET,
-        )),
+        jwt: flows::auth::JwtKeys::new(&secrecy::SecretString::from(flows::config::DEV_JWT_SECRET)),
     });
     let admin = world.jwt.mint(None, 3600);
     let course = World::json(world.post(
@@ -368,8 +366,8 @@ async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String
             })
             .to_string();
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let (ts, sig) = server::webhook::signature::sign_x_signature(
-                server::config::DEV_WEBHOOK_SECRET.as_bytes(),
+            let (ts, sig) = flows::webhook_auth::signature::sign_x_signature(
+                flows::config::DEV_WEBHOOK_SECRET.as_bytes(),
                 now,
                 body.as_bytes(),
             );
@@ -467,7 +465,7 @@ async fn toss_time(w: &World, operation: &str) -> Option<(f64, f64)> {
         .ok()?;
     Some(parse_histogram(
         &text,
-        server::ops::metrics::TOSS_DURATION,
+        flows::ops::metrics::TOSS_DURATION,
         &format!("operation=\"{operation}\""),
     ))
 }

@@ -12,7 +12,7 @@ mod preflight;
 mod webhook;
 
 use clap::{Parser, Subcommand};
-use server::config::{Config, Environment, VARIABLES};
+use flows::config::{Config, Environment, VARIABLES};
 use std::process::ExitCode;
 use std::time::Duration;
 use store::DynStore;
@@ -64,7 +64,7 @@ fn webhook_help() -> String {
 #[derive(Parser)]
 #[command(
     name = "coursepay",
-    version = server::build::LONG_VERSION,
+    version = api::build::LONG_VERSION,
     about = "Payment confirmation and enrollment for course platforms selling through Toss Payments",
     after_help = "Each subcommand's --help lists the environment variables it reads; \
                   `coursepay serve --help` has the service's whole configuration."
@@ -237,7 +237,7 @@ fn config() -> Result<Config, String> {
 
 /// The store for `serve`: migrated first unless AUTO_MIGRATE=false, which only checks.
 async fn open_store(config: &Config) -> Result<DynStore, String> {
-    use server::database::{Migrations, open};
+    use flows::database::{Migrations, open};
     let mode = if config.database.auto_migrate {
         Migrations::Apply
     } else {
@@ -248,12 +248,12 @@ async fn open_store(config: &Config) -> Result<DynStore, String> {
 
 async fn migrate(print: bool, dir: Option<std::path::PathBuf>) -> Result<(), String> {
     if print {
-        let schema = server::database::DatabaseSettings::from_env()
+        let schema = flows::database::DatabaseSettings::from_env()
             .map_err(|e| e.to_string())?
             .pg
             .schema;
         let names =
-            server::database::print_migrations(&schema, dir.as_deref(), &mut std::io::stdout())?;
+            flows::database::print_migrations(&schema, dir.as_deref(), &mut std::io::stdout())?;
         if let Some(dir) = dir {
             for name in names {
                 eprintln!("coursepay: wrote {}", dir.join(name).display());
@@ -267,15 +267,15 @@ async fn migrate(print: bool, dir: Option<std::path::PathBuf>) -> Result<(), Str
         .ok()
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty());
-    let settings = server::database::DatabaseSettings::from_env().map_err(|e| e.to_string())?;
-    server::database::open(database_url, &settings, server::database::Migrations::Apply).await?;
+    let settings = flows::database::DatabaseSettings::from_env().map_err(|e| e.to_string())?;
+    flows::database::open(database_url, &settings, flows::database::Migrations::Apply).await?;
     eprintln!("coursepay: migrations applied");
     Ok(())
 }
 
 async fn serve() -> Result<(), String> {
     let config = config()?;
-    server::logging::init();
+    flows::logging::init();
     let store = open_store(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
@@ -308,12 +308,12 @@ async fn serve() -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?
     };
-    let app = server::App::new(store.clone(), toss, config.clone());
+    let app = flows::App::new(store.clone(), toss, config.clone());
     // Settles orders left open by crashes, lost answers and closed tabs (flows::reconcile),
     // and deletes expired idempotency keys and one-time tokens (ops::retention).
     let background = [
-        server::flows::reconcile::spawn(app.clone()),
-        server::ops::retention::spawn(app.clone()),
+        flows::reconcile::spawn(app.clone()),
+        flows::ops::retention::spawn(app.clone()),
     ];
 
     if sandbox.is_some() {
@@ -326,12 +326,12 @@ async fn serve() -> Result<(), String> {
             .as_ref()
             .map(|u| u.expose_secret().to_owned())
     };
-    server::ops::alerts::set_time_scale(config.alert_time_scale);
-    server::ops::alerts::spawn_ticker(
+    flows::ops::alerts::set_time_scale(config.alert_time_scale);
+    flows::ops::alerts::spawn_ticker(
         alert_webhook.as_deref(),
-        server::ops::alerts::EVALUATE_EVERY / config.alert_time_scale,
+        flows::ops::alerts::EVALUATE_EVERY / config.alert_time_scale,
     );
-    let mut router = server::http::router(app.clone());
+    let mut router = api::http::router(app.clone());
     if let Some(sb) = &sandbox {
         router = router.nest("/toss-sandbox", sb.router());
     }
@@ -364,8 +364,8 @@ async fn serve() -> Result<(), String> {
     // SHUTDOWN_GRACE_SECONDS to finish.
     let limits = config.edge;
     let stopping = app.clone();
-    let cut = server::edge::serve(listener, router, limits, async move {
-        server::ops::shutdown::signal().await;
+    let cut = api::edge::serve(listener, router, limits, async move {
+        flows::ops::shutdown::signal().await;
         stopping.shutdown.begin();
         tokio::time::sleep(limits.drain_delay).await;
     })
@@ -415,7 +415,7 @@ async fn sandbox(
     latency: String,
 ) -> Result<(), String> {
     let latency = toss_sandbox::LatencyModel::parse(&latency)?;
-    server::logging::init();
+    flows::logging::init();
     let secret = std::env::var("WEBHOOK_SECRET").ok();
     let sb = toss_sandbox::Sandbox::new(toss_sandbox::SandboxConfig {
         webhook_url,
@@ -454,7 +454,7 @@ fn token(user: Option<String>, role: String, ttl: i64) -> Result<(), String> {
     );
     let secret = var("JWT_SECRET").or_else(|| var("SUPABASE_JWT_SECRET"));
     let secret = match secret {
-        Some(s) if production && s == server::config::DEV_JWT_SECRET => {
+        Some(s) if production && s == flows::config::DEV_JWT_SECRET => {
             return Err(
                 "JWT_SECRET is the public development secret, refused with COURSEPAY_ENV=production"
                     .into(),
@@ -470,19 +470,18 @@ fn token(user: Option<String>, role: String, ttl: i64) -> Result<(), String> {
                     .into(),
             );
         }
-        None => server::config::DEV_JWT_SECRET.to_owned(),
+        None => flows::config::DEV_JWT_SECRET.to_owned(),
     };
     if ttl <= 0 {
         return Err("--ttl must be a positive number of seconds".into());
     }
     // Tokens carry the project's issuer when SUPABASE_URL names it (the server then checks it).
     let mut problems = Vec::new();
-    let settings = server::auth::AuthSettings::from_lookup(&|k| var(k), production, &mut problems);
+    let settings = flows::auth::AuthSettings::from_lookup(&|k| var(k), production, &mut problems);
     if let Some(p) = problems.first() {
         return Err(p.clone());
     }
-    let keys =
-        server::auth::JwtKeys::from_settings(&secrecy::SecretString::from(secret), &settings);
+    let keys = flows::auth::JwtKeys::from_settings(&secrecy::SecretString::from(secret), &settings);
     let user = match (role.as_str(), user) {
         ("service_role", _) => None,
         ("authenticated", Some(u)) => {

@@ -4,8 +4,8 @@
 //! rotation (docs/webhooks.md). The file is sent byte for byte: the signature covers the raw
 //! body, so it is never re-serialized.
 
+use flows::webhook_auth::signature::sign_x_signature;
 use secrecy::ExposeSecret;
-use server::webhook::signature::sign_x_signature;
 
 /// The shortest secret the server accepts (its configuration refuses shorter ones), so a key
 /// this command signs with would also work there.
@@ -42,7 +42,7 @@ impl Body {
 fn secret(env_name: &str) -> Result<String, String> {
     let secret = match std::env::var(env_name) {
         Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
-        _ if env_name == "WEBHOOK_SECRET" => server::config::Config::from_env()
+        _ if env_name == "WEBHOOK_SECRET" => flows::config::Config::from_env()
             .map(|c| c.webhook_secret.expose_secret().to_owned())
             .map_err(|e| e.to_string())?,
         _ => return Err(format!("{env_name} is not set")),
@@ -130,7 +130,7 @@ mod tests {
         assert_eq!(body, b"{ \"eventType\" : \"x\" }\n");
         assert_eq!(ts, "1700000000");
         assert!(
-            server::webhook::signature::verify_x_signature(
+            flows::webhook_auth::signature::verify_x_signature(
                 &ts,
                 &sig,
                 &body,

@@ -66,7 +66,7 @@ fn each_subcommand_lists_the_variables_it_reads() {
 }
 
 fn server_variables() -> Vec<String> {
-    server::config::VARIABLES
+    flows::config::VARIABLES
         .iter()
         .map(|(n, _)| (*n).to_owned())
         .collect()
@@ -131,7 +131,7 @@ fn token_says_what_it_is_for_in_production() {
         &["token", "--role", "service_role"],
         &[
             ("COURSEPAY_ENV", "production"),
-            ("JWT_SECRET", server::config::DEV_JWT_SECRET),
+            ("JWT_SECRET", flows::config::DEV_JWT_SECRET),
         ],
     );
     assert!(!out.status.success());
@@ -145,10 +145,10 @@ fn token_says_what_it_is_for_in_production() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let token = String::from_utf8(out.stdout).unwrap();
-    let keys = server::auth::JwtKeys::new(&secrecy::SecretString::from(secret.to_owned()));
+    let keys = flows::auth::JwtKeys::new(&secrecy::SecretString::from(secret.to_owned()));
     assert_eq!(
         keys.verify_cached(token.trim()),
-        Ok(server::auth::Principal::Service)
+        Ok(flows::auth::Principal::Service)
     );
 }
 
@@ -201,7 +201,7 @@ fn variable_names(text: &str) -> BTreeSet<String> {
 /// What production requires, according to the code: the configuration's one table of
 /// production requirements, which is also what `serve` checks.
 fn code_production_list() -> BTreeSet<String> {
-    server::config::production_requirements()
+    flows::config::production_requirements()
         .iter()
         .map(|r| r.variable.to_owned())
         .collect()
@@ -211,7 +211,7 @@ fn code_production_list() -> BTreeSet<String> {
 /// naming each variable whose requirement an empty value breaks.
 #[test]
 fn an_empty_production_configuration_names_what_it_lacks() {
-    let err = server::config::Config::from_lookup(&|k| {
+    let err = flows::config::Config::from_lookup(&|k| {
         (k == "COURSEPAY_ENV").then(|| "production".to_owned())
     })
     .expect_err("an empty production configuration is refused");

@@ -126,7 +126,7 @@ struct World {
     db_name: String,
     pool: PgPool,
     http: reqwest::Client,
-    jwt: server::auth::JwtKeys,
+    jwt: flows::auth::JwtKeys,
     log: String,
 }
 
@@ -179,8 +179,8 @@ impl World {
                 .timeout(Duration::from_secs(15))
                 .build()
                 .unwrap(),
-            jwt: server::auth::JwtKeys::new(&secrecy::SecretString::from(
-                server::config::DEV_JWT_SECRET,
+            jwt: flows::auth::JwtKeys::new(&secrecy::SecretString::from(
+                flows::config::DEV_JWT_SECRET,
             )),
             log,
         };
@@ -209,7 +209,7 @@ impl World {
         let url = format!("{}/v1/webhooks/toss", self.base());
         self.sandbox_post(
             "/sandbox/webhooks",
-            json!({"url": url, "secret": server::config::DEV_WEBHOOK_SECRET}),
+            json!({"url": url, "secret": flows::config::DEV_WEBHOOK_SECRET}),
         )
         .await;
     }

@@ -55,7 +55,7 @@ async fn serve(dir: &Scratch, extra: &[(&str, &str)]) -> (Child, String, std::pa
 
 fn user_token() -> String {
     let keys =
-        server::auth::JwtKeys::new(&secrecy::SecretString::from(server::config::DEV_JWT_SECRET));
+        flows::auth::JwtKeys::new(&secrecy::SecretString::from(flows::config::DEV_JWT_SECRET));
     keys.mint(Some(domain::UserId::new()), 600)
 }
 

@@ -209,7 +209,7 @@ async fn healthy_serve_on_sqlite_passes_with_qa() {
 
     // The two admin endpoints the preflight reads: service role only, bad input is a problem.
     let admin =
-        server::auth::JwtKeys::new(&secrecy::SecretString::from(server::config::DEV_JWT_SECRET))
+        flows::auth::JwtKeys::new(&secrecy::SecretString::from(flows::config::DEV_JWT_SECRET))
             .mint(None, 60);
     let http = reqwest::Client::new();
     for path in ["/v1/admin/config-report", "/v1/admin/logs/recent"] {
@@ -253,7 +253,7 @@ async fn healthy_serve_on_sqlite_passes_with_qa() {
     }));
     assert!(items.iter().any(|l| l["user_id"] == "[redacted]"));
     let text = logs.to_string();
-    assert!(!text.contains(&admin) && !text.contains(server::config::DEV_JWT_SECRET));
+    assert!(!text.contains(&admin) && !text.contains(flows::config::DEV_JWT_SECRET));
     // Markdown in Korean, to stdout.
     let out = Command::new(BIN)
         .args([
@@ -433,9 +433,9 @@ async fn webhook_secret_that_does_not_verify_fails() {
 /// test starts it in process with the configuration built by hand.
 #[tokio::test]
 async fn test_key_in_production_mode_fails() {
-    use server::config::{Config, DEV_TOSS_SECRET_KEY, Environment};
+    use flows::config::{Config, DEV_TOSS_SECRET_KEY, Environment};
     // The in-process server's log lines go to a buffer, not the test's output.
-    server::logging::capture();
+    flows::logging::capture();
     let store = store::testing::sqlite().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -454,10 +454,10 @@ async fn test_key_in_production_mode_fails() {
         connect_timeout: Duration::from_secs(1),
     })
     .unwrap();
-    let app = server::App::new(store, toss, config);
-    let router = server::http::router(app).nest("/toss-sandbox", sandbox.router());
+    let app = flows::App::new(store, toss, config);
+    let router = api::http::router(app).nest("/toss-sandbox", sandbox.router());
     let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, router, async {
+    tokio::spawn(api::serve(listener, router, async {
         let _ = rx.await;
     }));
     let base = format!("http://{addr}");

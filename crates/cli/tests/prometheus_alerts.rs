@@ -214,7 +214,7 @@ struct World {
     prom: String,
     http: reqwest::Client,
     admin: String,
-    jwt: Arc<server::auth::JwtKeys>,
+    jwt: Arc<flows::auth::JwtKeys>,
 }
 
 impl World {
@@ -394,8 +394,8 @@ async fn alert_rules_fire_and_resolve_in_prometheus_and_in_process() {
     let (_server, base) = start_server(&dir).await;
     let target = base.trim_start_matches("http://").to_owned();
     let (_prom, prom) = start_prometheus(&dir, &target).await;
-    let jwt = Arc::new(server::auth::JwtKeys::new(&secrecy::SecretString::from(
-        server::config::DEV_JWT_SECRET,
+    let jwt = Arc::new(flows::auth::JwtKeys::new(&secrecy::SecretString::from(
+        flows::config::DEV_JWT_SECRET,
     )));
     let w = World {
         base,
@@ -432,7 +432,7 @@ async fn alert_rules_fire_and_resolve_in_prometheus_and_in_process() {
         .iter()
         .map(|s| s["metric"]["class"].as_str().expect("class label"))
         .collect();
-    for c in server::ops::alerts::ConfirmClass::ALL {
+    for c in flows::ops::alerts::ConfirmClass::ALL {
         assert!(classes.contains(c.as_str()), "class {} missing", c.as_str());
     }
     assert!(

@@ -127,7 +127,7 @@ async fn serve_as_a_dml_only_role_after_migrate_as_the_owner() {
     let r = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let keys =
-        server::auth::JwtKeys::new(&secrecy::SecretString::from(server::config::DEV_JWT_SECRET));
+        flows::auth::JwtKeys::new(&secrecy::SecretString::from(flows::config::DEV_JWT_SECRET));
     let token = keys.mint(Some(domain::UserId::new()), 600);
     let post = |path: &str, body: Value, auth: bool| {
         let mut req = http.post(format!("{base}{path}")).json(&body);

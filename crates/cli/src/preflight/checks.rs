@@ -192,7 +192,7 @@ pub async fn secrets(p: &Probe, r: &mut Report, t: &mut Target) -> Result<(), St
         ),
     );
     let expected = c["expectedTossKeyMode"].as_str().unwrap_or("");
-    let served = server::ops::config_report::toss_key_mode(&t.client_key);
+    let served = flows::ops::config_report::toss_key_mode(&t.client_key);
     r.set(
         "secrets.client_key",
         Outcome::check(
@@ -200,7 +200,7 @@ pub async fn secrets(p: &Probe, r: &mut Report, t: &mut Target) -> Result<(), St
             format!("GET /v1/config serves a {served} client key; expected {expected}"),
         ),
     );
-    let rotation_days = server::ops::config_report::WEBHOOK_ROTATION_DAYS;
+    let rotation_days = flows::ops::config_report::WEBHOOK_ROTATION_DAYS;
     r.set(
         "secrets.webhook_rotation",
         match ws["ageDays"].as_i64() {
@@ -269,7 +269,7 @@ async fn post_webhook(p: &Probe, body: Vec<u8>, ts: &str, sig: &str) -> Result<R
 }
 
 fn sign(p: &Probe, ts: i64, body: &[u8]) -> (String, String) {
-    server::webhook::signature::sign_x_signature(
+    flows::webhook_auth::signature::sign_x_signature(
         p.webhook_secret.expose_secret().as_bytes(),
         ts,
         body,
@@ -765,14 +765,17 @@ pub async fn observability(
             ),
         ),
     );
-    let forged = metric_value(&metrics.text, server::webhook::INVALID_SIGNATURES_METRIC);
+    let forged = metric_value(
+        &metrics.text,
+        flows::webhook_auth::INVALID_SIGNATURES_METRIC,
+    );
     r.set(
         "fail.sig_forgery",
         Outcome::check(
             forged.is_some_and(|v| v >= 1.0),
             format!(
                 "{} = {} on /metrics after the refused deliveries of §3; too many from one IP → 429",
-                server::webhook::INVALID_SIGNATURES_METRIC,
+                flows::webhook_auth::INVALID_SIGNATURES_METRIC,
                 forged.map_or("absent".into(), |v| v.to_string())
             ),
         ),

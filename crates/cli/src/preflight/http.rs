@@ -17,7 +17,7 @@ pub struct Probe {
     pub base: String,
     http: reqwest::Client,
     pub admin_token: SecretString,
-    jwt: server::auth::JwtKeys,
+    jwt: flows::auth::JwtKeys,
     pub webhook_secret: SecretString,
     bodies: Arc<Mutex<Vec<String>>>,
 }
@@ -53,7 +53,7 @@ impl Probe {
         jwt_secret: SecretString,
         webhook_secret: SecretString,
     ) -> Result<Self, String> {
-        let jwt = server::auth::JwtKeys::new(&jwt_secret);
+        let jwt = flows::auth::JwtKeys::new(&jwt_secret);
         let admin_token = SecretString::from(admin_token.unwrap_or_else(|| jwt.mint(None, 600)));
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),

@@ -101,9 +101,9 @@ async fn run_inner(args: Args) -> Result<u8, String> {
     let started = Instant::now();
     let jwt_secret = env_secret(
         &["JWT_SECRET", "SUPABASE_JWT_SECRET"],
-        server::config::DEV_JWT_SECRET,
+        flows::config::DEV_JWT_SECRET,
     );
-    let webhook_secret = env_secret(&["WEBHOOK_SECRET"], server::config::DEV_WEBHOOK_SECRET);
+    let webhook_secret = env_secret(&["WEBHOOK_SECRET"], flows::config::DEV_WEBHOOK_SECRET);
     let toss_secret = env_secret(&["TOSS_SECRET_KEY"], "");
     let probe = http::Probe::new(
         &args.url,

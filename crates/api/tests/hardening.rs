@@ -1,0 +1,451 @@
+//! Safe to put on the internet: the edge's timeouts and connection cap (raw TCP clients that
+//! misbehave while normal requests go on), the per-request timeout, draining, the per-user
+//! open-order cap, the reconciler's budget and priorities, and the retention purge.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Backend, TestApp, spawn_with};
+use flows::config::Config;
+use flows::reconcile::{LOOKUPS_AFTER_EXPIRY, reconcile_once};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use store::NewOrder;
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn edge(header: u64, keepalive: u64, max_connections: usize) -> impl FnOnce(&mut Config) {
+    move |c: &mut Config| {
+        c.edge.header_read_timeout = Duration::from_secs(header);
+        c.edge.keepalive_timeout = Duration::from_secs(keepalive);
+        c.edge.max_connections = max_connections;
+    }
+}
+
+fn addr(t: &TestApp) -> String {
+    t.base.trim_start_matches("http://").to_owned()
+}
+
+/// Read until the server closes the connection (EOF or reset); how long that took.
+async fn closed_after(mut s: TcpStream, opened: Instant) -> Duration {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return opened.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("connection still open after 10 s"),
+        }
+    }
+}
+
+/// 300 half-open connections (150 silent, 150 stuck inside their headers) are all closed
+/// within the 1 s header timeout (plus scheduling slack), while a client keeps getting answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_open_connections_are_closed_while_requests_are_served() {
+    let t = spawn_with(Backend::Sqlite, edge(1, 5, 1024)).await;
+    let a = addr(&t);
+    let mut holders = Vec::new();
+    for i in 0..300 {
+        let mut s = TcpStream::connect(&a).await.unwrap();
+        let opened = Instant::now();
+        if i % 2 == 1 {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Unfinished: ")
+                .await
+                .unwrap();
+        }
+        holders.push(tokio::spawn(closed_after(s, opened)));
+    }
+    // Normal traffic meanwhile: every request answered, promptly.
+    let started = Instant::now();
+    let mut served = 0;
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_millis(1800) {
+        let sent = Instant::now();
+        let r = t.get("/healthz", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        slowest = slowest.max(sent.elapsed());
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served >= 20, "only {served} requests served");
+    assert!(slowest < Duration::from_millis(500), "slowest {slowest:?}");
+    for h in holders {
+        let after = h.await.unwrap();
+        assert!(
+            after >= Duration::from_millis(900) && after < Duration::from_millis(2500),
+            "closed after {after:?}"
+        );
+    }
+    let metrics = t.get("/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+}
+
+/// Dribbling a header byte by byte does not extend the deadline; an idle kept-alive connection
+/// is closed after the keep-alive timeout (2 s here), not the header timeout (1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dribbled_headers_are_cut_and_idle_connections_closed() {
+    let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
+    let a = addr(&t);
+
+    let mut slow = TcpStream::connect(&a).await.unwrap();
+    let opened = Instant::now();
+    let header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut cut = None;
+    for byte in header {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut = Some(opened.elapsed());
+            break;
+        }
+        let mut probe = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut = Some(opened.elapsed());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let cut = cut.expect("a dribbling client was never cut");
+    assert!(
+        cut >= Duration::from_millis(900) && cut < Duration::from_millis(2000),
+        "{cut:?}"
+    );
+
+    // One full request, then silence: closed after the keep-alive timeout.
+    let mut s = TcpStream::connect(&a).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let answered = Instant::now();
+    let after = closed_after(s, answered).await;
+    assert!(
+        after >= Duration::from_millis(1800) && after < Duration::from_millis(3500),
+        "idle connection closed after {after:?}"
+    );
+}
+
+/// With a cap of 4 connections, 4 silent clients hold every slot: a fifth client is served only
+/// once the header timeout frees one (never refused, never served early).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connection_cap_makes_extra_clients_wait() {
+    let t = spawn_with(Backend::Sqlite, edge(1, 5, 4)).await;
+    let a = addr(&t);
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        holders.push(TcpStream::connect(&a).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_millis(3000),
+        "the fifth client waited {waited:?}"
+    );
+    drop(holders);
+}
+
+/// A request that outlives HTTP_REQUEST_TIMEOUT_SECONDS is answered with a retryable problem;
+/// the confirm behind it still settles the order.
+async fn slow_request_times_out_with_a_problem_and_the_confirm_settles(t: TestApp) {
+    let p = t.paid_in_window(10_000).await;
+    t.fault(json!({"mode": "delay", "delayMs": 1500, "operations": ["confirm"]}))
+        .await;
+    let started = Instant::now();
+    let r = t
+        .confirm(&p.token, &p.payment_key, &p.order_id, p.amount)
+        .await;
+    assert!(started.elapsed() < Duration::from_millis(1400));
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert!(r.is_problem());
+    assert_eq!(r.code(), "E_REQUEST_TIMEOUT");
+    assert_eq!(r.body["retryable"], true);
+    let settled = t
+        .eventually(|| async { t.order(&p.order_id).await.status == domain::OrderStatus::Paid })
+        .await;
+    assert!(settled, "the confirm's work finished after the timeout");
+    // The buyer's retry is answered from the database.
+    let again = t
+        .confirm(&p.token, &p.payment_key, &p.order_id, p.amount)
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(t.confirm_calls().await, 1);
+}
+
+async fn readyz_is_503_while_draining(t: TestApp) {
+    assert_eq!(t.get("/readyz", None).await.status, StatusCode::OK);
+    t.app.shutdown.begin();
+    let r = t.get("/readyz", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.is_problem());
+    assert_eq!(r.code(), "E_SERVICE_UNAVAILABLE");
+    // Liveness is unaffected.
+    assert_eq!(t.get("/healthz", None).await.status, StatusCode::OK);
+}
+
+/// MAX_OPEN_ORDERS_PER_USER: the next checkout is a clear 409 that creates nothing; paying one
+/// order makes room.
+async fn open_order_cap_is_a_clear_problem(t: TestApp) {
+    let (user, token) = t.new_user();
+    let mut courses = Vec::new();
+    for _ in 0..3 {
+        courses.push(t.create_course(10_000).await);
+    }
+    let first = t.checkout(&token, &courses[0]).await;
+    t.checkout(&token, &courses[1]).await;
+    let r = t
+        .post(
+            "/v1/checkout",
+            Some(&token),
+            &json!({"courseId": courses[2]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(r.is_problem());
+    assert_eq!(r.code(), "E_TOO_MANY_OPEN_ORDERS");
+    assert_eq!(r.body["retryable"], false);
+    assert!(t.app.store.list_enrollments(user).await.unwrap().is_empty());
+    // Another buyer is not affected.
+    let (_, other) = t.new_user();
+    t.checkout(&other, &courses[2]).await;
+    // Paying one of the two frees a slot.
+    let order_id = first["orderId"].as_str().unwrap();
+    let key = t.buyer_pays(order_id, 10_000).await;
+    assert_eq!(
+        t.confirm(&token, &key, order_id, 10_000).await.status,
+        StatusCode::OK
+    );
+    t.checkout(&token, &courses[2]).await;
+    // The code is in the catalog every locale serves.
+    for locale in ["ko", "en"] {
+        let m = t.get(&format!("/v1/i18n/{locale}"), None).await;
+        assert!(
+            m.body["ui.payment.error.E_TOO_MANY_OPEN_ORDERS"].is_string(),
+            "{locale}"
+        );
+    }
+}
+
+/// `n` PENDING orders for one course, each of another buyer, created straight in the store.
+async fn abandoned(t: &TestApp, n: usize, created: OffsetDateTime, expires: OffsetDateTime) {
+    let course = t.create_course(10_000).await;
+    let course = domain::CourseId::parse(&course).unwrap();
+    for _ in 0..n {
+        let user = domain::UserId::new();
+        t.store
+            .create_order(NewOrder {
+                order_id: domain::OrderId::generate(),
+                user_id: user,
+                course_id: course,
+                amount: domain::Money::new(10_000).unwrap(),
+                order_name: "Course A".into(),
+                now: created,
+                expires_at: expires,
+                ctx: store::EventContext::new(format!("user:{user}"), None, created),
+                max_open_per_user: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+async fn lookups(t: &TestApp) -> u64 {
+    t.stats().await["lookupCalls"].as_u64().unwrap()
+}
+
+/// 500 abandoned checkouts, all older than one lost answer (Toss approved, our confirm never
+/// heard): the first pass, within its budget of 50 lookups, settles the lost answer.
+async fn abandoned_orders_do_not_delay_a_lost_answer(t: TestApp) {
+    let now = OffsetDateTime::now_utc();
+    abandoned(
+        &t,
+        500,
+        now - time::Duration::minutes(5),
+        now + time::Duration::minutes(25),
+    )
+    .await;
+    let lost = t.paid_in_window(10_000).await;
+    t.fault(json!({"mode": "reset", "afterProcessing": true, "operations": ["confirm"]}))
+        .await;
+    t.fault(json!({"mode": "status5xx", "count": 3, "operations": ["lookup"]}))
+        .await;
+    let r = t
+        .confirm(&lost.token, &lost.payment_key, &lost.order_id, 10_000)
+        .await;
+    assert!(r.status.is_server_error(), "{:?}", r.body);
+    t.clear_faults().await;
+    assert_eq!(
+        t.order(&lost.order_id).await.status,
+        domain::OrderStatus::Confirming
+    );
+
+    let before = lookups(&t).await;
+    let started = Instant::now();
+    let report = reconcile_once(&t.app, "budget").await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        t.order(&lost.order_id).await.status,
+        domain::OrderStatus::Paid,
+        "{report:?}"
+    );
+    assert_eq!(report.leased, 50, "{report:?}");
+    assert_eq!(report.paid, 1, "{report:?}");
+    let spent = lookups(&t).await - before;
+    assert!(spent <= 51, "{spent} lookups in one pass");
+    assert!(took < Duration::from_secs(10), "pass took {took:?}");
+    // The rest wait their turn: 450 were not even leased.
+    let (open, _) = t
+        .store
+        .open_order_backlog(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(open, 500);
+}
+
+/// An abandoned checkout past its expiry is looked up LOOKUPS_AFTER_EXPIRY times, then expired
+/// without asking Toss again.
+async fn expired_abandoned_orders_are_looked_up_a_bounded_number_of_times(t: TestApp) {
+    let now = OffsetDateTime::now_utc();
+    // Expired a minute ago: within Toss's confirm window, so "not found" alone does not end it.
+    abandoned(
+        &t,
+        2,
+        now - time::Duration::minutes(31),
+        now - time::Duration::minutes(1),
+    )
+    .await;
+    let before = lookups(&t).await;
+    for pass in 0..LOOKUPS_AFTER_EXPIRY {
+        let report = reconcile_once(&t.app, "bounded").await.unwrap();
+        assert_eq!(report.leased, 2, "pass {pass}: {report:?}");
+        assert_eq!(report.still_open, 2, "pass {pass}: {report:?}");
+        // Wait out the lease (TOSS_TIMEOUT × 4 + interval = 1 s here).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(lookups(&t).await - before, 2 * LOOKUPS_AFTER_EXPIRY as u64);
+    let report = reconcile_once(&t.app, "bounded").await.unwrap();
+    assert_eq!(report.abandoned, 2, "{report:?}");
+    assert_eq!(report.leased, 0, "{report:?}");
+    assert_eq!(lookups(&t).await - before, 2 * LOOKUPS_AFTER_EXPIRY as u64);
+    let (open, _) = t
+        .store
+        .open_order_backlog(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(open, 0);
+}
+
+/// The purge deletes expired idempotency keys and one-time tokens and counts them in
+/// /metrics; live rows stay usable.
+async fn purge_deletes_expired_rows_and_counts_them(t: TestApp) {
+    let now = OffsetDateTime::now_utc();
+    let past = now - time::Duration::minutes(1);
+    for i in 0..7 {
+        t.store
+            .remember_idempotency_key("confirm:purge", &format!("k{i}"), "fp", past, past)
+            .await
+            .unwrap();
+        t.store
+            .remember_once("webhook-sig", &format!("purge-{i}"), past, past)
+            .await
+            .unwrap();
+    }
+    t.store
+        .remember_once(
+            "webhook-sig",
+            "purge-live",
+            now,
+            now + time::Duration::minutes(10),
+        )
+        .await
+        .unwrap();
+    let purged = flows::ops::retention::purge_once(&t.app, now)
+        .await
+        .unwrap();
+    assert!(purged >= 14, "{purged}");
+    assert!(
+        t.store
+            .purge_expired(now, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.rows == 0),
+        "nothing expired is left"
+    );
+    assert!(
+        !t.store
+            .remember_once("webhook-sig", "purge-live", now, now)
+            .await
+            .unwrap(),
+        "a live mark survives the purge"
+    );
+    let text = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("coursepay_purged_rows_total{")
+                && l.contains("table=\"one_time_tokens\"")
+                && l.contains("kind=\"webhook-sig\"")),
+        "{text}"
+    );
+}
+
+macro_rules! both {
+    ($($name:ident => $tweak:expr),+ $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(spawn_with(Backend::Sqlite, $tweak).await).await;
+                }
+            )+
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(spawn_with(Backend::Postgres, $tweak).await).await;
+                }
+            )+
+        }
+    };
+}
+
+both!(
+    slow_request_times_out_with_a_problem_and_the_confirm_settles => |c: &mut Config| {
+        c.edge.request_timeout = Duration::from_secs(1);
+    },
+    readyz_is_503_while_draining => |_: &mut Config| {},
+    open_order_cap_is_a_clear_problem => |c: &mut Config| {
+        c.edge.max_open_orders_per_user = 2;
+    },
+    abandoned_orders_do_not_delay_a_lost_answer => |c: &mut Config| {
+        c.edge.reconcile_budget = 50;
+        c.reconcile_interval = Duration::ZERO;
+        c.circuit_cooldown = Duration::from_millis(200);
+    },
+    expired_abandoned_orders_are_looked_up_a_bounded_number_of_times => |c: &mut Config| {
+        c.toss_timeout = Duration::from_millis(250);
+        c.reconcile_interval = Duration::ZERO;
+    },
+    purge_deletes_expired_rows_and_counts_them => |_: &mut Config| {},
+);
