@@ -135,6 +135,7 @@ fn function_name_of(method: &Method, route: &str) -> Option<&'static str> {
         ("GET", "/v1/admin/logs/recent") => "recent-logs",
         ("POST", "/v1/webhooks/toss") => "toss-webhook",
         ("POST", "/v1/payments/{paymentId}/refund") => "refund-payment",
+        ("POST", "/v1/admin/orders/{orderId}/cancel") => "cancel-order",
         ("POST", "/v1/enrollments/{enrollmentId}/exam-attempts") => "start-exam-attempt",
         ("POST", "/v1/exam-attempts/{attemptId}/submit") => "submit-exam-attempt",
         _ => return None,
