@@ -37,6 +37,10 @@ impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+    /// Whether the answer is `status` with the error `code`: the shape every refusal check has.
+    pub fn is(&self, status: u16, code: &str) -> bool {
+        self.status == status && self.code() == code
+    }
     /// `403 E_FORBIDDEN`, `200`: for evidence.
     pub fn brief(&self) -> String {
         match self.code() {

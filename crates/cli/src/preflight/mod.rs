@@ -11,7 +11,7 @@
 //!
 //! - [`checklist`]: the rows, as data, in both languages.
 //! - [`schema`]: section 1 from the PostgreSQL or SQLite catalog.
-//! - [`checks`]: sections 2–9 over HTTP, through [`http::Probe`].
+//! - [`checks`]: sections 2–9 over HTTP, through [`http::Probe`]: one file per section.
 //! - [`report`]: outcomes, the gate, Markdown and JSON.
 
 pub mod checklist;
@@ -82,8 +82,127 @@ fn env_secret(names: &[&str], default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// The secrets the preflight was given (or the development defaults): it signs and mints with
+/// them, and checks at the end that no answer echoed one.
+struct Known {
+    jwt: String,
+    webhook: String,
+    toss: String,
+}
+
+impl Known {
+    fn from_env() -> Self {
+        Self {
+            jwt: env_secret(
+                &["JWT_SECRET", "SUPABASE_JWT_SECRET"],
+                flows::config::DEV_JWT_SECRET,
+            ),
+            webhook: env_secret(&["WEBHOOK_SECRET"], flows::config::DEV_WEBHOOK_SECRET),
+            toss: env_secret(&["TOSS_SECRET_KEY"], ""),
+        }
+    }
+
+    /// Each secret with the name the "never echoed" evidence gives it.
+    fn named(self, probe: &http::Probe) -> Vec<(&'static str, String)> {
+        let mut secrets = vec![("WEBHOOK_SECRET", self.webhook), ("JWT_SECRET", self.jwt)];
+        if !self.toss.is_empty() {
+            secrets.push(("TOSS_SECRET_KEY", self.toss));
+        }
+        secrets.push(("the admin token", probe.admin().to_owned()));
+        secrets
+    }
+}
+
+/// The steps over HTTP after §1, in the order they run. A failing step marks the rows of its
+/// sections it could not check, and the run goes on.
+#[derive(Clone, Copy)]
+enum Step {
+    Secrets,
+    Webhooks,
+    Performance,
+    Observability,
+    Resilience,
+    Frontend,
+    Qa,
+}
+
+impl Step {
+    const ALL: [Step; 7] = [
+        Step::Secrets,
+        Step::Webhooks,
+        Step::Performance,
+        Step::Observability,
+        Step::Resilience,
+        Step::Frontend,
+        Step::Qa,
+    ];
+    /// The progress number of the first: reachability and §1 from the catalog come before.
+    const FIRST: usize = 3;
+    const COUNT: usize = Self::FIRST - 1 + Self::ALL.len();
+
+    fn label(self) -> &'static str {
+        match self {
+            Step::Secrets => "§2 configuration report",
+            Step::Webhooks => "§3 webhook signatures and idempotency keys",
+            Step::Performance => "§5 performance (synthetic run, storefront bundle)",
+            Step::Observability => "§4 logs, metrics, alert rules",
+            Step::Resilience => "§6/§7 circuit breaker, pause switch",
+            Step::Frontend => "§8 error messages, CORS",
+            Step::Qa => "§9 QA scenarios",
+        }
+    }
+
+    /// The checklist sections whose unchecked rows fail when the step aborts.
+    fn sections(self) -> &'static [u8] {
+        match self {
+            Step::Secrets => &[2],
+            Step::Webhooks => &[3],
+            Step::Performance => &[5],
+            Step::Observability => &[4],
+            Step::Resilience => &[6, 7],
+            Step::Frontend => &[8],
+            Step::Qa => &[9],
+        }
+    }
+
+    async fn run(
+        self,
+        probe: &http::Probe,
+        r: &mut Report,
+        t: &mut checks::Target,
+        args: &Args,
+    ) -> Result<(), String> {
+        match self {
+            Step::Secrets => checks::secrets::run(probe, r, t).await,
+            Step::Webhooks => checks::webhooks::run(probe, r).await,
+            Step::Performance => {
+                checks::performance::run(probe, r, t, args.confirms).await?;
+                checks::bundle::run(probe, r).await
+            }
+            Step::Observability => {
+                checks::observability::run(probe, r, args.prometheus_url.as_deref()).await
+            }
+            Step::Resilience => checks::resilience::run(probe, r, t).await,
+            Step::Frontend => checks::frontend::run(probe, r, t).await,
+            Step::Qa => checks::qa::run(probe, r, t, args.qa).await,
+        }
+    }
+
+    /// Every row of the step's sections that is still unset fails with the error.
+    fn abort(self, r: &mut Report, error: &str) {
+        let sections = checklist::SECTIONS
+            .iter()
+            .filter(|s| self.sections().contains(&s.number));
+        for row in sections.flat_map(|s| s.rows) {
+            if !r.outcomes.contains_key(row.id) {
+                r.set(row.id, Outcome::fail(format!("check aborted: {error}")));
+            }
+        }
+    }
+}
+
 fn progress(step: usize, what: &str) {
-    eprintln!("preflight [{step}/9] {what}");
+    eprintln!("preflight [{step}/{}] {what}", Step::COUNT);
 }
 
 /// Run the preflight; the process exit code.
@@ -99,17 +218,12 @@ pub async fn run(args: Args) -> u8 {
 
 async fn run_inner(args: Args) -> Result<u8, String> {
     let started = Instant::now();
-    let jwt_secret = env_secret(
-        &["JWT_SECRET", "SUPABASE_JWT_SECRET"],
-        flows::config::DEV_JWT_SECRET,
-    );
-    let webhook_secret = env_secret(&["WEBHOOK_SECRET"], flows::config::DEV_WEBHOOK_SECRET);
-    let toss_secret = env_secret(&["TOSS_SECRET_KEY"], "");
+    let known = Known::from_env();
     let probe = http::Probe::new(
         &args.url,
         args.admin_token.clone(),
-        SecretString::from(jwt_secret.clone()),
-        SecretString::from(webhook_secret.clone()),
+        SecretString::from(known.jwt.clone()),
+        SecretString::from(known.webhook.clone()),
     )?;
     let mut r = Report {
         target: probe.base.clone(),
@@ -118,7 +232,7 @@ async fn run_inner(args: Args) -> Result<u8, String> {
     let mut t = checks::Target::default();
 
     progress(1, "health, readiness, version");
-    checks::basics(&probe, &mut r, &mut t)
+    checks::basics::run(&probe, &mut r, &mut t)
         .await
         .map_err(|e| format!("{} is not reachable: {e}", probe.base))?;
     eprintln!(
@@ -127,78 +241,40 @@ async fn run_inner(args: Args) -> Result<u8, String> {
     );
 
     progress(2, "§1 schema from the database catalog");
+    schema_step(&args, &mut r).await?;
+
+    for (i, step) in Step::ALL.into_iter().enumerate() {
+        progress(Step::FIRST + i, step.label());
+        if let Err(e) = step.run(&probe, &mut r, &mut t, &args).await {
+            eprintln!("  error: {e}");
+            step.abort(&mut r, &e);
+        }
+    }
+    checks::secrets::never_echoed(&probe, &mut r, &known.named(&probe));
+
+    r.elapsed_ms = started.elapsed().as_millis();
+    deliver(&args, &r)?;
+    Ok(r.exit_code())
+}
+
+/// §1 from the catalog of `--database-url`; without one, its rows are unverified.
+async fn schema_step(args: &Args, r: &mut Report) -> Result<(), String> {
     match &args.database_url {
         None => {
-            for id in checklist::SECTIONS[0].rows.iter().map(|r| r.id) {
+            for row in checklist::SECTIONS[0].rows {
                 r.set(
-                    id,
+                    row.id,
                     Outcome::unverified("no --database-url given: the catalog was not read"),
                 );
             }
         }
-        Some(dsn) => schema::read(dsn, &args.database_schema)
-            .await?
-            .evaluate(&mut r),
+        Some(dsn) => schema::read(dsn, &args.database_schema).await?.evaluate(r),
     }
+    Ok(())
+}
 
-    // A failing step marks what it could not check and the run goes on.
-    let steps: [(usize, &str); 7] = [
-        (3, "§2 configuration report"),
-        (4, "§3 webhook signatures and idempotency keys"),
-        (5, "§5 performance (synthetic run, storefront bundle)"),
-        (6, "§4 logs, metrics, alert rules"),
-        (7, "§6/§7 circuit breaker, pause switch"),
-        (8, "§8 error messages, CORS"),
-        (9, "§9 QA scenarios"),
-    ];
-    for (n, what) in steps {
-        progress(n, what);
-        let res = match n {
-            3 => checks::secrets(&probe, &mut r, &mut t).await,
-            4 => checks::webhooks(&probe, &mut r).await,
-            5 => match checks::performance(&probe, &mut r, &mut t, args.confirms).await {
-                Ok(()) => checks::bundle(&probe, &mut r).await,
-                Err(e) => Err(e),
-            },
-            6 => checks::observability(&probe, &mut r, args.prometheus_url.as_deref()).await,
-            7 => checks::resilience(&probe, &mut r, &mut t).await,
-            8 => checks::frontend(&probe, &mut r, &t).await,
-            _ => checks::qa(&probe, &mut r, &t, args.qa).await,
-        };
-        if let Err(e) = res {
-            eprintln!("  error: {e}");
-            let section: u8 = match n {
-                3 => 2,
-                4 => 3,
-                5 => 5,
-                6 => 4,
-                7 => 6,
-                8 => 8,
-                _ => 9,
-            };
-            for s in checklist::SECTIONS
-                .iter()
-                .filter(|s| s.number == section || (section == 6 && s.number == 7))
-            {
-                for row in s.rows {
-                    if !r.outcomes.contains_key(row.id) {
-                        r.set(row.id, Outcome::fail(format!("check aborted: {e}")));
-                    }
-                }
-            }
-        }
-    }
-    let mut secrets = vec![
-        ("WEBHOOK_SECRET", webhook_secret),
-        ("JWT_SECRET", jwt_secret),
-    ];
-    if !toss_secret.is_empty() {
-        secrets.push(("TOSS_SECRET_KEY", toss_secret));
-    }
-    secrets.push(("the admin token", probe.admin().to_owned()));
-    checks::never_echoed(&probe, &mut r, &secrets);
-
-    r.elapsed_ms = started.elapsed().as_millis();
+/// Write the report where it was asked for, then the blocking rows and the summary to stderr.
+fn deliver(args: &Args, r: &Report) -> Result<(), String> {
     let lang = match args.lang {
         LangArg::Ko => Lang::Ko,
         LangArg::En => Lang::En,
@@ -224,5 +300,5 @@ async fn run_inner(args: Args) -> Result<u8, String> {
         }
     }
     eprintln!("{}", r.summary_line());
-    Ok(r.exit_code())
+    Ok(())
 }

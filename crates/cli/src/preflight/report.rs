@@ -115,6 +115,13 @@ impl Report {
         self.outcomes.insert(id, outcome);
     }
 
+    /// One outcome for several rows: the rows a check could not reach share one reason.
+    pub fn set_all(&mut self, ids: &[&'static str], outcome: &Outcome) {
+        for id in ids {
+            self.set(id, outcome.clone());
+        }
+    }
+
     fn outcome(&self, id: &str) -> Outcome {
         self.outcomes
             .get(id)
