@@ -140,19 +140,25 @@ impl Step {
     const FIRST: usize = 3;
     const COUNT: usize = Self::FIRST - 1 + Self::ALL.len();
 
-    fn label(self) -> &'static str {
+    /// What the step checks, after its section numbers in the progress line.
+    fn what(self) -> &'static str {
         match self {
-            Step::Secrets => "§2 configuration report",
-            Step::Webhooks => "§3 webhook signatures and idempotency keys",
-            Step::Performance => "§5 performance (synthetic run, storefront bundle)",
-            Step::Observability => "§4 logs, metrics, alert rules",
-            Step::Resilience => "§6/§7 circuit breaker, pause switch",
-            Step::Frontend => "§8 error messages, CORS",
-            Step::Qa => "§9 QA scenarios",
+            Step::Secrets => "configuration report",
+            Step::Webhooks => "webhook signatures and idempotency keys",
+            Step::Performance => "performance (synthetic run, storefront bundle)",
+            Step::Observability => "logs, metrics, alert rules",
+            Step::Resilience => "circuit breaker, pause switch",
+            Step::Frontend => "error messages, CORS",
+            Step::Qa => "QA scenarios",
         }
     }
 
-    /// The checklist sections whose unchecked rows fail when the step aborts.
+    fn label(self) -> String {
+        let sections: Vec<String> = self.sections().iter().map(|n| format!("§{n}")).collect();
+        format!("{} {}", sections.join("/"), self.what())
+    }
+
+    /// The checklist sections the step checks: the rows still unset fail when it aborts.
     fn sections(self) -> &'static [u8] {
         match self {
             Step::Secrets => &[2],
@@ -244,7 +250,7 @@ async fn run_inner(args: Args) -> Result<u8, String> {
     schema_step(&args, &mut r).await?;
 
     for (i, step) in Step::ALL.into_iter().enumerate() {
-        progress(Step::FIRST + i, step.label());
+        progress(Step::FIRST + i, &step.label());
         if let Err(e) = step.run(&probe, &mut r, &mut t, &args).await {
             eprintln!("  error: {e}");
             step.abort(&mut r, &e);
