@@ -69,82 +69,23 @@ async fn read_postgres(dsn: &str, pg_schema: &str) -> Result<Catalog, String> {
     let mut conn = sqlx::PgConnection::connect_with(&opts)
         .await
         .map_err(|e| format!("connecting to PostgreSQL: {e}"))?;
-    let err = |e: sqlx::Error| format!("reading the PostgreSQL catalog: {e}");
     // current_schema() below is the service's schema, not the connecting role's default.
     sqlx::query("SELECT set_config('search_path', $1, false)")
         .bind(format!("\"{}\"", pg_schema.replace('"', "\"\"")))
         .execute(&mut conn)
         .await
-        .map_err(err)?;
+        .map_err(pg_error)?;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
     )
     .fetch_all(&mut conn)
     .await
-    .map_err(err)?;
-    let indexes = sqlx::query(
-        "SELECT t.relname::text AS tbl, i.relname::text AS idx, ix.indisunique AS uniq,
-                ix.indpred IS NOT NULL AS partial,
-                array_agg(a.attname::text ORDER BY k.ord) AS cols
-         FROM pg_index ix
-         JOIN pg_class i ON i.oid = ix.indexrelid
-         JOIN pg_class t ON t.oid = ix.indrelid
-         JOIN pg_namespace n ON n.oid = t.relnamespace
-         CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
-         WHERE n.nspname = current_schema()
-         GROUP BY t.relname, i.relname, ix.indisunique, ix.indpred",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .map_err(err)?
-    .into_iter()
-    .map(|r| Index {
-        table: r.get("tbl"),
-        name: r.get("idx"),
-        columns: r.get("cols"),
-        unique: r.get("uniq"),
-        partial: r.get("partial"),
-    })
-    .collect();
-    let foreign_keys = sqlx::query(
-        "SELECT t.relname::text AS tbl, rt.relname::text AS ref_tbl, c.confupdtype::text AS upd,
-                (SELECT array_agg(a.attname::text ORDER BY k.ord)
-                   FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
-                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS cols,
-                (SELECT array_agg(a.attname::text ORDER BY k.ord)
-                   FROM unnest(c.confkey) WITH ORDINALITY AS k(attnum, ord)
-                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum) AS ref_cols
-         FROM pg_constraint c
-         JOIN pg_class t ON t.oid = c.conrelid
-         JOIN pg_class rt ON rt.oid = c.confrelid
-         JOIN pg_namespace n ON n.oid = t.relnamespace
-         WHERE c.contype = 'f' AND c.convalidated AND n.nspname = current_schema()",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .map_err(err)?
-    .into_iter()
-    .map(|r| ForeignKey {
-        table: r.get("tbl"),
-        columns: r.get("cols"),
-        ref_table: r.get("ref_tbl"),
-        ref_columns: r.get("ref_cols"),
-        on_update: match r.get::<String, _>("upd").as_str() {
-            "c" => "CASCADE",
-            "r" => "RESTRICT",
-            "n" => "SET NULL",
-            "d" => "SET DEFAULT",
-            _ => "NO ACTION",
-        }
-        .to_owned(),
-    })
-    .collect();
+    .map_err(pg_error)?;
     let mut catalog = Catalog {
         backend: "postgres",
         tables,
-        indexes,
-        foreign_keys,
+        indexes: pg_indexes(&mut conn).await?,
+        foreign_keys: pg_foreign_keys(&mut conn).await?,
         exam_attempt_orphans: None,
     };
     if catalog.has_table("exam_attempts") && catalog.has_table("enrollments") {
@@ -159,6 +100,78 @@ async fn read_postgres(dsn: &str, pg_schema: &str) -> Result<Catalog, String> {
     Ok(catalog)
 }
 
+fn pg_error(e: sqlx::Error) -> String {
+    format!("reading the PostgreSQL catalog: {e}")
+}
+
+/// Every index of the current schema, with its columns in key order.
+async fn pg_indexes(conn: &mut sqlx::PgConnection) -> Result<Vec<Index>, String> {
+    let rows = sqlx::query(
+        "SELECT t.relname::text AS tbl, i.relname::text AS idx, ix.indisunique AS uniq,
+                ix.indpred IS NOT NULL AS partial,
+                array_agg(a.attname::text ORDER BY k.ord) AS cols
+         FROM pg_index ix
+         JOIN pg_class i ON i.oid = ix.indexrelid
+         JOIN pg_class t ON t.oid = ix.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+         WHERE n.nspname = current_schema()
+         GROUP BY t.relname, i.relname, ix.indisunique, ix.indpred",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(pg_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Index {
+            table: r.get("tbl"),
+            name: r.get("idx"),
+            columns: r.get("cols"),
+            unique: r.get("uniq"),
+            partial: r.get("partial"),
+        })
+        .collect())
+}
+
+/// Every validated foreign key of the current schema, with its ON UPDATE action.
+async fn pg_foreign_keys(conn: &mut sqlx::PgConnection) -> Result<Vec<ForeignKey>, String> {
+    let rows = sqlx::query(
+        "SELECT t.relname::text AS tbl, rt.relname::text AS ref_tbl, c.confupdtype::text AS upd,
+                (SELECT array_agg(a.attname::text ORDER BY k.ord)
+                   FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS cols,
+                (SELECT array_agg(a.attname::text ORDER BY k.ord)
+                   FROM unnest(c.confkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum) AS ref_cols
+         FROM pg_constraint c
+         JOIN pg_class t ON t.oid = c.conrelid
+         JOIN pg_class rt ON rt.oid = c.confrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE c.contype = 'f' AND c.convalidated AND n.nspname = current_schema()",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(pg_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ForeignKey {
+            table: r.get("tbl"),
+            columns: r.get("cols"),
+            ref_table: r.get("ref_tbl"),
+            ref_columns: r.get("ref_cols"),
+            on_update: match r.get::<String, _>("upd").as_str() {
+                "c" => "CASCADE",
+                "r" => "RESTRICT",
+                "n" => "SET NULL",
+                "d" => "SET DEFAULT",
+                _ => "NO ACTION",
+            }
+            .to_owned(),
+        })
+        .collect())
+}
+
 async fn read_sqlite(dsn: &str) -> Result<Catalog, String> {
     let opts = sqlx::sqlite::SqliteConnectOptions::from_str(dsn)
         .map_err(|e| format!("--database-url: {e}"))?
@@ -166,86 +179,23 @@ async fn read_sqlite(dsn: &str) -> Result<Catalog, String> {
     let mut conn = sqlx::SqliteConnection::connect_with(&opts)
         .await
         .map_err(|e| format!("opening SQLite: {e}"))?;
-    let err = |e: sqlx::Error| format!("reading the SQLite catalog: {e}");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
     )
     .fetch_all(&mut conn)
     .await
-    .map_err(err)?;
+    .map_err(sqlite_error)?;
     let mut catalog = Catalog {
         backend: "sqlite",
         ..Default::default()
     };
     for table in &tables {
-        let rows = sqlx::query(
-            "SELECT il.name AS idx, il.\"unique\" AS uniq, il.partial AS partial, ii.name AS col
-             FROM pragma_index_list($1) AS il JOIN pragma_index_info(il.name) AS ii
-             ORDER BY il.name, ii.seqno",
-        )
-        .bind(table)
-        .fetch_all(&mut conn)
-        .await
-        .map_err(err)?;
-        for r in rows {
-            let name: String = r.get("idx");
-            let col: Option<String> = r.get("col");
-            let col = col.unwrap_or_else(|| "<expression>".into());
-            match catalog
-                .indexes
-                .iter_mut()
-                .find(|i| i.table == *table && i.name == name)
-            {
-                Some(i) => i.columns.push(col),
-                None => catalog.indexes.push(Index {
-                    table: table.clone(),
-                    name,
-                    columns: vec![col],
-                    unique: r.get::<i64, _>("uniq") == 1,
-                    partial: r.get::<i64, _>("partial") == 1,
-                }),
-            }
-        }
-        let rows = sqlx::query(
-            "SELECT id, \"table\" AS ref_tbl, \"from\" AS col, \"to\" AS ref_col, on_update
-             FROM pragma_foreign_key_list($1) ORDER BY id, seq",
-        )
-        .bind(table)
-        .fetch_all(&mut conn)
-        .await
-        .map_err(err)?;
-        let mut current: Option<(i64, ForeignKey)> = None;
-        for r in rows {
-            let id: i64 = r.get("id");
-            let col: String = r.get("col");
-            // A NULL target column means the referenced table's primary key (`id` here).
-            let ref_col: Option<String> = r.get("ref_col");
-            let ref_col = ref_col.unwrap_or_else(|| "id".into());
-            match &mut current {
-                Some((cur, fk)) if *cur == id => {
-                    fk.columns.push(col);
-                    fk.ref_columns.push(ref_col);
-                }
-                _ => {
-                    if let Some((_, fk)) = current.take() {
-                        catalog.foreign_keys.push(fk);
-                    }
-                    current = Some((
-                        id,
-                        ForeignKey {
-                            table: table.clone(),
-                            columns: vec![col],
-                            ref_table: r.get("ref_tbl"),
-                            ref_columns: vec![ref_col],
-                            on_update: r.get("on_update"),
-                        },
-                    ));
-                }
-            }
-        }
-        if let Some((_, fk)) = current {
-            catalog.foreign_keys.push(fk);
-        }
+        catalog
+            .indexes
+            .extend(sqlite_indexes(&mut conn, table).await?);
+        catalog
+            .foreign_keys
+            .extend(sqlite_foreign_keys(&mut conn, table).await?);
     }
     catalog.tables = tables;
     if catalog.has_table("exam_attempts") && catalog.has_table("enrollments") {
@@ -258,6 +208,83 @@ async fn read_sqlite(dsn: &str) -> Result<Catalog, String> {
     }
     let _ = conn.close().await;
     Ok(catalog)
+}
+
+fn sqlite_error(e: sqlx::Error) -> String {
+    format!("reading the SQLite catalog: {e}")
+}
+
+/// The indexes of `table`: one row per indexed column, gathered by index name.
+async fn sqlite_indexes(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+) -> Result<Vec<Index>, String> {
+    let rows = sqlx::query(
+        "SELECT il.name AS idx, il.\"unique\" AS uniq, il.partial AS partial, ii.name AS col
+         FROM pragma_index_list($1) AS il JOIN pragma_index_info(il.name) AS ii
+         ORDER BY il.name, ii.seqno",
+    )
+    .bind(table)
+    .fetch_all(conn)
+    .await
+    .map_err(sqlite_error)?;
+    let mut indexes: Vec<Index> = Vec::new();
+    for r in rows {
+        let name: String = r.get("idx");
+        let col: Option<String> = r.get("col");
+        let col = col.unwrap_or_else(|| "<expression>".into());
+        match indexes.iter_mut().find(|i| i.name == name) {
+            Some(i) => i.columns.push(col),
+            None => indexes.push(Index {
+                table: table.to_owned(),
+                name,
+                columns: vec![col],
+                unique: r.get::<i64, _>("uniq") == 1,
+                partial: r.get::<i64, _>("partial") == 1,
+            }),
+        }
+    }
+    Ok(indexes)
+}
+
+/// The foreign keys of `table`: one row per column, consecutive rows of one key sharing its id.
+async fn sqlite_foreign_keys(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+) -> Result<Vec<ForeignKey>, String> {
+    let rows = sqlx::query(
+        "SELECT id, \"table\" AS ref_tbl, \"from\" AS col, \"to\" AS ref_col, on_update
+         FROM pragma_foreign_key_list($1) ORDER BY id, seq",
+    )
+    .bind(table)
+    .fetch_all(conn)
+    .await
+    .map_err(sqlite_error)?;
+    let mut keys: Vec<(i64, ForeignKey)> = Vec::new();
+    for r in rows {
+        let id: i64 = r.get("id");
+        let col: String = r.get("col");
+        // A NULL target column means the referenced table's primary key (`id` here).
+        let ref_col: Option<String> = r.get("ref_col");
+        let ref_col = ref_col.unwrap_or_else(|| "id".into());
+        match keys.last_mut() {
+            Some((last, fk)) if *last == id => {
+                fk.columns.push(col);
+                fk.ref_columns.push(ref_col);
+            }
+            _ => keys.push((
+                id,
+                ForeignKey {
+                    table: table.to_owned(),
+                    columns: vec![col],
+                    ref_table: r.get("ref_tbl"),
+                    ref_columns: vec![ref_col],
+                    on_update: r.get("on_update"),
+                },
+            )),
+        }
+    }
+    Ok(keys.into_iter().map(|(_, fk)| fk).collect())
 }
 
 /// exam_attempts rows pointing at no enrollment (the same SQL on both databases).
