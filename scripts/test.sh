@@ -5,8 +5,13 @@
 # fresh database for this run and points the tests at it. PostgreSQL tests never skip: if the
 # database cannot be reached they fail.
 #
-#   scripts/test.sh            # all tests
-#   scripts/test.sh -p coursepay-store   # extra arguments go to cargo test
+#   scripts/test.sh                                        # all tests
+#   scripts/test.sh -p coursepay-store                     # every target of one crate
+#   scripts/test.sh -p coursepay-api --test payment_flow   # one test binary
+#
+# Without arguments it runs `cargo test --workspace --all-targets`. Extra arguments go to cargo
+# test in place of `--workspace`, and in place of `--all-targets` too when they pick targets
+# themselves (--lib, --test NAME, --doc, ...).
 #
 # With no arguments it then prints the load benchmark's short form (bench/run.sh --short), and
 # runs the storefront's checks and browser tests (scripts/web-test.sh).
@@ -96,8 +101,29 @@ psql -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -q -v ON_ERROR_STOP=1 \
 export TEST_DATABASE_URL="postgres://postgres:postgres@$PGHOST:$PGPORT/$DB"
 export COURSEPAY_REQUIRE_PG=1
 
-log "running every test (SQLite + PostgreSQL at $PGHOST:$PGPORT/$DB)"
-cargo test --workspace --all-targets "$@"
+# Whether the arguments choose test targets themselves (then --all-targets would add the rest).
+picks_targets() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      --lib | --bin | --bin=* | --bins | --test | --test=* | --tests | --bench | --bench=* | \
+        --benches | --example | --example=* | --examples | --all-targets | --doc) return 0 ;;
+      --) return 1 ;; # what follows goes to the test binaries
+    esac
+  done
+  return 1
+}
+
+if [ "$#" -eq 0 ]; then
+  log "running every test (SQLite + PostgreSQL at $PGHOST:$PGPORT/$DB)"
+  cargo test --workspace --all-targets
+elif picks_targets "$@"; then
+  log "running cargo test $* (SQLite + PostgreSQL at $PGHOST:$PGPORT/$DB)"
+  cargo test "$@"
+else
+  log "running cargo test --all-targets $* (SQLite + PostgreSQL at $PGHOST:$PGPORT/$DB)"
+  cargo test --all-targets "$@"
+fi
 
 if [ "$#" -eq 0 ]; then
   # The load benchmark's short form: figures printed, nothing asserted on time.

@@ -206,30 +206,7 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String> {
-    let sandbox = Proc::start(
-        args.wrap_sandbox.as_deref(),
-        &args.bin,
-        &["sandbox", "--listen", "127.0.0.1:0"],
-        &[("SANDBOX_LATENCY", args.toss_latency.clone())],
-        ticks,
-    )
-    .await?;
-    let service = Proc::start(
-        args.wrap_service.as_deref(),
-        &args.bin,
-        &["serve"],
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-            ("TOSS_API_BASE", sandbox.base.clone()),
-            ("TOSS_TIMEOUT_SECONDS", "10".to_owned()),
-            // The benchmark is one client sending thousands a second: per-client limits off.
-            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
-            ("RATE_LIMIT_CONFIRM_PER_SECOND", "0".to_owned()),
-        ],
-        ticks,
-    )
-    .await?;
+    let (sandbox, service) = start_processes(args, db, ticks).await?;
     let world = Arc::new(World {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -262,45 +239,115 @@ async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String
     let mut rows = Vec::new();
 
     // Checkouts: one order per buyer.
-    let job = |offset: usize| -> Job {
-        let (w, all, course) = (world.clone(), purchases.clone(), course.clone());
-        Arc::new(move |i| {
-            let (w, all, course) = (w.clone(), all.clone(), course.clone());
-            Box::pin(async move {
-                let i = i + offset;
-                let p = purchase(&all, i);
-                let started = Instant::now();
-                let resp = w
-                    .post("/v1/checkout", Some(&p.token), &json!({"courseId": course}))
-                    .send()
-                    .await;
-                let body = match resp {
-                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-                    _ => None,
-                };
-                let order_id = body
-                    .as_ref()
-                    .and_then(|b| b["orderId"].as_str())
-                    .map(str::to_owned);
-                let s = Sample {
-                    latency: started.elapsed(),
-                    ok: order_id.is_some(),
-                    round_trips: None,
-                };
-                if let (Some(id), Ok(mut v)) = (order_id, all.lock()) {
-                    v[i].order_id = id;
-                }
-                s
-            })
-        })
-    };
     for (k, pace) in paces.iter().enumerate() {
-        rows.push(measure("checkout", *pace, n, job(k * n), &service, &sandbox, None).await);
+        let job = checkout_job(&world, &purchases, &course, k * n);
+        rows.push(measure("checkout", *pace, n, job, &service, &sandbox, None).await);
     }
 
-    // The buyers authenticate in the payment window (not measured: Toss's side).
+    prepare_payments(&world, &purchases, 2 * n, args.concurrency).await?;
+
+    // Confirms: the first pass is fresh (each payment once), the second replays them.
+    let kinds: &[&'static str] = if args.fresh_only {
+        &["confirm (fresh)"]
+    } else {
+        &["confirm (fresh)", "confirm (replay)"]
+    };
+    for &kind in kinds {
+        for (k, pace) in paces.iter().enumerate() {
+            let metrics = Some((&*world, "confirm"));
+            let job = confirm_job(&world, &purchases, k * n);
+            rows.push(measure(kind, *pace, n, job, &service, &sandbox, metrics).await);
+        }
+    }
+
+    for (k, pace) in paces.iter().enumerate().filter(|_| !args.fresh_only) {
+        let metrics = Some((&*world, "lookup"));
+        let job = webhook_job(&world, &purchases, k * n);
+        rows.push(measure("webhook", *pace, n, job, &service, &sandbox, metrics).await);
+    }
+
+    let limit = if args.pgbench_clients > 0 {
+        Some(run_pgbench(args, db, &course).await?)
+    } else {
+        None
+    };
+    service.stop().await;
+    sandbox.stop().await;
+    Ok(report(args, &rows, limit))
+}
+
+/// The sandbox, then the service pointed at it and at the benchmark's database.
+async fn start_processes(args: &Args, db: &Database, ticks: f64) -> Result<(Proc, Proc), String> {
+    let sandbox = Proc::start(
+        args.wrap_sandbox.as_deref(),
+        &args.bin,
+        &["sandbox", "--listen", "127.0.0.1:0"],
+        &[("SANDBOX_LATENCY", args.toss_latency.clone())],
+        ticks,
+    )
+    .await?;
+    let service = Proc::start(
+        args.wrap_service.as_deref(),
+        &args.bin,
+        &["serve"],
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("TOSS_API_BASE", sandbox.base.clone()),
+            ("TOSS_TIMEOUT_SECONDS", "10".to_owned()),
+            // The benchmark is one client sending thousands a second: per-client limits off.
+            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
+            ("RATE_LIMIT_CONFIRM_PER_SECOND", "0".to_owned()),
+        ],
+        ticks,
+    )
+    .await?;
+    Ok((sandbox, service))
+}
+
+/// Checkout `i` of a phase: one order for buyer `offset + i`, whose id it keeps.
+fn checkout_job(world: &Arc<World>, all: &Purchases, course: &str, offset: usize) -> Job {
+    let (w, all, course) = (world.clone(), all.clone(), course.to_owned());
+    Arc::new(move |i| {
+        let (w, all, course) = (w.clone(), all.clone(), course.clone());
+        Box::pin(async move {
+            let i = i + offset;
+            let p = purchase(&all, i);
+            let started = Instant::now();
+            let resp = w
+                .post("/v1/checkout", Some(&p.token), &json!({"courseId": course}))
+                .send()
+                .await;
+            let body = match resp {
+                Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                _ => None,
+            };
+            let order_id = body
+                .as_ref()
+                .and_then(|b| b["orderId"].as_str())
+                .map(str::to_owned);
+            let s = Sample {
+                latency: started.elapsed(),
+                ok: order_id.is_some(),
+                round_trips: None,
+            };
+            if let (Some(id), Ok(mut v)) = (order_id, all.lock()) {
+                v[i].order_id = id;
+            }
+            s
+        })
+    })
+}
+
+/// The buyers authenticate in the payment window (not measured: Toss's side).
+async fn prepare_payments(
+    world: &Arc<World>,
+    all: &Purchases,
+    count: usize,
+    concurrency: usize,
+) -> Result<(), String> {
     let prep: Job = {
-        let (w, all) = (world.clone(), purchases.clone());
+        let (w, all) = (world.clone(), all.clone());
         Arc::new(move |i| {
             let (w, all) = (w.clone(), all.clone());
             Box::pin(async move {
@@ -322,93 +369,59 @@ async fn run_in(args: &Args, db: &Database, ticks: f64) -> Result<String, String
             })
         })
     };
-    let (prepared, _) = phase::run(2 * n, Pace::Max(args.concurrency), prep).await;
+    let (prepared, _) = phase::run(count, Pace::Max(concurrency), prep).await;
     let failed = prepared.iter().filter(|s| !s.ok).count();
     if failed > 0 {
         return Err(format!("{failed} sandbox payments could not be prepared"));
     }
+    Ok(())
+}
 
-    // Confirms: the first pass is fresh (each payment once), the second replays them.
-    let confirm = |offset: usize| -> Job {
-        let (w, all) = (world.clone(), purchases.clone());
-        Arc::new(move |i| {
-            let p = purchase(&all, i + offset);
-            let req = w.post(
-                "/v1/payments/confirm",
-                Some(&p.token),
-                &json!({"paymentKey": p.payment_key, "orderId": p.order_id, "amount": PRICE}),
-            );
-            Box::pin(phase::timed(req))
-        })
-    };
-    let kinds: &[&'static str] = if args.fresh_only {
-        &["confirm (fresh)"]
-    } else {
-        &["confirm (fresh)", "confirm (replay)"]
-    };
-    for &kind in kinds {
-        for (k, pace) in paces.iter().enumerate() {
-            let metrics = Some((&*world, "confirm"));
-            rows.push(measure(kind, *pace, n, confirm(k * n), &service, &sandbox, metrics).await);
-        }
-    }
-
-    // Webhook deliveries naming the confirmed payments, each with its own transmission id
-    // (the service re-reads each payment from Toss, as it must).
-    let webhook = |offset: usize| -> Job {
-        let (w, all) = (world.clone(), purchases.clone());
-        Arc::new(move |i| {
-            let p = purchase(&all, i + offset);
-            let body = json!({
-                "eventType": "PAYMENT_STATUS_CHANGED",
-                "createdAt": "2026-12-01T00:00:00.000000",
-                "data": {"paymentKey": p.payment_key, "orderId": p.order_id, "status": "DONE"},
-            })
-            .to_string();
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let (ts, sig) = flows::webhook_auth::signature::sign_x_signature(
-                flows::config::DEV_WEBHOOK_SECRET.as_bytes(),
-                now,
-                body.as_bytes(),
-            );
-            let req = w
-                .http
-                .post(format!("{}/v1/webhooks/toss", w.base))
-                .header("content-type", "application/json")
-                .header("x-timestamp", ts)
-                .header("x-signature", sig)
-                .header(
-                    "tosspayments-webhook-transmission-id",
-                    format!("bench-{}", uuid::Uuid::new_v4()),
-                )
-                .body(body);
-            Box::pin(phase::timed(req))
-        })
-    };
-    for (k, pace) in paces.iter().enumerate().filter(|_| !args.fresh_only) {
-        let metrics = Some((&*world, "lookup"));
-        rows.push(
-            measure(
-                "webhook",
-                *pace,
-                n,
-                webhook(k * n),
-                &service,
-                &sandbox,
-                metrics,
-            )
-            .await,
+/// Confirm `i` of a phase: purchase `offset + i`'s payment.
+fn confirm_job(world: &Arc<World>, all: &Purchases, offset: usize) -> Job {
+    let (w, all) = (world.clone(), all.clone());
+    Arc::new(move |i| {
+        let p = purchase(&all, i + offset);
+        let req = w.post(
+            "/v1/payments/confirm",
+            Some(&p.token),
+            &json!({"paymentKey": p.payment_key, "orderId": p.order_id, "amount": PRICE}),
         );
-    }
+        Box::pin(phase::timed(req))
+    })
+}
 
-    let limit = if args.pgbench_clients > 0 {
-        Some(run_pgbench(args, db, &course).await?)
-    } else {
-        None
-    };
-    service.stop().await;
-    sandbox.stop().await;
-    Ok(report(args, &rows, limit))
+/// Webhook delivery `i` of a phase, naming purchase `offset + i`'s confirmed payment with its
+/// own transmission id (the service re-reads each payment from Toss, as it must).
+fn webhook_job(world: &Arc<World>, all: &Purchases, offset: usize) -> Job {
+    let (w, all) = (world.clone(), all.clone());
+    Arc::new(move |i| {
+        let p = purchase(&all, i + offset);
+        let body = json!({
+            "eventType": "PAYMENT_STATUS_CHANGED",
+            "createdAt": "2026-12-01T00:00:00.000000",
+            "data": {"paymentKey": p.payment_key, "orderId": p.order_id, "status": "DONE"},
+        })
+        .to_string();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (ts, sig) = flows::webhook_auth::signature::sign_x_signature(
+            flows::config::DEV_WEBHOOK_SECRET.as_bytes(),
+            now,
+            body.as_bytes(),
+        );
+        let req = w
+            .http
+            .post(format!("{}/v1/webhooks/toss", w.base))
+            .header("content-type", "application/json")
+            .header("x-timestamp", ts)
+            .header("x-signature", sig)
+            .header(
+                "tosspayments-webhook-transmission-id",
+                format!("bench-{}", uuid::Uuid::new_v4()),
+            )
+            .body(body);
+        Box::pin(phase::timed(req))
+    })
 }
 
 /// Runs one phase and reads the CPU it cost; with `metrics`, also the service's mean Toss

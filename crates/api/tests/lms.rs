@@ -427,9 +427,15 @@ async fn refund_racing_a_canceled_provider_view_is_one_record(app: TestApp) {
         .unwrap();
     let order = app.order(&b.order_id).await;
     let ev = flows::event_ctx("webhook");
-    flows::settle::apply_view(&app.app, &order, &view, "webhook", &ev)
-        .await
-        .unwrap();
+    flows::settle::apply_view(
+        &app.app,
+        &order,
+        &view,
+        flows::settle::SettleSource::Webhook,
+        &ev,
+    )
+    .await
+    .unwrap();
     // The provider view was recorded first: the refund's own answer is still on its way.
     assert!(!refund_call.is_finished());
     assert_eq!(
@@ -510,9 +516,15 @@ async fn external_cancel_seen_twice_is_one_record_and_blocks_more_refunds(app: T
     let order = app.order(&b.order_id).await;
     for _ in 0..2 {
         let ev = flows::event_ctx("webhook");
-        flows::settle::apply_view(&app.app, &order, &view, "webhook", &ev)
-            .await
-            .unwrap();
+        flows::settle::apply_view(
+            &app.app,
+            &order,
+            &view,
+            flows::settle::SettleSource::Webhook,
+            &ev,
+        )
+        .await
+        .unwrap();
     }
     let refunds = refunds_of(&app, &b.payment_id).await;
     assert_eq!(refunds.len(), 1);

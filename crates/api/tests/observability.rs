@@ -274,7 +274,7 @@ async fn log_line_is_complete_on_every_error_class(app: TestApp) {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_error_line(&r, &id, Some("list-enrollments"));
+    assert_error_line(&r, &id, Some("list-my-enrollments"));
 
     // 403: a user on an admin route.
     let (r, id) = send(

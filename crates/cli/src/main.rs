@@ -283,32 +283,12 @@ async fn serve() -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let loopback = format!("http://127.0.0.1:{}", addr.port());
 
-    let sandbox = config.uses_sandbox().then(|| {
-        use secrecy::ExposeSecret;
-        toss_sandbox::Sandbox::new(toss_sandbox::SandboxConfig {
-            secret_keys: vec![config.toss_secret_key.expose_secret().to_owned()],
-            // The sandbox plays Toss behind a signing relay: its webhooks reach our own route.
-            webhook_url: Some(format!("{loopback}/v1/webhooks/toss")),
-            webhook_secret: Some(config.webhook_secret.expose_secret().to_owned()),
-            ..Default::default()
-        })
-    });
-    let api_base = match &config.toss_api_base {
-        Some(base) => base.clone(),
-        // Real HTTP over loopback to ourselves: the client cannot tell the sandbox from Toss.
-        None => format!("{loopback}/toss-sandbox"),
-    };
-    let toss = {
-        use secrecy::ExposeSecret;
-        toss::TossClient::new(toss::TossConfig {
-            api_base,
-            secret_key: config.toss_secret_key.expose_secret().to_owned(),
-            timeout: config.toss_timeout,
-            connect_timeout: Duration::from_secs(3),
-        })
-        .map_err(|e| e.to_string())?
-    };
-    let app = flows::App::new(store.clone(), toss, config.clone());
+    let sandbox = built_in_sandbox(&config, &loopback);
+    let app = flows::App::new(
+        store.clone(),
+        toss_client(&config, &loopback)?,
+        config.clone(),
+    );
     // Settles orders left open by crashes, lost answers and closed tabs (flows::reconcile),
     // and deletes expired idempotency keys and one-time tokens (ops::retention).
     let background = [
@@ -319,46 +299,12 @@ async fn serve() -> Result<(), String> {
     if sandbox.is_some() {
         seed_demo_course(&store).await?;
     }
-    let alert_webhook = {
-        use secrecy::ExposeSecret;
-        config
-            .alert_webhook_url
-            .as_ref()
-            .map(|u| u.expose_secret().to_owned())
-    };
-    flows::ops::alerts::set_time_scale(config.alert_time_scale);
-    flows::ops::alerts::spawn_ticker(
-        alert_webhook.as_deref(),
-        flows::ops::alerts::EVALUATE_EVERY / config.alert_time_scale,
-    );
+    start_alerts(&config);
     let mut router = api::http::router(app.clone());
     if let Some(sb) = &sandbox {
         router = router.nest("/toss-sandbox", sb.router());
     }
-
-    eprintln!(
-        "coursepay {} listening on {loopback}",
-        env!("CARGO_PKG_VERSION")
-    );
-    if config.env == Environment::Development {
-        eprintln!("  storefront:  {loopback}/ (development sign-in: POST {loopback}/v1/dev/token)");
-        eprintln!(
-            "  store: {}",
-            if config.database_url.is_some() {
-                "DATABASE_URL"
-            } else {
-                "sqlite://coursepay.db"
-            }
-        );
-        if sandbox.is_some() {
-            eprintln!(
-                "  Toss sandbox: {loopback}/toss-sandbox (payment window: {loopback}/toss-sandbox/sandbox/checkout)"
-            );
-            eprintln!("  demo course: {DEMO_COURSE_ID}");
-        }
-        eprintln!("  user token:  coursepay token --user $(cat /proc/sys/kernel/random/uuid)");
-        eprintln!("  admin token: coursepay token --role service_role");
-    }
+    print_banner(&config, &loopback, sandbox.is_some());
     // SIGTERM/SIGINT: /readyz turns 503 and background loops stop at a safe point; after
     // SHUTDOWN_DRAIN_SECONDS the listener closes and in-flight requests get
     // SHUTDOWN_GRACE_SECONDS to finish.
@@ -385,6 +331,78 @@ async fn serve() -> Result<(), String> {
     }
     tracing::info!(target: "coursepay::shutdown", connections_cut = cut, "shutdown complete");
     Ok(())
+}
+
+/// The built-in Toss sandbox, when the configuration asks for it (no real Toss API base).
+fn built_in_sandbox(config: &Config, loopback: &str) -> Option<toss_sandbox::Sandbox> {
+    use secrecy::ExposeSecret;
+    config.uses_sandbox().then(|| {
+        toss_sandbox::Sandbox::new(toss_sandbox::SandboxConfig {
+            secret_keys: vec![config.toss_secret_key.expose_secret().to_owned()],
+            // The sandbox plays Toss behind a signing relay: its webhooks reach our own route.
+            webhook_url: Some(format!("{loopback}/v1/webhooks/toss")),
+            webhook_secret: Some(config.webhook_secret.expose_secret().to_owned()),
+            ..Default::default()
+        })
+    })
+}
+
+fn toss_client(config: &Config, loopback: &str) -> Result<toss::TossClient, String> {
+    use secrecy::ExposeSecret;
+    let api_base = match &config.toss_api_base {
+        Some(base) => base.clone(),
+        // Real HTTP over loopback to ourselves: the client cannot tell the sandbox from Toss.
+        None => format!("{loopback}/toss-sandbox"),
+    };
+    toss::TossClient::new(toss::TossConfig {
+        api_base,
+        secret_key: config.toss_secret_key.expose_secret().to_owned(),
+        timeout: config.toss_timeout,
+        connect_timeout: Duration::from_secs(3),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The alert evaluator's ticker, posting to `ALERT_WEBHOOK_URL` when set.
+fn start_alerts(config: &Config) {
+    use secrecy::ExposeSecret;
+    let alert_webhook = config
+        .alert_webhook_url
+        .as_ref()
+        .map(|u| u.expose_secret().to_owned());
+    flows::ops::alerts::set_time_scale(config.alert_time_scale);
+    flows::ops::alerts::spawn_ticker(
+        alert_webhook.as_deref(),
+        flows::ops::alerts::EVALUATE_EVERY / config.alert_time_scale,
+    );
+}
+
+/// Where to find things, on stderr; the development hints only in development.
+fn print_banner(config: &Config, loopback: &str, sandbox: bool) {
+    eprintln!(
+        "coursepay {} listening on {loopback}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if config.env != Environment::Development {
+        return;
+    }
+    eprintln!("  storefront:  {loopback}/ (development sign-in: POST {loopback}/v1/dev/token)");
+    eprintln!(
+        "  store: {}",
+        if config.database_url.is_some() {
+            "DATABASE_URL"
+        } else {
+            "sqlite://coursepay.db"
+        }
+    );
+    if sandbox {
+        eprintln!(
+            "  Toss sandbox: {loopback}/toss-sandbox (payment window: {loopback}/toss-sandbox/sandbox/checkout)"
+        );
+        eprintln!("  demo course: {DEMO_COURSE_ID}");
+    }
+    eprintln!("  user token:  coursepay token --user $(cat /proc/sys/kernel/random/uuid)");
+    eprintln!("  admin token: coursepay token --role service_role");
 }
 
 async fn seed_demo_course(store: &DynStore) -> Result<(), String> {

@@ -164,6 +164,45 @@ fn parse_date(v: &str) -> Option<time::OffsetDateTime> {
     })
 }
 
+/// `COURSEPAY_ENV`: development unless it says production.
+fn environment(get: &dyn Fn(&str) -> Option<String>) -> Result<Environment, ConfigError> {
+    match env_opt(get, "COURSEPAY_ENV").as_deref() {
+        None | Some("development") | Some("dev") => Ok(Environment::Development),
+        Some("production") | Some("prod") => Ok(Environment::Production),
+        Some(_) => Err(ConfigError(
+            "COURSEPAY_ENV must be development or production".into(),
+        )),
+    }
+}
+
+fn check_webhook_secrets(
+    current: &Option<String>,
+    previous: &Option<String>,
+    problems: &mut Vec<String>,
+) {
+    for (name, value) in [
+        ("WEBHOOK_SECRET", current),
+        ("WEBHOOK_SECRET_PREVIOUS", previous),
+    ] {
+        if value.as_ref().is_some_and(|s| s.len() < MIN_SECRET_BYTES) {
+            problems.push(format!("{name} must be at least {MIN_SECRET_BYTES} bytes"));
+        }
+    }
+}
+
+fn server_confirm_grace(
+    get: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Result<Duration, ConfigError> {
+    let grace = env_secs(get, "SERVER_CONFIRM_GRACE_SECONDS", 120)?;
+    // Toss keeps an authenticated payment confirmable for 10 minutes: a longer grace would
+    // leave a tab-closed buyer's payment to expire uncharged.
+    if grace >= crate::settle::CONFIRM_WINDOW {
+        problems.push("SERVER_CONFIRM_GRACE_SECONDS must be under 600".to_owned());
+    }
+    Ok(grace)
+}
+
 impl Config {
     /// Read from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -173,15 +212,7 @@ impl Config {
     /// Read through `get` (tests pass a map). In production every missing or development
     /// value is an error; the message names the variable, never its value.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = match env_opt(get, "COURSEPAY_ENV").as_deref() {
-            None | Some("development") | Some("dev") => Environment::Development,
-            Some("production") | Some("prod") => Environment::Production,
-            Some(_) => {
-                return Err(ConfigError(
-                    "COURSEPAY_ENV must be development or production".into(),
-                ));
-            }
-        };
+        let env = environment(get)?;
         let prod = env == Environment::Production;
         let mut problems = Vec::new();
 
@@ -196,14 +227,7 @@ impl Config {
         let webhook_secret = env_opt(get, "WEBHOOK_SECRET");
         let webhook_secret_previous = env_opt(get, "WEBHOOK_SECRET_PREVIOUS");
         let webhook_secret_rotated_at = rotated_at(get, &mut problems);
-        for (name, value) in [
-            ("WEBHOOK_SECRET", &webhook_secret),
-            ("WEBHOOK_SECRET_PREVIOUS", &webhook_secret_previous),
-        ] {
-            if value.as_ref().is_some_and(|s| s.len() < MIN_SECRET_BYTES) {
-                problems.push(format!("{name} must be at least {MIN_SECRET_BYTES} bytes"));
-            }
-        }
+        check_webhook_secrets(&webhook_secret, &webhook_secret_previous, &mut problems);
         let webhook_verify = webhook_verify(get, &mut problems);
         let jwt_secret = env_opt(get, "JWT_SECRET").or_else(|| env_opt(get, "SUPABASE_JWT_SECRET"));
         let mut auth = crate::auth::AuthSettings::from_lookup(get, prod, &mut problems);
@@ -215,12 +239,7 @@ impl Config {
         let order_ttl = env_secs(get, "ORDER_TTL_SECONDS", 30 * 60)?;
         let toss_timeout = env_secs(get, "TOSS_TIMEOUT_SECONDS", 10)?;
         let reconcile_interval = env_secs(get, "RECONCILE_INTERVAL_SECONDS", 30)?;
-        let server_confirm_grace = env_secs(get, "SERVER_CONFIRM_GRACE_SECONDS", 120)?;
-        // Toss keeps an authenticated payment confirmable for 10 minutes: a longer grace would
-        // leave a tab-closed buyer's payment to expire uncharged.
-        if server_confirm_grace >= crate::settle::CONFIRM_WINDOW {
-            problems.push("SERVER_CONFIRM_GRACE_SECONDS must be under 600".to_owned());
-        }
+        let server_confirm_grace = server_confirm_grace(get, &mut problems)?;
         let exam_max_attempts = exam_max_attempts(get)?;
         let (webhook_invalid_sig_limit, webhook_invalid_sig_window) =
             invalid_sig_limit(get, &mut problems)?;

@@ -11,7 +11,7 @@ use crate::App;
 use crate::error::{Error, Result};
 use crate::event_ctx;
 use crate::ops::metrics::ConfirmOutcome;
-use crate::settle::confirm_with_provider;
+use crate::settle::{SettleSource, confirm_with_provider};
 use domain::{
     CourseId, EnrollmentId, ErrorCode, Money, OrderId, OrderStatus, PaymentId, PaymentKey, UserId,
 };
@@ -185,7 +185,8 @@ async fn run(app: &App, user: UserId, input: ConfirmInput) -> Result<ConfirmOutp
     // This request claimed the order and called Toss: it performed the charge, so it is never a
     // replay, even when a webhook, the reconciler or settle-on-read wrote the settlement while
     // Toss's answer was on its way (`newly_settled` says who wrote the rows, not who charged).
-    let settled = confirm_with_provider(app, &order, &input.payment_key, "confirm", &ev).await?;
+    let settled =
+        confirm_with_provider(app, &order, &input.payment_key, SettleSource::Confirm, &ev).await?;
     let output = ConfirmOutput::from_paid(&settled.order, false)?;
     app.replays.put(user, input.payment_key, output.clone());
     record_output(&output);

@@ -2,7 +2,7 @@
 
 use crate::App;
 use crate::error::{Error, Result};
-use crate::settle::{OWNER_READ, resolve_order};
+use crate::settle::{SettleSource, resolve_order};
 use domain::{EnrollmentId, ErrorCode, OrderId, UserId};
 use store::{Enrollment, Order};
 
@@ -21,7 +21,7 @@ pub async fn get_order(app: &App, user: UserId, order_id: &OrderId) -> Result<Or
     if order.user_id != user {
         return Err(Error::new(ErrorCode::Forbidden));
     }
-    let order = resolve_order(app, order, OWNER_READ).await?;
+    let order = resolve_order(app, order, SettleSource::OwnerRead).await?;
     crate::context::record(|f| {
         f.course_id = Some(order.course_id.to_string());
         f.status = Some(order.status.to_string());

@@ -11,7 +11,7 @@
 
 use crate::App;
 use crate::error::Result;
-use crate::settle::resolve_order;
+use crate::settle::{SettleSource, resolve_order};
 use domain::OrderStatus;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -123,7 +123,7 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
             continue;
         }
         let order_id = order.order_id.clone();
-        match resolve_order(app, order, "reconciler").await {
+        match resolve_order(app, order, SettleSource::Reconciler).await {
             Ok(o) => match o.status {
                 OrderStatus::Paid | OrderStatus::Refunded => report.paid += 1,
                 OrderStatus::Failed => report.failed += 1,

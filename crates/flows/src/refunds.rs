@@ -25,7 +25,7 @@ use crate::App;
 use crate::error::{Error, Result};
 use crate::event_ctx;
 use crate::gateway::{Cancel, Verdict, unavailable, unknown_outcome, verdict};
-use crate::settle::settle_view;
+use crate::settle::{SettleSource, settle_view};
 use domain::{
     EnrollmentStatus, ErrorCode, IdempotencyKey, Money, PROVIDER_TOSS, PaymentId, PaymentKey,
     PaymentStatus, RefundId, RefundStatus,
@@ -262,7 +262,7 @@ async fn send_cancel(
             .await;
         let err = match result {
             Ok(view) => {
-                let rec = record_view(app, payment, &view, "refund", ev).await?;
+                let rec = record_view(app, payment, &view, SettleSource::Refund, ev).await?;
                 return finish(app, payment, &rec).await;
             }
             Err(e) => e,
@@ -404,7 +404,7 @@ async fn finish(app: &App, payment: &Payment, rec: &CancellationRecorded) -> Res
     })
 }
 
-fn cancellation(view: &PaymentView, source: &str, ev: &EventContext) -> Cancellation {
+fn cancellation(view: &PaymentView, source: SettleSource, ev: &EventContext) -> Cancellation {
     Cancellation {
         payment_key: view.payment_key.clone(),
         status: view.status,
@@ -418,7 +418,7 @@ fn cancellation(view: &PaymentView, source: &str, ev: &EventContext) -> Cancella
                 reason: c.reason.clone(),
             })
             .collect(),
-        source: source.to_owned(),
+        source: source.as_str().to_owned(),
         ctx: ev.clone(),
     }
 }
@@ -428,7 +428,7 @@ async fn record_view(
     app: &App,
     payment: &Payment,
     view: &PaymentView,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<CancellationRecorded> {
     if view.payment_key.as_str() != payment.provider_tx_id {
@@ -440,7 +440,7 @@ async fn record_view(
         .await?;
     app.replays.forget(&payment.order_id);
     if rec.refunds_recorded > 0 || rec.enrollment_revoked {
-        tracing::info!(target: "coursepay::refund", payment_id = %payment.id, source, status = %rec.payment.status, revoked = rec.enrollment_revoked, "cancellation recorded");
+        tracing::info!(target: "coursepay::refund", payment_id = %payment.id, %source, status = %rec.payment.status, revoked = rec.enrollment_revoked, "cancellation recorded");
     }
     Ok(rec)
 }
@@ -471,7 +471,7 @@ async fn lookup_refund(
             return Ok(Looked::Failed);
         }
     };
-    let rec = record_view(app, payment, &view, "refund-lookup", ev).await?;
+    let rec = record_view(app, payment, &view, SettleSource::RefundLookup, ev).await?;
     let now = app.store.get_refund(refund.id).await?;
     Ok(match now {
         Some(r) if r.status == RefundStatus::Done => Looked::Settled(rec),
@@ -492,7 +492,7 @@ async fn sync_payment(app: &App, payment: &Payment, payment_key: &PaymentKey, ev
     let looked = app.gateway().payment(payment_key).await;
     match looked {
         Ok(view) if view.status.is_captured() => {
-            if let Err(e) = record_view(app, payment, &view, "refund-sync", ev).await {
+            if let Err(e) = record_view(app, payment, &view, SettleSource::RefundSync, ev).await {
                 tracing::warn!(payment_id = %payment.id, error = %e, "could not record the provider's view after a refused refund");
             }
         }
@@ -510,7 +510,7 @@ pub async fn apply_provider_cancellation(
     app: &App,
     order: &Order,
     view: &PaymentView,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<CancellationRecorded> {
     if view.order_id != order.order_id {
@@ -540,7 +540,7 @@ pub async fn apply_provider_cancellation(
         f.enrollment_id = rec.payment.enrollment_id.map(|e| e.to_string());
     });
     if rec.refunds_recorded > 0 || rec.enrollment_revoked {
-        tracing::info!(target: "coursepay::refund", order_id = %order.order_id, source, status = %rec.payment.status, revoked = rec.enrollment_revoked, "provider cancellation recorded");
+        tracing::info!(target: "coursepay::refund", order_id = %order.order_id, %source, status = %rec.payment.status, revoked = rec.enrollment_revoked, "provider cancellation recorded");
     }
     Ok(rec)
 }
@@ -556,7 +556,7 @@ pub async fn apply_deposit_reversal(
     app: &App,
     order: &Order,
     view: &PaymentView,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<()> {
     if view.order_id != order.order_id || view.total_amount != order.amount {
@@ -585,13 +585,13 @@ pub async fn apply_deposit_reversal(
                 amount: payment.balance,
                 reason: "deposit reversed by the bank".to_owned(),
             }],
-            source: source.to_owned(),
+            source: source.as_str().to_owned(),
             ctx: ev.clone(),
         })
         .await?;
     app.replays.forget(&order.order_id);
     if rec.enrollment_revoked {
-        tracing::warn!(target: "coursepay::refund", order_id = %order.order_id, source, "virtual-account deposit reversed; enrollment revoked");
+        tracing::warn!(target: "coursepay::refund", order_id = %order.order_id, %source, "virtual-account deposit reversed; enrollment revoked");
     }
     Ok(())
 }
@@ -664,7 +664,7 @@ pub async fn close_virtual_account(
     order: &Order,
     view: &PaymentView,
     why: CloseReason,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<Closed> {
     if view.order_id != order.order_id {
@@ -735,7 +735,7 @@ async fn account_closed(
     app: &App,
     order: &Order,
     why: CloseReason,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<Closed> {
     let (to, code) = why.order_outcome();
@@ -743,7 +743,7 @@ async fn account_closed(
         .store
         .fail_order(&order.order_id, to, Some(code), ev)
         .await?;
-    tracing::info!(target: "coursepay::refund", order_id = %order.order_id, source, reason = ?why, order_ended = moved, "unpaid virtual account closed");
+    tracing::info!(target: "coursepay::refund", order_id = %order.order_id, %source, reason = ?why, order_ended = moved, "unpaid virtual account closed");
     Ok(Closed::Closed)
 }
 
@@ -812,8 +812,15 @@ pub async fn cancel_order(
             // closed when Toss next reports it for the ended order. A deposit that still wins
             // is settled all the same: money is never dropped for an ended order.
             end_order(app, &order, &ev).await?;
-            match close_virtual_account(app, &order, &view, CloseReason::Canceled, actor, &ev)
-                .await?
+            match close_virtual_account(
+                app,
+                &order,
+                &view,
+                CloseReason::Canceled,
+                SettleSource::OperatorCancel,
+                &ev,
+            )
+            .await?
             {
                 Closed::Closed => account_closed = true,
                 Closed::Deposited => {
@@ -828,7 +835,8 @@ pub async fn cancel_order(
             }
         }
         Ok(view) if view.status.is_captured() => {
-            crate::settle::apply_view(app, &order, &view, actor, &ev).await?;
+            crate::settle::apply_view(app, &order, &view, SettleSource::OperatorCancel, &ev)
+                .await?;
             let now = app.store.get_order(&order.order_id).await?;
             return Err(paid(now.map_or(OrderStatus::Paid, |o| o.status)));
         }
@@ -954,7 +962,7 @@ async fn reconcile_one(app: &App, refund: &Refund) -> Result<bool> {
         .await;
     match result {
         Ok(view) => {
-            record_view(app, &payment, &view, "reconciler", &ev).await?;
+            record_view(app, &payment, &view, SettleSource::Reconciler, &ev).await?;
             let now = app.store.get_refund(refund.id).await?;
             Ok(now.is_some_and(|r| r.status != RefundStatus::Requested))
         }

@@ -18,6 +18,50 @@ use toss::PaymentView;
 /// Toss lets a payment be confirmed within 10 minutes of the buyer authenticating.
 pub const CONFIRM_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// Which path learned a payment's fate. Stored with the settlement or cancellation it causes
+/// (as [`as_str`](Self::as_str)) and logged; [`apply_view`]'s confirm grace depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleSource {
+    /// The buyer's `POST /v1/payments/confirm`.
+    Confirm,
+    /// The buyer reading their own order (`GET /v1/orders/{id}`).
+    OwnerRead,
+    /// A webhook delivery (acted on through a fresh lookup).
+    Webhook,
+    /// The reconciler's pass over open orders and requested refunds.
+    Reconciler,
+    /// The provider's answer to our refund.
+    Refund,
+    /// The lookup after a refund whose outcome was unknown.
+    RefundLookup,
+    /// The lookup after the provider called our view of a payment stale.
+    RefundSync,
+    /// The operator's cancel of an order (`POST /v1/admin/orders/{orderId}/cancel`), recorded
+    /// under the role that may ask for it.
+    OperatorCancel,
+}
+
+impl SettleSource {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::OwnerRead => "settle-on-read",
+            Self::Webhook => "webhook",
+            Self::Reconciler => "reconciler",
+            Self::Refund => "refund",
+            Self::RefundLookup => "refund-lookup",
+            Self::RefundSync => "refund-sync",
+            Self::OperatorCancel => "service_role",
+        }
+    }
+}
+
+impl std::fmt::Display for SettleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The provider says this order's payment is captured: record it. Checks Toss's answer against
 /// the order first (same orderId, totalAmount equal to the server-side amount); a mismatch is
 /// never settled — it is logged for an operator and answered as an internal error.
@@ -25,7 +69,7 @@ pub async fn settle_view(
     app: &App,
     order: &Order,
     view: &PaymentView,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<Settled> {
     if view.order_id != order.order_id {
@@ -54,7 +98,7 @@ pub async fn settle_view(
             method: view.method.clone(),
             approved_at: view.approved_at.unwrap_or_else(OffsetDateTime::now_utc),
             secret: view.secret.clone(),
-            source: source.to_owned(),
+            source: source.as_str().to_owned(),
             ctx: ev.clone(),
         })
         .await?;
@@ -66,7 +110,7 @@ pub async fn settle_view(
         f.order_id = Some(settled.order.order_id.to_string());
     });
     if settled.newly_settled {
-        tracing::info!(target: "coursepay::settle", order_id = %order.order_id, source, enrollment_id = %settled.enrollment_id, "payment settled");
+        tracing::info!(target: "coursepay::settle", order_id = %order.order_id, %source, enrollment_id = %settled.enrollment_id, "payment settled");
     }
     Ok(settled)
 }
@@ -87,7 +131,7 @@ pub async fn confirm_with_provider(
     app: &App,
     order: &Order,
     payment_key: &PaymentKey,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<Settled> {
     let _in_flight = app.confirming.enter(&order.order_id);
@@ -200,7 +244,7 @@ async fn lookup_and_settle(
     app: &App,
     order: &Order,
     payment_key: &PaymentKey,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<Resolution> {
     let looked = app.gateway().payment(payment_key).await;
@@ -259,11 +303,11 @@ async fn lookup_and_settle(
 /// - Toss unreachable → unchanged (answered from what we have; tried again later).
 ///
 /// Returns the order as it is afterwards.
-pub async fn resolve_order(app: &App, order: Order, source: &str) -> Result<Order> {
+pub async fn resolve_order(app: &App, order: Order, source: SettleSource) -> Result<Order> {
     if !order.status.is_open() {
         return Ok(order);
     }
-    let ev = event_ctx(source.to_owned());
+    let ev = event_ctx(source.as_str());
     let looked = app.gateway().payment_of_order(&order.order_id).await;
     match looked {
         Ok(view) => apply_view(app, &order, &view, source, &ev).await?,
@@ -294,7 +338,7 @@ pub async fn apply_view(
     app: &App,
     order: &Order,
     view: &PaymentView,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) -> Result<()> {
     if view.order_id != order.order_id {
@@ -329,7 +373,7 @@ pub async fn apply_view(
             {
                 // Toss holds money for an order left REFUNDED: another order of the buyer
                 // holds the course, so this deposit enrolls nobody and is not automated.
-                tracing::error!(target: "coursepay::settle", order_id = %order.order_id, source, amount = view.balance_amount.won(), "virtual-account deposit after a reversal not re-enrolled (another order holds the course): Toss holds the money, the order is REFUNDED here; an operator must refund it");
+                tracing::error!(target: "coursepay::settle", order_id = %order.order_id, %source, amount = view.balance_amount.won(), "virtual-account deposit after a reversal not re-enrolled (another order holds the course): Toss holds the money, the order is REFUNDED here; an operator must refund it");
             }
         }
         // A deposit the bank took back (DONE → WAITING_FOR_DEPOSIT) on a paid order: the money
@@ -394,7 +438,7 @@ fn close_account<'a>(
     order: &'a Order,
     view: &'a PaymentView,
     why: CloseReason,
-    source: &'a str,
+    source: SettleSource,
     ev: &'a EventContext,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
     Box::pin(async move {
@@ -402,9 +446,6 @@ fn close_account<'a>(
         Ok(())
     })
 }
-
-/// The `source` of an order read by its own buyer (`GET /v1/orders/{id}`).
-pub const OWNER_READ: &str = "settle-on-read";
 
 /// Whether a server-side confirm must leave `order` alone for now:
 /// - a PENDING order younger than `SERVER_CONFIRM_GRACE_SECONDS` since checkout, unless the
@@ -416,11 +457,26 @@ pub const OWNER_READ: &str = "settle-on-read";
 /// - a CONFIRMING order whose claimant's Toss confirm is still on its way in this instance: a
 ///   second confirm under the same key would only repeat it (and count one approval twice).
 ///   (Across instances the reconciler's own wait keeps it off orders in flight.)
-fn buyer_confirms_first(app: &App, order: &Order, source: &str, now: OffsetDateTime) -> bool {
+fn buyer_confirms_first(
+    app: &App,
+    order: &Order,
+    source: SettleSource,
+    now: OffsetDateTime,
+) -> bool {
     match order.status {
-        OrderStatus::Pending => {
-            source != OWNER_READ && now < order.created_at + app.config.server_confirm_grace
-        }
+        OrderStatus::Pending => match source {
+            SettleSource::OwnerRead => false,
+            // Exhaustive on purpose: a new source decides here whether it waits for the buyer.
+            SettleSource::Confirm
+            | SettleSource::Webhook
+            | SettleSource::Reconciler
+            | SettleSource::Refund
+            | SettleSource::RefundLookup
+            | SettleSource::RefundSync
+            | SettleSource::OperatorCancel => {
+                now < order.created_at + app.config.server_confirm_grace
+            }
+        },
         OrderStatus::Confirming => app.confirming.contains(&order.order_id),
         _ => false,
     }
@@ -433,7 +489,7 @@ async fn confirm_open_order(
     app: &App,
     order: &Order,
     payment_key: &PaymentKey,
-    source: &str,
+    source: SettleSource,
     ev: &EventContext,
 ) {
     let _in_flight = app.confirming.enter(&order.order_id);

@@ -21,7 +21,7 @@ use crate::App;
 use crate::error::{Error, Result};
 use crate::event_ctx;
 use crate::gateway::Lookup;
-use crate::settle::apply_view;
+use crate::settle::{SettleSource, apply_view};
 use domain::{ErrorCode, OrderId, PaymentKey};
 use serde_json::Value;
 use store::Order;
@@ -202,6 +202,6 @@ async fn apply_to_our_order(app: &App, view: &PaymentView) -> Result<Processed> 
     // CANCELED / PARTIAL_CANCELED go through apply_view too: recording the refund there is the
     // refund flow's job, shared with every other path.
     let ev = event_ctx("webhook");
-    apply_view(app, &order, view, "webhook", &ev).await?;
+    apply_view(app, &order, view, SettleSource::Webhook, &ev).await?;
     Ok(Processed::Applied)
 }

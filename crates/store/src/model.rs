@@ -116,7 +116,8 @@ pub struct Settlement {
     pub approved_at: OffsetDateTime,
     /// Virtual-account deposit secret from the confirm answer (compared on DEPOSIT_CALLBACK).
     pub secret: Option<String>,
-    /// "confirm", "settle-on-read", "reconciler", "webhook".
+    /// The path that learned of the payment ("confirm", "settle-on-read", "reconciler",
+    /// "webhook", ...: the flows' `SettleSource`), kept in the event's detail.
     pub source: String,
     pub ctx: EventContext,
 }
@@ -255,7 +256,8 @@ pub struct Cancellation {
     pub balance: Money,
     /// Toss's cancels[], in Toss's (chronological) order.
     pub cancels: Vec<ProviderCancel>,
-    /// "refund", "webhook", "reconciler", "settle-on-read".
+    /// The path that learned of the cancellation ("refund", "webhook", "reconciler", ...: the
+    /// flows' `SettleSource`), kept in the event's detail.
     pub source: String,
     pub ctx: EventContext,
 }

@@ -179,12 +179,19 @@ fn bad_order_id() -> SandboxError {
     )
 }
 
-impl Ledger {
-    pub(crate) fn create(
-        &mut self,
-        req: CreatePayment,
-        now: OffsetDateTime,
-    ) -> Result<Payment, SandboxError> {
+/// A creation request that passed its checks.
+struct NewPayment {
+    order_id: String,
+    order_name: String,
+    amount: i64,
+    /// IN_PROGRESS or READY.
+    status: &'static str,
+    forced_failure: Option<String>,
+    virtual_account: bool,
+}
+
+impl NewPayment {
+    fn checked(req: CreatePayment) -> Result<NewPayment, SandboxError> {
         if !valid_order_id(&req.order_id) {
             return Err(bad_order_id());
         }
@@ -234,24 +241,31 @@ impl Ledger {
                 ));
             }
         };
-        if self.paid_for_order(&req.order_id).is_some() {
-            return Err(SandboxError::new("DUPLICATED_ORDER_ID"));
-        }
-
-        let payment_key = format!("tsbx_{}", uuid::Uuid::new_v4().simple());
-        let (supplied, vat) = split_vat(req.amount);
-        let payment = Payment {
-            version: "2022-11-16".into(),
-            payment_key: payment_key.clone(),
-            kind: "NORMAL".into(),
-            order_id: req.order_id.clone(),
+        Ok(NewPayment {
+            order_id: req.order_id,
             order_name,
+            amount: req.amount,
+            status,
+            forced_failure,
+            virtual_account,
+        })
+    }
+
+    /// The Payment object as Toss shows it before the confirm.
+    fn payment(&self, now: OffsetDateTime) -> Payment {
+        let (supplied, vat) = split_vat(self.amount);
+        Payment {
+            version: "2022-11-16".into(),
+            payment_key: format!("tsbx_{}", uuid::Uuid::new_v4().simple()),
+            kind: "NORMAL".into(),
+            order_id: self.order_id.clone(),
+            order_name: self.order_name.clone(),
             m_id: "tosspayments".into(),
             currency: "KRW".into(),
             method: Some("카드".into()),
-            total_amount: req.amount,
-            balance_amount: req.amount,
-            status: status.into(),
+            total_amount: self.amount,
+            balance_amount: self.amount,
+            status: self.status.into(),
             requested_at: Some(iso_kst(now)),
             approved_at: None,
             use_escrow: Some(false),
@@ -269,17 +283,74 @@ impl Ledger {
             failure: None,
             receipt: None,
             country: Some("KR".into()),
-        };
+        }
+    }
+}
+
+/// Toss's answer to the confirm of an authenticated card payment: DONE with its card.
+fn approve_card(p: &mut Payment, now: OffsetDateTime) {
+    p.status = "DONE".into();
+    p.approved_at = Some(iso_kst(now));
+    p.last_transaction_key = Some(transaction_key());
+    p.receipt = Some(Receipt {
+        url: format!("https://receipt.toss-sandbox.invalid/{}", p.payment_key),
+    });
+    p.card = Some(serde_json::json!({
+        "issuerCode": "71",
+        "acquirerCode": "71",
+        "number": "43301234****123*",
+        "installmentPlanMonths": 0,
+        "isInterestFree": false,
+        "interestPayer": null,
+        "approveNo": format!("{:08}", rand::random_range(0..100_000_000u32)),
+        "useCardPoint": false,
+        "cardType": "신용",
+        "ownerType": "개인",
+        "acquireStatus": "READY",
+        "amount": p.total_amount,
+    }));
+}
+
+/// Toss's answer to the confirm of a virtual-account payment: an account issued, waiting for
+/// the deposit until `due`.
+fn issue_account(p: &mut Payment, due: OffsetDateTime) {
+    p.status = "WAITING_FOR_DEPOSIT".into();
+    p.method = Some("가상계좌".into());
+    p.secret = Some(format!("ps_{}", uuid::Uuid::new_v4().simple()));
+    p.last_transaction_key = Some(transaction_key());
+    p.virtual_account = Some(serde_json::json!({
+        "accountType": "일반",
+        "accountNumber": format!("X{:013}", rand::random_range(0..10_000_000_000_000u64)),
+        "bankCode": "20",
+        "customerName": "샌드박스",
+        "dueDate": local_kst(due),
+        "refundStatus": "NONE",
+        "expired": false,
+        "settlementStatus": "INCOMPLETED",
+    }));
+}
+
+impl Ledger {
+    pub(crate) fn create(
+        &mut self,
+        req: CreatePayment,
+        now: OffsetDateTime,
+    ) -> Result<Payment, SandboxError> {
+        let new = NewPayment::checked(req)?;
+        if self.paid_for_order(&new.order_id).is_some() {
+            return Err(SandboxError::new("DUPLICATED_ORDER_ID"));
+        }
+        let payment = new.payment(now);
         let index = self.records.len();
+        self.by_key.insert(payment.payment_key.clone(), index);
+        self.by_order.entry(new.order_id).or_default().push(index);
         self.records.push(Record {
             payment: payment.clone(),
             authenticated_at: now,
-            forced_failure,
-            virtual_account,
+            forced_failure: new.forced_failure,
+            virtual_account: new.virtual_account,
             deposit_due: None,
         });
-        self.by_key.insert(payment_key, index);
-        self.by_order.entry(req.order_id).or_default().push(index);
         self.open_since = Some(self.open_since.map_or(now, |t| t.min(now)));
         Ok(payment)
     }
@@ -289,6 +360,39 @@ impl Ledger {
         req: &ConfirmRequest,
         now: OffsetDateTime,
     ) -> Result<Payment, SandboxError> {
+        let index = self.confirmable(req, now)?;
+        let record = &mut self.records[index];
+        if let Some(code) = record.forced_failure.clone() {
+            let err = SandboxError::new(code);
+            record.payment.status = "ABORTED".into();
+            record.payment.failure = Some(ErrorBody {
+                code: err.code().to_owned(),
+                message: err.message(),
+            });
+            self.changed.push(record.payment.clone());
+            return Err(err);
+        }
+        if record.virtual_account {
+            let due = now + Duration::days(VIRTUAL_ACCOUNT_DAYS);
+            record.deposit_due = Some(due);
+            issue_account(&mut record.payment, due);
+            // Issuing the account: DEPOSIT_CALLBACK only, no PAYMENT_STATUS_CHANGED.
+            let waiting = record.payment.clone();
+            self.deposit_events.push(waiting.clone());
+            return Ok(waiting);
+        }
+        approve_card(&mut record.payment, now);
+        let done = record.payment.clone();
+        self.changed.push(done.clone());
+        Ok(done)
+    }
+
+    /// The checks Toss makes on a confirm request, in its order; the index of the payment.
+    fn confirmable(
+        &mut self,
+        req: &ConfirmRequest,
+        now: OffsetDateTime,
+    ) -> Result<usize, SandboxError> {
         if req.payment_key.is_empty() || req.payment_key.chars().count() > MAX_PAYMENT_KEY_CHARS {
             return Err(SandboxError::invalid(
                 "paymentKey는 1자 이상 200자 이하여야 합니다.",
@@ -324,65 +428,7 @@ impl Ledger {
         if self.paid_for_order(&req.order_id).is_some() {
             return Err(SandboxError::new("DUPLICATED_ORDER_ID"));
         }
-
-        let record = &mut self.records[index];
-        if let Some(code) = record.forced_failure.clone() {
-            let err = SandboxError::new(code);
-            record.payment.status = "ABORTED".into();
-            record.payment.failure = Some(ErrorBody {
-                code: err.code().to_owned(),
-                message: err.message(),
-            });
-            self.changed.push(record.payment.clone());
-            return Err(err);
-        }
-        if record.virtual_account {
-            let due = now + Duration::days(VIRTUAL_ACCOUNT_DAYS);
-            record.deposit_due = Some(due);
-            let p = &mut record.payment;
-            p.status = "WAITING_FOR_DEPOSIT".into();
-            p.method = Some("가상계좌".into());
-            p.secret = Some(format!("ps_{}", uuid::Uuid::new_v4().simple()));
-            p.last_transaction_key = Some(transaction_key());
-            p.virtual_account = Some(serde_json::json!({
-                "accountType": "일반",
-                "accountNumber": format!("X{:013}", rand::random_range(0..10_000_000_000_000u64)),
-                "bankCode": "20",
-                "customerName": "샌드박스",
-                "dueDate": local_kst(due),
-                "refundStatus": "NONE",
-                "expired": false,
-                "settlementStatus": "INCOMPLETED",
-            }));
-            // Issuing the account: DEPOSIT_CALLBACK only, no PAYMENT_STATUS_CHANGED.
-            let waiting = p.clone();
-            self.deposit_events.push(waiting.clone());
-            return Ok(waiting);
-        }
-        let p = &mut record.payment;
-        p.status = "DONE".into();
-        p.approved_at = Some(iso_kst(now));
-        p.last_transaction_key = Some(transaction_key());
-        p.receipt = Some(Receipt {
-            url: format!("https://receipt.toss-sandbox.invalid/{}", p.payment_key),
-        });
-        p.card = Some(serde_json::json!({
-            "issuerCode": "71",
-            "acquirerCode": "71",
-            "number": "43301234****123*",
-            "installmentPlanMonths": 0,
-            "isInterestFree": false,
-            "interestPayer": null,
-            "approveNo": format!("{:08}", rand::random_range(0..100_000_000u32)),
-            "useCardPoint": false,
-            "cardType": "신용",
-            "ownerType": "개인",
-            "acquireStatus": "READY",
-            "amount": p.total_amount,
-        }));
-        let done = p.clone();
-        self.changed.push(done.clone());
-        Ok(done)
+        Ok(index)
     }
 
     /// The buyer wired the money to a virtual account: WAITING_FOR_DEPOSIT → DONE.

@@ -16,10 +16,6 @@ use store::ExamAttempt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-fn name(n: &'static str) {
-    crate::context::record(|f| f.function_name = Some(n));
-}
-
 fn ts(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -30,7 +26,6 @@ pub async fn refund_payment(
     Path(payment_id): Path<String>,
     body: JsonObject,
 ) -> Result<Json<Value>> {
-    name("refund-payment");
     // An id that is not a UUID names no payment.
     let payment_id =
         PaymentId::parse(&payment_id).map_err(|_| Error::new(ErrorCode::PaymentNotFound))?;
@@ -70,7 +65,6 @@ pub async fn cancel_order(
     _: ServiceRole,
     Path(order_id): Path<String>,
 ) -> Result<Json<Value>> {
-    name("cancel-order");
     let order_id =
         OrderId::parse(&order_id).map_err(|e| Error::invalid(format!("orderId: {}", e.reason)))?;
     let task_app = app.clone();
@@ -99,7 +93,6 @@ pub async fn start_exam_attempt(
     AuthUser(user): AuthUser,
     Path(enrollment_id): Path<String>,
 ) -> Result<Response> {
-    name("start-exam-attempt");
     let enrollment_id = EnrollmentId::parse(&enrollment_id)
         .map_err(|_| Error::new(ErrorCode::EnrollmentNotFound))?;
     let attempt = flows::exams::start_attempt(&app, user, enrollment_id).await?;
@@ -112,7 +105,6 @@ pub async fn submit_exam_attempt(
     Path(attempt_id): Path<String>,
     body: JsonObject,
 ) -> Result<Json<Value>> {
-    name("submit-exam-attempt");
     let attempt_id =
         AttemptId::parse(&attempt_id).map_err(|_| Error::new(ErrorCode::AttemptNotFound))?;
     let score = flows::exams::parse_score(body.int("score")?)?;

@@ -29,6 +29,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use domain::ErrorCode;
+use std::sync::LazyLock;
 use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -106,42 +107,6 @@ pub fn layers(router: Router) -> Router {
         .layer(middleware::from_fn(observe))
 }
 
-/// The operation name of a route, recorded before the handler runs so that requests refused
-/// by an extractor (401, 400, 413) carry it too. Handlers record the same name themselves.
-/// Every route of [`router`] has one: `openapi::tests` reads the router and checks it.
-fn function_name_of(method: &Method, route: &str) -> Option<&'static str> {
-    Some(match (method.as_str(), route) {
-        (_, "/healthz") => "healthz",
-        (_, "/readyz") => "readyz",
-        (_, "/version") => "version",
-        (_, "/metrics") => "metrics",
-        (_, "/v1/i18n/{locale}") => "i18n",
-        (_, "/v1/config") => "public-config",
-        (_, "/openapi.json") => "openapi",
-        (_, "/docs" | "/docs/" | "/docs/{*rest}") => "docs",
-        ("POST", "/v1/admin/courses") => "create-course",
-        ("GET", "/v1/courses") => "list-courses",
-        ("GET", "/v1/courses/{courseId}") => "get-course",
-        ("POST", "/v1/checkout") => "checkout",
-        ("POST", "/v1/payments/confirm") => "confirm-payment",
-        ("GET", "/v1/orders/{orderId}") => "get-order",
-        ("GET", "/v1/me/enrollments") => "list-enrollments",
-        ("GET", "/v1/enrollments/{enrollmentId}") => "get-enrollment",
-        ("POST", "/v1/dev/token") => "dev-token",
-        ("POST", "/v1/admin/payments/pause") => "pause-payments",
-        ("POST", "/v1/admin/payments/resume") => "resume-payments",
-        ("GET", "/v1/admin/status") => "admin-status",
-        ("GET", "/v1/admin/config-report") => "config-report",
-        ("GET", "/v1/admin/logs/recent") => "recent-logs",
-        ("POST", "/v1/webhooks/toss") => "toss-webhook",
-        ("POST", "/v1/payments/{paymentId}/refund") => "refund-payment",
-        ("POST", "/v1/admin/orders/{orderId}/cancel") => "cancel-order",
-        ("POST", "/v1/enrollments/{enrollmentId}/exam-attempts") => "start-exam-attempt",
-        ("POST", "/v1/exam-attempts/{attemptId}/submit") => "submit-exam-attempt",
-        _ => return None,
-    })
-}
-
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     let allowed: Vec<HeaderValue> = origins
         .iter()
@@ -211,9 +176,11 @@ async fn observe(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let ctx = RequestCtx::new(request_id.clone(), traceparent);
+    // Named before the handler runs, so that requests an extractor refuses (401, 400, 413)
+    // carry the name too.
     if let Some(name) = route
         .as_deref()
-        .and_then(|r| function_name_of(req.method(), r))
+        .and_then(|r| openapi::operation_name(req.method(), r))
     {
         ctx.record(|f| f.function_name = Some(name));
     }
@@ -287,7 +254,7 @@ impl InFlight {
             self.ctx.roundtrips(),
         );
         // A confirm whose flow ran (or still runs, past a request timeout) counts itself.
-        if fields.function_name == Some("confirm-payment")
+        if fields.function_name.is_some_and(is_confirm)
             && fields.confirm_outcome.is_none()
             && !self.ctx.detached_running()
         {
@@ -312,6 +279,13 @@ impl InFlight {
         });
         self.finish(CLIENT_CLOSED, false);
     }
+}
+
+/// Whether an operation name is the confirm's.
+fn is_confirm(name: &str) -> bool {
+    static CONFIRM: LazyLock<Option<&str>> =
+        LazyLock::new(openapi::name_of::<openapi::operations::__path_confirm>);
+    *CONFIRM == Some(name)
 }
 
 impl Drop for InFlight {

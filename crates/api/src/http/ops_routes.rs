@@ -12,10 +12,6 @@ use serde_json::{Value, json};
 use store::PaymentControls;
 use time::format_description::well_known::Rfc3339;
 
-fn name(n: &'static str) {
-    crate::context::record(|f| f.function_name = Some(n));
-}
-
 fn controls_json(c: &PaymentControls) -> Value {
     json!({
         "paymentsPaused": c.paused, "pauseReason": c.reason,
@@ -30,7 +26,6 @@ pub async fn pause(
     _: ServiceRole,
     body: JsonObject,
 ) -> Result<Json<Value>> {
-    name("pause-payments");
     let reason = body.text(domain::TextField::PauseReason)?;
     let c = app
         .pause
@@ -41,14 +36,12 @@ pub async fn pause(
 
 /// `POST /v1/admin/payments/resume`.
 pub async fn resume(State(app): State<App>, _: ServiceRole) -> Result<Json<Value>> {
-    name("resume-payments");
     let c = app.pause.set(&app, false, None, "service_role").await?;
     Ok(Json(controls_json(&c)))
 }
 
 /// `GET /v1/admin/status`: pause switch, circuit, alerts, reconciler backlog.
 pub async fn status(State(app): State<App>, _: ServiceRole) -> Result<Json<Value>> {
-    name("admin-status");
     let controls = app.store.payment_controls().await?;
     let (state, failures) = app.breaker.snapshot();
     let (backlog, oldest_age) =
@@ -83,7 +76,6 @@ pub async fn status(State(app): State<App>, _: ServiceRole) -> Result<Json<Value
 
 /// `GET /metrics`: the Prometheus text exposition.
 pub async fn metrics(State(app): State<App>) -> Response {
-    name("metrics");
     let mut resp = crate::ops::metrics::scrape(&app).await.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

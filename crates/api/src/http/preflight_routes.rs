@@ -14,13 +14,8 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 
-fn name(n: &'static str) {
-    crate::context::record(|f| f.function_name = Some(n));
-}
-
 /// `GET /v1/admin/config-report`.
 pub async fn config_report(State(app): State<App>, _: ServiceRole) -> Json<Value> {
-    name("config-report");
     Json(crate::ops::config_report::report(
         &app.config,
         time::OffsetDateTime::now_utc(),
@@ -29,7 +24,6 @@ pub async fn config_report(State(app): State<App>, _: ServiceRole) -> Json<Value
 
 /// `GET /v1/admin/logs/recent?limit=N`.
 pub async fn recent_logs(_: ServiceRole, RawQuery(query): RawQuery) -> Result<Json<Value>> {
-    name("recent-logs");
     let cap = crate::ops::recent::CAPACITY;
     let given = query
         .as_deref()

@@ -114,7 +114,6 @@ async fn authenticate(
 }
 
 pub async fn toss(State(app): State<App>, req: Request) -> Result<Response> {
-    crate::context::record(|f| f.function_name = Some("toss-webhook"));
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

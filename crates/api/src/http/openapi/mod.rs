@@ -5,12 +5,14 @@
 //! `docs/openapi.json` and a test fails when the two differ. Regenerate the copy with
 //! `scripts/openapi.sh`.
 
-mod operations;
+pub(crate) mod operations;
 pub mod schemas;
 
+use axum::http::Method;
 use domain::{ErrorCode, Locale};
 use serde_json::{Map, Value, json};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -237,6 +239,68 @@ pub fn document_text() -> String {
 }
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+
+/// Where the rendered reference is served: the page at `/docs/` and its assets below it.
+const DOCS_PATH: &str = "/docs";
+
+/// The name the summary log line gives the operation a route serves: its operation id in kebab
+/// case (`confirmPayment` → `confirm-payment`), so this document is the one list of operations
+/// and their names. `None` for a route the document does not have. HEAD is answered by the GET
+/// route, and the reference page with its assets (`/docs/`, `/docs/{*rest}`) is the one `docs`
+/// operation the document describes at `/docs`.
+pub fn operation_name(method: &Method, route: &str) -> Option<&'static str> {
+    let method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    let route = match route.strip_prefix(DOCS_PATH) {
+        Some(rest) if rest.starts_with('/') => DOCS_PATH,
+        _ => route,
+    };
+    name_in_document(&method.as_str().to_ascii_lowercase(), route)
+}
+
+/// The log name of the operation `P` (a marker of [`operations`]) describes.
+pub fn name_of<P: utoipa::Path>() -> Option<&'static str> {
+    let method = serde_json::to_value(P::methods().first()?).ok()?;
+    name_in_document(method.as_str()?, &P::path())
+}
+
+/// `method` in lower case, as the document writes it.
+fn name_in_document(method: &str, path: &str) -> Option<&'static str> {
+    /// path → method → name.
+    static NAMES: LazyLock<HashMap<String, HashMap<String, String>>> =
+        LazyLock::new(operation_names);
+    NAMES.get(path)?.get(method).map(String::as_str)
+}
+
+fn operation_names() -> HashMap<String, HashMap<String, String>> {
+    let mut names: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for (path, item) in document()["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            if let Some(id) = op["operationId"].as_str() {
+                names
+                    .entry(path.clone())
+                    .or_default()
+                    .insert(method.clone(), kebab_case(id));
+            }
+        }
+    }
+    names
+}
+
+/// `confirmPayment` → `confirm-payment`.
+fn kebab_case(camel: &str) -> String {
+    let mut s = String::with_capacity(camel.len() + 4);
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() {
+            s.push('-');
+        }
+        s.push(c.to_ascii_lowercase());
+    }
+    s
+}
 
 fn build() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
@@ -482,7 +546,7 @@ fn add_links(doc: &mut Value) {
 /// `GET /openapi.json` and the rendered reference at `GET /docs` (Swagger UI, its assets
 /// compiled into the binary).
 pub fn router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
-    utoipa_swagger_ui::SwaggerUi::new("/docs")
+    utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
         .external_url_unchecked("/openapi.json", document().clone())
         .into()
 }

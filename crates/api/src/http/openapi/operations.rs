@@ -2,7 +2,8 @@
 //! parameters, request body and success answers. Error answers are not written here: they are
 //! derived from the error catalog with the list of codes each operation can give
 //! ([`super::ERRORS`]). The functions are markers for the macro; the handlers live in
-//! `routes.rs`, `lms.rs`, `ops_routes.rs` and `webhook.rs`.
+//! `routes.rs`, `lms.rs`, `ops_routes.rs` and `webhook.rs`. The operation id also names the
+//! route's requests in the summary log line, in kebab case ([`super::operation_name`]).
 //!
 //! Adding a route: write its marker here, name it in `paths(...)` in `super`, and give its
 //! error codes in [`super::ERRORS`]; the tests in `super` fail until all three are done.

@@ -259,22 +259,68 @@ fn text_field_limits_match_the_document() {
     }
 }
 
-/// The log line's operation name comes from `function_name_of`; every route of the router
-/// (read from its source, as above) must have one, so a route added without a name fails here.
+/// The log line names a request by its route's operation (`operation_name`, derived from this
+/// document); every route of the router (read from its source, as above) must get a name.
 #[test]
 fn every_route_has_a_log_name() {
     let mut routed = routes_in_router_source();
     routed.insert(("GET".into(), "/openapi.json".into()));
-    routed.insert(("GET".into(), "/docs".into()));
+    // The reference page and its assets, as `openapi::router()` mounts them.
+    for docs in ["/docs", "/docs/", "/docs/{*rest}"] {
+        routed.insert(("GET".into(), docs.into()));
+    }
     let unnamed: Vec<_> = routed
         .iter()
         .filter(|(method, path)| {
-            let method = axum::http::Method::from_bytes(method.as_bytes()).expect("a method");
-            crate::http::function_name_of(&method, path).is_none()
+            let method = Method::from_bytes(method.as_bytes()).expect("a method");
+            operation_name(&method, path).is_none()
         })
         .collect();
     assert!(
         unnamed.is_empty(),
-        "routes without a name in function_name_of: {unnamed:?}"
+        "routes without an operation (and so without a log name): {unnamed:?}"
     );
+}
+
+/// The names are the operation ids in kebab case: the ones docs/api.md gives as examples, HEAD
+/// named as its GET, the reference's assets as `docs`, and nothing for what the document lacks
+/// (another method on a documented path, an unknown path).
+#[test]
+fn log_names_are_the_operation_ids_in_kebab_case() {
+    let name = |method: Method, route: &str| operation_name(&method, route);
+    assert_eq!(
+        name(Method::POST, "/v1/payments/confirm"),
+        Some("confirm-payment")
+    );
+    assert_eq!(
+        name(Method::POST, "/v1/webhooks/toss"),
+        Some("toss-webhook")
+    );
+    assert_eq!(name(Method::POST, "/v1/checkout"), Some("checkout"));
+    assert_eq!(
+        name(Method::GET, "/v1/i18n/{locale}"),
+        Some("i18n-messages")
+    );
+    assert_eq!(name(Method::HEAD, "/v1/courses"), Some("list-courses"));
+    assert_eq!(name(Method::GET, "/docs/{*rest}"), Some("docs"));
+    assert_eq!(name(Method::GET, "/docs/"), Some("docs"));
+    assert_eq!(name(Method::GET, "/docsx"), None);
+    assert_eq!(name(Method::GET, "/v1/payments/confirm"), None);
+    assert_eq!(name(Method::POST, "/healthz"), None);
+    assert_eq!(name(Method::GET, "/nowhere"), None);
+    assert_eq!(
+        name_of::<operations::__path_confirm>(),
+        Some("confirm-payment")
+    );
+    assert_eq!(name_of::<operations::__path_healthz>(), Some("healthz"));
+    for (id, _) in ERRORS {
+        let kebab = kebab_case(id);
+        assert!(
+            kebab
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !kebab.starts_with('-'),
+            "{id} → {kebab}"
+        );
+    }
 }
