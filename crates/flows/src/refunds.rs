@@ -442,7 +442,16 @@ async fn record_view(
     if rec.refunds_recorded > 0 || rec.enrollment_revoked {
         tracing::info!(target: "coursepay::refund", payment_id = %payment.id, source, status = %rec.payment.status, revoked = rec.enrollment_revoked, "cancellation recorded");
     }
+    warn_left_out(&rec, source);
     Ok(rec)
+}
+
+/// Cancels the balance does not account for are left unrecorded by the store (their money is
+/// on record under another key, or Toss's balance does not show it gone): an operator checks.
+fn warn_left_out(rec: &CancellationRecorded, source: &str) {
+    if rec.cancels_left_out > 0 {
+        tracing::warn!(target: "coursepay::refund", payment_id = %rec.payment.id, source, left_out = rec.cancels_left_out, balance = rec.payment.balance.won(), "provider reported cancels its balance does not account for; not recorded as refunds");
+    }
 }
 
 /// What a lookup after an unknown cancel outcome found.
@@ -542,6 +551,7 @@ pub async fn apply_provider_cancellation(
     if rec.refunds_recorded > 0 || rec.enrollment_revoked {
         tracing::info!(target: "coursepay::refund", order_id = %order.order_id, source, status = %rec.payment.status, revoked = rec.enrollment_revoked, "provider cancellation recorded");
     }
+    warn_left_out(&rec, source);
     Ok(rec)
 }
 

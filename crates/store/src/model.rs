@@ -266,6 +266,9 @@ pub struct CancellationRecorded {
     pub payment: Payment,
     /// Refund rows this call inserted or moved REQUESTED → DONE.
     pub refunds_recorded: u32,
+    /// Cancels new to coursepay that were not recorded because the balance does not show
+    /// their money gone (`domain::transition::cancels_to_record`): worth an operator's look.
+    pub cancels_left_out: u32,
     /// This call revoked the enrollment (the payment became fully cancelled).
     pub enrollment_revoked: bool,
     /// The enrollment's status afterwards (None when the payment has no enrollment).
