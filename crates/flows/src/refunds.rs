@@ -740,6 +740,60 @@ pub async fn close_virtual_account(
     Ok(Closed::Unknown)
 }
 
+/// What the reconciler's look at an ended order's virtual account found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountLook {
+    /// Toss held the account open; this look closed it.
+    Closed,
+    /// Nothing is open at Toss (closed before, the deposit recorded, no account): no more looks.
+    NothingOpen,
+    /// Toss could not be asked or the close did not go through: look again later.
+    Unknown,
+}
+
+/// The reconciler's pass over ended orders whose virtual account Toss may still hold open
+/// (`Store::lease_account_checks`): the order ended here, but the webhook that would have made
+/// us close its account may be lost. Toss is asked what exists for the order and it is acted on
+/// like a webhook would: an open account is closed ([`close_virtual_account`], reason
+/// [`CloseReason::OrderEnded`]); captured money is settled, never turned away
+/// (`settle::apply_view`).
+pub async fn look_at_ended_account(
+    app: &App,
+    order: &Order,
+    source: &str,
+    ev: &EventContext,
+) -> Result<AccountLook> {
+    use domain::OrderStatus;
+    // The deposit was recorded (the order was paid after all) or the order is not ended.
+    if order.payment_id.is_some()
+        || !matches!(order.status, OrderStatus::Failed | OrderStatus::Expired)
+    {
+        return Ok(AccountLook::NothingOpen);
+    }
+    let view = match app.gateway().payment_of_order(&order.order_id).await {
+        Ok(view) => view,
+        Err(e) if e.is_not_found() => return Ok(AccountLook::NothingOpen),
+        Err(e) => {
+            tracing::warn!(target: "coursepay::reconcile", order_id = %order.order_id, error = %e, "could not look up the virtual account of an ended order");
+            return Ok(AccountLook::Unknown);
+        }
+    };
+    if view.order_id != order.order_id {
+        return Err(Error::internal("provider answered for another order"));
+    }
+    if view.status != PaymentStatus::WaitingForDeposit {
+        crate::settle::apply_view(app, order, &view, source, ev).await?;
+        return Ok(AccountLook::NothingOpen);
+    }
+    Ok(
+        match close_virtual_account(app, order, &view, CloseReason::OrderEnded, source, ev).await? {
+            Closed::Closed => AccountLook::Closed,
+            Closed::Deposited => AccountLook::NothingOpen,
+            Closed::Unknown => AccountLook::Unknown,
+        },
+    )
+}
+
 /// The account is closed at Toss: end the order if it is still open.
 async fn account_closed(
     app: &App,

@@ -2559,6 +2559,110 @@ async fn payment_and_refund_transitions_follow_the_table(db: Db) {
     assert_eq!(stale.payment.balance, won(0));
 }
 
+/// An order that ends after its virtual account was issued and before a deposit is recorded is
+/// due for an account check from when it ended; a lease hides it until the lease runs out, two
+/// concurrent leasers never share one, and the caller's verdict ends the checks or sets the
+/// next one. Open orders, ended orders without an account and paid orders are never due.
+async fn ended_orders_with_an_issued_account_are_checked(db: Db) {
+    let c = course(&db, 10_000).await;
+    let issued = |minutes: i64| {
+        let db = &db;
+        let c = &c;
+        async move {
+            let o = order(db, UserId::new(), c).await;
+            let pk = format!("pk_va_{}", o.order_id.as_str());
+            claim(db, &o, &pk, 1).await;
+            assert!(
+                db.store
+                    .record_deposit_secret(&o.order_id, "va-secret")
+                    .await
+                    .unwrap()
+            );
+            if minutes > 0 {
+                assert!(
+                    db.store
+                        .fail_order(&o.order_id, OrderStatus::Expired, None, &ctx("t", minutes))
+                        .await
+                        .unwrap()
+                );
+            }
+            o
+        }
+    };
+    let ended = issued(5).await;
+    let _open = issued(0).await;
+    let no_account = order(&db, UserId::new(), &c).await;
+    db.store
+        .fail_order(
+            &no_account.order_id,
+            OrderStatus::Failed,
+            None,
+            &ctx("t", 5),
+        )
+        .await
+        .unwrap();
+    let paid = order(&db, UserId::new(), &c).await;
+    buy(&db, &paid, "pk_va_paid").await;
+    db.store
+        .record_deposit_secret(&paid.order_id, "va-secret")
+        .await
+        .unwrap();
+    let ids = |orders: Vec<Order>| -> Vec<String> {
+        let mut ids: Vec<String> = orders.into_iter().map(|o| o.order_id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let lease = |now: i64, until: i64| db.store.lease_account_checks(t(now), t(until), 10);
+
+    assert_eq!(ids(lease(4, 20).await.unwrap()), [] as [String; 0]);
+    assert_eq!(
+        ids(lease(6, 20).await.unwrap()),
+        [ended.order_id.to_string()]
+    );
+    assert_eq!(
+        ids(lease(7, 20).await.unwrap()),
+        [] as [String; 0],
+        "leased until t(20)"
+    );
+    db.store
+        .account_checked(&ended.order_id, Some(t(30)))
+        .await
+        .unwrap();
+    assert_eq!(ids(lease(25, 40).await.unwrap()), [] as [String; 0]);
+    assert_eq!(
+        ids(lease(31, 40).await.unwrap()),
+        [ended.order_id.to_string()]
+    );
+    db.store
+        .account_checked(&ended.order_id, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(lease(10_000, 10_010).await.unwrap()), [] as [String; 0]);
+    // A verdict after the checks ended does not start them again.
+    db.store
+        .account_checked(&ended.order_id, Some(t(50)))
+        .await
+        .unwrap();
+    assert_eq!(ids(lease(10_000, 10_010).await.unwrap()), [] as [String; 0]);
+
+    // Two reconcilers at once: every due order leased exactly once.
+    let mut due = Vec::new();
+    for _ in 0..6 {
+        due.push(issued(8).await.order_id.to_string());
+    }
+    due.sort();
+    let (a, b) = tokio::join!(
+        db.store.lease_account_checks(t(9), t(60), 4),
+        db.store.lease_account_checks(t(9), t(60), 4)
+    );
+    let (a, b) = (ids(a.unwrap()), ids(b.unwrap()));
+    assert!(a.iter().all(|id| !b.contains(id)), "{a:?} {b:?}");
+    let mut both: Vec<String> = a.into_iter().chain(b).collect();
+    both.extend(ids(lease(9, 60).await.unwrap()));
+    both.sort();
+    assert_eq!(both, due);
+}
+
 /// What a payment captured minus its balance is the sum of its DONE refunds; returns the
 /// payment.
 async fn money_adds_up(db: &Db, payment_id: domain::PaymentId) -> store::Payment {
@@ -2793,6 +2897,7 @@ store::per_backend!(
     settle_records_payment_and_enrollment,
     a_second_deposit_after_a_reversal_reenrolls,
     refund_rows_never_exceed_what_the_balance_shows_gone,
+    ended_orders_with_an_issued_account_are_checked,
     settle_conflicting_keys_are_refused,
     concurrent_settles_make_one_payment,
     concurrent_claims_one_winner,
