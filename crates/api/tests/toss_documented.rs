@@ -433,45 +433,19 @@ async fn lost_virtual_account_refund_is_resent_once(backend: Backend) {
 
 /// A virtual-account order: issued, deposited (the sandbox delivers both events to us), PAID.
 async fn va_paid(t: &TestApp) -> (common::Purchase, String) {
-    let course_id = t.create_course(30_000).await;
-    let (user, token) = t.new_user();
-    let order = t.checkout(&token, &course_id).await;
-    let order_id = order["orderId"].as_str().unwrap().to_owned();
-    let r = t
-        .post(
-            "/toss-sandbox/sandbox/payments",
-            None,
-            &json!({"orderId": order_id, "amount": 30_000, "method": "VIRTUAL_ACCOUNT"}),
-        )
-        .await;
-    let payment_key = r.body["paymentKey"].as_str().unwrap().to_owned();
-    let confirm = t.confirm(&token, &payment_key, &order_id, 30_000).await;
-    assert_eq!(
-        confirm.code(),
-        "E_CONFIRM_IN_PROGRESS",
-        "{:?}",
-        confirm.body
-    );
-    t.sandbox.deposit(&payment_key).unwrap();
+    let p = va_issued(t).await;
+    t.sandbox.deposit(&p.payment_key).unwrap();
     assert!(
-        t.eventually(|| async { order_status(t, &order_id).await == "PAID" })
+        t.eventually(|| async { order_status(t, &p.order_id).await == "PAID" })
             .await,
         "the deposit webhooks settle the order"
     );
     let payment = t
         .store
-        .payment_for_order(&domain::OrderId::parse(&order_id).unwrap())
+        .payment_for_order(&domain::OrderId::parse(&p.order_id).unwrap())
         .await
         .unwrap()
         .unwrap();
-    let p = common::Purchase {
-        user,
-        token,
-        course_id,
-        order_id,
-        payment_key,
-        amount: 30_000,
-    };
     (p, payment.id.to_string())
 }
 
