@@ -332,3 +332,10 @@ pub struct PurgedRows {
     pub kind: String,
     pub rows: u64,
 }
+
+impl PurgedRows {
+    /// The tables a purge reports, and the `kind` of idempotency keys (which have none).
+    pub const IDEMPOTENCY_KEYS: &'static str = "idempotency_keys";
+    pub const ONE_TIME_TOKENS: &'static str = "one_time_tokens";
+    pub const NO_KIND: &'static str = "-";
+}
