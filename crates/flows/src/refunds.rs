@@ -60,7 +60,8 @@ const STALE_VIEW_CODES: &[&str] = &[
 pub struct RefundOutput {
     pub payment_id: PaymentId,
     pub status: PaymentStatus,
-    /// Everything refunded so far (Toss's totalAmount − balanceAmount).
+    /// Everything refunded so far (captured − balance: Toss's totalAmount − balanceAmount until
+    /// a re-deposit).
     pub refunded_amount: Money,
     pub enrollment_status: Option<EnrollmentStatus>,
 }

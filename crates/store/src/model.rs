@@ -152,6 +152,10 @@ pub struct Payment {
     pub user_id: UserId,
     pub course_id: CourseId,
     pub enrollment_id: Option<EnrollmentId>,
+    /// Everything this payment captured: the order's amount, plus the order's amount again for
+    /// each deposit after a reversed one (`domain::transition::is_redeposit`), so it can exceed
+    /// the order's amount and Toss's totalAmount. `amount − balance` is the sum of the payment's
+    /// DONE refunds (the reversals among them).
     pub amount: Money,
     /// What can still be refunded (Toss's balanceAmount).
     pub balance: Money,
@@ -276,7 +280,8 @@ pub struct CancellationRecorded {
 }
 
 impl CancellationRecorded {
-    /// What Toss has paid back so far: totalAmount − balanceAmount.
+    /// What was paid back so far: captured − balance (Toss's totalAmount − balanceAmount until
+    /// a re-deposit; a reversed deposit counts).
     pub fn refunded_amount(&self) -> Money {
         self.payment
             .amount
