@@ -146,11 +146,12 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
         // This order's own lookup may be the one Toss throttled (the pass's last order, too).
         report.throttled |= app.toss.lookup_backoff().is_some();
     }
-    if !report.throttled && !app.shutdown.is_draining() {
-        if let Err(e) = close_ended_accounts(app, now, budget, &ev, &mut report).await {
-            report.errors += 1;
-            tracing::warn!(target: "coursepay::reconcile", code = %e.code, "ended-order account pass failed");
-        }
+    if !report.throttled
+        && !app.shutdown.is_draining()
+        && let Err(e) = close_ended_accounts(app, now, budget, &ev, &mut report).await
+    {
+        report.errors += 1;
+        tracing::warn!(target: "coursepay::reconcile", code = %e.code, "ended-order account pass failed");
     }
     // Refunds whose answer was lost meet Toss here too. Safe on several instances at once:
     // a retried cancel carries the refund's own Idempotency-Key and recording is idempotent.
