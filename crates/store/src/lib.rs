@@ -275,7 +275,8 @@ pub trait Store: Send + Sync + 'static {
     /// when the order ended, then when [`account_checked`](Store::account_checked) said), at
     /// most `limit`, the most overdue first. Each is leased: not due again before
     /// `lease_until`, so two reconcilers never take one order at once and a crashed one's come
-    /// back. One statement on both backends, on an index of the due orders only.
+    /// back. One statement on both backends, on an index of the due orders only. (An order
+    /// paid since it ended comes back once, for the caller to end its checks.)
     async fn lease_account_checks(
         &self,
         now: OffsetDateTime,
