@@ -22,6 +22,7 @@
 //! and end, and the connection's task sleeps until the current phase's deadline.
 
 use crate::config::EdgeLimits;
+use crate::ops::metrics::ConnectionTimeout;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
@@ -95,10 +96,10 @@ impl ConnState {
     }
 
     /// The current deadline and what passing it means, or None while requests are in flight.
-    fn deadline(&self) -> Option<(Instant, &'static str)> {
+    fn deadline(&self) -> Option<(Instant, ConnectionTimeout)> {
         match self.phase.lock().map(|p| *p) {
-            Ok(Phase::AwaitingHeaders { deadline }) => Some((deadline, "header")),
-            Ok(Phase::Idle { deadline }) => Some((deadline, "idle")),
+            Ok(Phase::AwaitingHeaders { deadline }) => Some((deadline, ConnectionTimeout::Header)),
+            Ok(Phase::Idle { deadline }) => Some((deadline, ConnectionTimeout::Idle)),
             Ok(Phase::InFlight(_)) | Err(_) => None,
         }
     }
@@ -227,7 +228,7 @@ async fn serve_connection(
                     && Instant::now() >= at
                 {
                     crate::ops::metrics::record_connection_timeout(reason);
-                    tracing::debug!(target: "coursepay::edge", client = %remote, reason, "connection closed: timeout");
+                    tracing::debug!(target: "coursepay::edge", client = %remote, reason = reason.as_str(), "connection closed: timeout");
                     return; // dropping the connection closes the socket
                 }
             }

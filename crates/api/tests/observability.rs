@@ -738,6 +738,32 @@ async fn metrics_count_a_known_sequence_of_requests(app: TestApp) {
             "{rule}"
         );
     }
+    // Counters of rare events exist from startup, every label value at 0 or more.
+    use flows::ops::metrics::{ConnectionTimeout, purge_labels};
+    let has = |name: &str, labels: &[(&str, &str)]| {
+        text.lines().any(|l| {
+            l.starts_with(&format!("{name}{{"))
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+    };
+    for reason in ConnectionTimeout::ALL {
+        let name = "coursepay_http_connections_timed_out_total";
+        assert!(
+            has(name, &[("reason", reason.as_str())]),
+            "{name} {reason:?}"
+        );
+        assert!(text.contains(&format!("# HELP {name} ")));
+    }
+    for (table, kind) in purge_labels() {
+        let name = "coursepay_purged_rows_total";
+        assert!(
+            has(name, &[("table", table), ("kind", kind)]),
+            "{table} {kind}"
+        );
+        assert!(text.contains(&format!("# HELP {name} ")));
+    }
 
     // Backlog: the open order left by the checkout becomes backlog once it has waited.
     let now = time::OffsetDateTime::now_utc();

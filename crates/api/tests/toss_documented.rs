@@ -262,6 +262,47 @@ async fn operator_cancels_an_unpaid_virtual_account(backend: Backend) {
     assert_eq!(cancels(), 1, "no cancel for an order Toss does not know");
 }
 
+/// An order that ended here while Toss kept its virtual account open, with the webhook that
+/// would have had it closed lost: the operator's cancel ended the order but could not close the
+/// account (every cancel call lost), and nothing is delivered to us. The reconciler finds the
+/// ended order and closes the account once; a deposit sent afterwards is refused.
+async fn reconciler_closes_the_account_of_an_ended_order(backend: Backend) {
+    let t = spawn_with(backend, |_| {}).await;
+    let p = va_issued(&t).await;
+    let cancels = || t.sandbox.stats().cancels_executed;
+    t.fault(json!({"mode": "reset", "count": 20, "operations": ["cancel"]}))
+        .await;
+    let r = cancel_order(&t, &p.order_id, Some(&t.admin_token())).await;
+    assert!(r.status.is_server_error(), "{:?}", r.body);
+    assert_eq!(order_status(&t, &p.order_id).await, "FAILED");
+    assert_eq!(sandbox_status(&t, &p.payment_key), "WAITING_FOR_DEPOSIT");
+    assert_eq!(cancels(), 0);
+    t.clear_faults().await;
+    assert!(t.sandbox.deliveries().is_empty(), "no webhook reaches us");
+
+    let report = reconcile_once(&t.app, "ended-accounts").await.unwrap();
+    assert_eq!(report.accounts_closed, 1, "{report:?}");
+    assert_eq!(sandbox_status(&t, &p.payment_key), "CANCELED");
+    assert_eq!(cancels(), 1);
+    assert!(
+        t.sandbox.deposit(&p.payment_key).is_err(),
+        "closed: no deposit"
+    );
+    let order = t.order(&p.order_id).await;
+    assert_eq!(
+        (order.status.as_str(), order.failure_code.as_deref()),
+        ("FAILED", Some("ORDER_CANCELED"))
+    );
+    assert!(no_payment_recorded(&t, &p.order_id).await);
+
+    // Done with: later passes neither ask Toss about it nor close it again.
+    let lookups = t.sandbox.requests().len();
+    let report = reconcile_once(&t.app, "ended-accounts-2").await.unwrap();
+    assert_eq!(report.accounts_closed, 0, "{report:?}");
+    assert_eq!(t.sandbox.requests().len(), lookups);
+    assert_eq!(cancels(), 1);
+}
+
 fn account() -> Value {
     json!({"bank": "20", "accountNumber": ACCOUNT, "holderName": HOLDER})
 }
@@ -392,45 +433,19 @@ async fn lost_virtual_account_refund_is_resent_once(backend: Backend) {
 
 /// A virtual-account order: issued, deposited (the sandbox delivers both events to us), PAID.
 async fn va_paid(t: &TestApp) -> (common::Purchase, String) {
-    let course_id = t.create_course(30_000).await;
-    let (user, token) = t.new_user();
-    let order = t.checkout(&token, &course_id).await;
-    let order_id = order["orderId"].as_str().unwrap().to_owned();
-    let r = t
-        .post(
-            "/toss-sandbox/sandbox/payments",
-            None,
-            &json!({"orderId": order_id, "amount": 30_000, "method": "VIRTUAL_ACCOUNT"}),
-        )
-        .await;
-    let payment_key = r.body["paymentKey"].as_str().unwrap().to_owned();
-    let confirm = t.confirm(&token, &payment_key, &order_id, 30_000).await;
-    assert_eq!(
-        confirm.code(),
-        "E_CONFIRM_IN_PROGRESS",
-        "{:?}",
-        confirm.body
-    );
-    t.sandbox.deposit(&payment_key).unwrap();
+    let p = va_issued(t).await;
+    t.sandbox.deposit(&p.payment_key).unwrap();
     assert!(
-        t.eventually(|| async { order_status(t, &order_id).await == "PAID" })
+        t.eventually(|| async { order_status(t, &p.order_id).await == "PAID" })
             .await,
         "the deposit webhooks settle the order"
     );
     let payment = t
         .store
-        .payment_for_order(&domain::OrderId::parse(&order_id).unwrap())
+        .payment_for_order(&domain::OrderId::parse(&p.order_id).unwrap())
         .await
         .unwrap()
         .unwrap();
-    let p = common::Purchase {
-        user,
-        token,
-        course_id,
-        order_id,
-        payment_key,
-        amount: 30_000,
-    };
     (p, payment.id.to_string())
 }
 
@@ -1073,6 +1088,7 @@ backend_tests!(
     reversed_deposit_revokes_the_enrollment,
     unpaid_virtual_account_closes_when_its_due_date_passes,
     operator_cancels_an_unpaid_virtual_account,
+    reconciler_closes_the_account_of_an_ended_order,
     lost_virtual_account_refund_is_resent_once,
     recorded_card_confirm_refund_and_webhooks,
     recorded_lookups_nulls_not_found_and_throttling,

@@ -7,6 +7,7 @@
 //! drives every status through every event on both backends and compares the outcome with
 //! these tables, so the two can never drift apart unnoticed.
 
+use crate::Money;
 use crate::status::{EnrollmentStatus, OrderStatus, PaymentStatus, RefundStatus};
 
 /// The failure code of an order whose payment went through while another order of the same
@@ -109,6 +110,36 @@ pub fn is_redeposit(
         && order.after(OrderEvent::Redeposit).is_some()
         && !duplicate
         && approved_at > recorded_approved_at
+}
+
+/// Which of the cancels a report brings that have no refund row yet become refund rows.
+///
+/// Toss's balanceAmount is the authority on money; its `cancels[]` only name it. So a
+/// payment's DONE refunds may add up to what it captured minus its balance and never more:
+/// `room` is what the payment captured, minus the balance after this report, minus the DONE
+/// refunds already recorded. A cancel beyond it is money already on record under another key
+/// (a bank's reversal recorded under coursepay's own key, then Toss's cancel of that account)
+/// or money Toss's balance does not show gone; recording it would refund more than was
+/// captured, so it is left out and the caller told. A cancel that fits is always recorded,
+/// also when the balance does not drop with it: money the balance shows gone is never left
+/// without its row.
+///
+/// `amounts` come in the order they are offered: the cancel that answers the payment's
+/// REQUESTED refund first (coursepay's own request, surely real), then the others newest first
+/// (the newest explain the balance just reported). Each is taken if it fits in what is left of
+/// `room`, else skipped. Returns one flag per amount: recorded or not.
+pub fn cancels_to_record(room: Money, amounts: &[Money]) -> Vec<bool> {
+    let mut left = room;
+    amounts
+        .iter()
+        .map(|&amount| match left.checked_sub(amount) {
+            Some(rest) if !amount.is_zero() => {
+                left = rest;
+                true
+            }
+            _ => false,
+        })
+        .collect()
 }
 
 /// What can happen to an enrollment.
@@ -233,6 +264,29 @@ mod tests {
         assert_eq!(Done.after_cancel(WaitingForDeposit, 0), WaitingForDeposit);
         assert_eq!(Done.after_cancel(Canceled, 0), Canceled);
         assert_eq!(Done.after_cancel(PartialCanceled, 5), PartialCanceled);
+    }
+
+    #[test]
+    fn cancels_fill_only_what_the_balance_shows_gone() {
+        let m = |v: i64| Money::new(v).unwrap();
+        // Nothing left to explain (a new key for a payment already at zero): nothing recorded.
+        assert_eq!(cancels_to_record(Money::ZERO, &[m(10_000)]), [false]);
+        // Exactly explained.
+        assert_eq!(
+            cancels_to_record(m(10_000), &[m(7_000), m(3_000)]),
+            [true, true]
+        );
+        // One that does not fit is skipped; a later one that fits is still taken.
+        assert_eq!(
+            cancels_to_record(m(3_000), &[m(7_000), m(3_000), m(1)]),
+            [false, true, false]
+        );
+        // First offered, first served.
+        assert_eq!(
+            cancels_to_record(m(5_000), &[m(5_000), m(5_000)]),
+            [true, false]
+        );
+        assert_eq!(cancels_to_record(m(5), &[m(0)]), [false]);
     }
 
     #[test]

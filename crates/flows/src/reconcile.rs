@@ -3,6 +3,10 @@
 //! 10-minute window → server-side confirm with the order's Idempotency-Key; DONE → settle;
 //! ABORTED/EXPIRED, or nothing at Toss past the window → FAILED/EXPIRED.
 //!
+//! Ended (FAILED/EXPIRED) orders whose virtual account Toss may still hold open are looked at
+//! too ([`store::Store::lease_account_checks`]) and their account closed, so a lost webhook
+//! cannot leave an account taking money for an order that enrolls nobody.
+//!
 //! Safe with several instances: each pass leases the orders it works on
 //! ([`store::Store::lease_open_orders`], `FOR UPDATE SKIP LOCKED` on PostgreSQL), so two
 //! instances never work on one order at once; a crashed instance's leases simply expire. And
@@ -11,10 +15,12 @@
 
 use crate::App;
 use crate::error::Result;
+use crate::refunds::AccountLook;
 use crate::settle::{SettleSource, resolve_order};
 use domain::OrderStatus;
 use std::sync::Mutex;
 use std::time::Duration;
+use store::Order;
 use time::OffsetDateTime;
 
 /// A PENDING order past its expiry cannot be claimed any more, so no confirm of ours can
@@ -35,6 +41,8 @@ pub struct ReconcileReport {
     pub errors: usize,
     /// Refunds stuck in REQUESTED that this pass settled (DONE or FAILED) with Toss.
     pub refunds_settled: usize,
+    /// Virtual accounts of ended orders this pass found still open at Toss and closed.
+    pub accounts_closed: usize,
     /// The circuit was open: Toss was not asked this pass.
     pub skipped_circuit_open: bool,
     /// Toss answered FORBIDDEN_CONSECUTIVE_REQUEST (polled too fast): the pass stopped asking
@@ -138,6 +146,13 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
         // This order's own lookup may be the one Toss throttled (the pass's last order, too).
         report.throttled |= app.toss.lookup_backoff().is_some();
     }
+    if !report.throttled
+        && !app.shutdown.is_draining()
+        && let Err(e) = close_ended_accounts(app, now, budget, &ev, &mut report).await
+    {
+        report.errors += 1;
+        tracing::warn!(target: "coursepay::reconcile", code = %e.code, "ended-order account pass failed");
+    }
     // Refunds whose answer was lost meet Toss here too. Safe on several instances at once:
     // a retried cancel carries the refund's own Idempotency-Key and recording is idempotent.
     match crate::refunds::reconcile_refunds(app, now - grace(app)).await {
@@ -148,7 +163,11 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
         }
     }
     app.reconciler.ran(OffsetDateTime::now_utc());
-    if report.leased > 0 || report.refunds_settled > 0 || report.abandoned > 0 {
+    if report.leased > 0
+        || report.refunds_settled > 0
+        || report.abandoned > 0
+        || report.accounts_closed > 0
+    {
         tracing::info!(
             target: "coursepay::reconcile",
             instance,
@@ -160,11 +179,68 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
             still_open = report.still_open,
             errors = report.errors,
             refunds_settled = report.refunds_settled,
+            accounts_closed = report.accounts_closed,
             throttled = report.throttled,
             "reconcile pass"
         );
     }
     Ok(report)
+}
+
+/// The longest wait between two looks at an ended order's virtual account (see
+/// [`account_look_again`]).
+const ACCOUNT_LOOK_MAX_WAIT: Duration = Duration::from_secs(60 * 60);
+
+/// When an ended order's account is looked at again after a look that settled nothing: after as
+/// long again as the order has been ended, so the looks thin out (at least one reconcile
+/// interval, at most [`ACCOUNT_LOOK_MAX_WAIT`]).
+fn account_look_again(app: &App, order: &Order, now: OffsetDateTime) -> OffsetDateTime {
+    let ended_for = Duration::try_from(now - order.updated_at).unwrap_or(Duration::ZERO);
+    let min = app.config.reconcile_interval.min(ACCOUNT_LOOK_MAX_WAIT);
+    now + ended_for.clamp(min, ACCOUNT_LOOK_MAX_WAIT)
+}
+
+/// Ended orders whose virtual account Toss may still hold open
+/// ([`store::Store::lease_account_checks`]) are looked at and closed
+/// ([`crate::refunds::look_at_ended_account`]); those Toss could not settle come back later.
+/// Stops like the open-order pass: on shutdown, and when Toss throttles lookups.
+async fn close_ended_accounts(
+    app: &App,
+    now: OffsetDateTime,
+    budget: i64,
+    ev: &store::EventContext,
+    report: &mut ReconcileReport,
+) -> Result<()> {
+    let leased = app
+        .store
+        .lease_account_checks(now, now + lease_for(app), budget)
+        .await?;
+    for order in leased {
+        if app.shutdown.is_draining() {
+            break;
+        }
+        if app.toss.lookup_backoff().is_some() {
+            // The lease brings the rest back once it expires.
+            report.throttled = true;
+            break;
+        }
+        let look = crate::refunds::look_at_ended_account(app, &order, SettleSource::Reconciler, ev).await;
+        let again = match look {
+            Ok(AccountLook::Closed) => {
+                report.accounts_closed += 1;
+                None
+            }
+            Ok(AccountLook::NothingOpen) => None,
+            Ok(AccountLook::Unknown) => Some(account_look_again(app, &order, now)),
+            Err(e) => {
+                report.errors += 1;
+                tracing::warn!(target: "coursepay::reconcile", order_id = %order.order_id, code = %e.code, "look at an ended order's virtual account failed");
+                Some(account_look_again(app, &order, now))
+            }
+        };
+        app.store.account_checked(&order.order_id, again).await?;
+    }
+    Ok(())
 }
 
 /// An open order this old is work for the reconciler (a buyer normally confirms within

@@ -60,7 +60,8 @@ const STALE_VIEW_CODES: &[&str] = &[
 pub struct RefundOutput {
     pub payment_id: PaymentId,
     pub status: PaymentStatus,
-    /// Everything refunded so far (Toss's totalAmount − balanceAmount).
+    /// Everything refunded so far (captured − balance: Toss's totalAmount − balanceAmount until
+    /// a re-deposit).
     pub refunded_amount: Money,
     pub enrollment_status: Option<EnrollmentStatus>,
 }
@@ -442,7 +443,16 @@ async fn record_view(
     if rec.refunds_recorded > 0 || rec.enrollment_revoked {
         tracing::info!(target: "coursepay::refund", payment_id = %payment.id, %source, status = %rec.payment.status, revoked = rec.enrollment_revoked, "cancellation recorded");
     }
+    warn_left_out(&rec, source);
     Ok(rec)
+}
+
+/// Cancels the balance does not account for are left unrecorded by the store (their money is
+/// on record under another key, or Toss's balance does not show it gone): an operator checks.
+fn warn_left_out(rec: &CancellationRecorded, source: SettleSource) {
+    if rec.cancels_left_out > 0 {
+        tracing::warn!(target: "coursepay::refund", payment_id = %rec.payment.id, source = source.as_str(), left_out = rec.cancels_left_out, balance = rec.payment.balance.won(), "provider reported cancels its balance does not account for; not recorded as refunds");
+    }
 }
 
 /// What a lookup after an unknown cancel outcome found.
@@ -542,6 +552,7 @@ pub async fn apply_provider_cancellation(
     if rec.refunds_recorded > 0 || rec.enrollment_revoked {
         tracing::info!(target: "coursepay::refund", order_id = %order.order_id, %source, status = %rec.payment.status, revoked = rec.enrollment_revoked, "provider cancellation recorded");
     }
+    warn_left_out(&rec, source);
     Ok(rec)
 }
 
@@ -728,6 +739,60 @@ pub async fn close_virtual_account(
         }
     }
     Ok(Closed::Unknown)
+}
+
+/// What the reconciler's look at an ended order's virtual account found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountLook {
+    /// Toss held the account open; this look closed it.
+    Closed,
+    /// Nothing is open at Toss (closed before, the deposit recorded, no account): no more looks.
+    NothingOpen,
+    /// Toss could not be asked or the close did not go through: look again later.
+    Unknown,
+}
+
+/// The reconciler's pass over ended orders whose virtual account Toss may still hold open
+/// (`Store::lease_account_checks`): the order ended here, but the webhook that would have made
+/// us close its account may be lost. Toss is asked what exists for the order and it is acted on
+/// like a webhook would: an open account is closed ([`close_virtual_account`], reason
+/// [`CloseReason::OrderEnded`]); captured money is settled, never turned away
+/// (`settle::apply_view`).
+pub async fn look_at_ended_account(
+    app: &App,
+    order: &Order,
+    source: SettleSource,
+    ev: &EventContext,
+) -> Result<AccountLook> {
+    use domain::OrderStatus;
+    // The deposit was recorded (the order was paid after all) or the order is not ended.
+    if order.payment_id.is_some()
+        || !matches!(order.status, OrderStatus::Failed | OrderStatus::Expired)
+    {
+        return Ok(AccountLook::NothingOpen);
+    }
+    let view = match app.gateway().payment_of_order(&order.order_id).await {
+        Ok(view) => view,
+        Err(e) if e.is_not_found() => return Ok(AccountLook::NothingOpen),
+        Err(e) => {
+            tracing::warn!(target: "coursepay::reconcile", order_id = %order.order_id, error = %e, "could not look up the virtual account of an ended order");
+            return Ok(AccountLook::Unknown);
+        }
+    };
+    if view.order_id != order.order_id {
+        return Err(Error::internal("provider answered for another order"));
+    }
+    if view.status != PaymentStatus::WaitingForDeposit {
+        crate::settle::apply_view(app, order, &view, source, ev).await?;
+        return Ok(AccountLook::NothingOpen);
+    }
+    Ok(
+        match close_virtual_account(app, order, &view, CloseReason::OrderEnded, source, ev).await? {
+            Closed::Closed => AccountLook::Closed,
+            Closed::Deposited => AccountLook::NothingOpen,
+            Closed::Unknown => AccountLook::Unknown,
+        },
+    )
 }
 
 /// The account is closed at Toss: end the order if it is still open.

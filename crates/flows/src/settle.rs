@@ -367,9 +367,12 @@ pub async fn apply_view(
         // (domain::transition::is_redeposit).
         s if s.is_captured() => {
             let settled = settle_view(app, order, view, source, ev).await?;
+            // Only a deposit later than the one on record: a view of the reversed deposit
+            // itself, looked up before the reversal and applied after it, is a replay.
             if settled.order.status == OrderStatus::Refunded
                 && s == PaymentStatus::Done
                 && view.is_virtual_account()
+                && view.approved_at.is_some_and(|at| at > settled.approved_at)
             {
                 // Toss holds money for an order left REFUNDED: another order of the buyer
                 // holds the course, so this deposit enrolls nobody and is not automated.

@@ -146,7 +146,9 @@ pub trait Store: Send + Sync + 'static {
     /// THE cancellation-recording function, shared by the refund flow, webhooks, settle-on-read
     /// and the reconciler. Given Toss's view of a payment, in one round trip (one transaction on
     /// SQLite): a refund row per cancel keyed by transaction_key (a REQUESTED row of the same
-    /// amount becomes DONE instead of a second row), payments.balance/status (never backwards),
+    /// amount becomes DONE instead of a second row) as far as the balance accounts for it
+    /// (`domain::transition::cancels_to_record`: the DONE refunds never add up to more than
+    /// captured − balance), payments.balance/status (never backwards),
     /// and when the balance reaches zero the enrollment and order REFUNDED with their events —
     /// except for a duplicate payment (order FAILED with DUPLICATE_PAYMENT), whose enrollment
     /// belongs to the first order and is left alone. `NotFound` when the payment is not recorded
@@ -267,6 +269,28 @@ pub trait Store: Send + Sync + 'static {
     /// Forget a token [`remember_once`](Store::remember_once) accepted, so it is accepted
     /// again (a webhook whose processing failed must be processed when Toss retries it).
     async fn forget_once(&self, kind: &str, token: &str) -> Result<()>;
+
+    /// Ended (FAILED/EXPIRED) orders whose virtual account Toss may still hold open — the order
+    /// ended with an account issued and no deposit recorded — due for a look at `now` (first
+    /// when the order ended, then when [`account_checked`](Store::account_checked) said), at
+    /// most `limit`, the most overdue first. Each is leased: not due again before
+    /// `lease_until`, so two reconcilers never take one order at once and a crashed one's come
+    /// back. One statement on both backends, on an index of the due orders only. (An order
+    /// paid since it ended comes back once, for the caller to end its checks.)
+    async fn lease_account_checks(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Order>>;
+
+    /// What a look at an order's virtual account found: `None`, nothing open at Toss (closed,
+    /// the deposit recorded, no account), ends the checks; `Some(at)`: look again at `at`.
+    async fn account_checked(
+        &self,
+        order_id: &OrderId,
+        again: Option<OffsetDateTime>,
+    ) -> Result<()>;
 
     /// Store the virtual-account `secret` Toss returned with a WAITING_FOR_DEPOSIT confirm, to
     /// check DEPOSIT_CALLBACK deliveries against. Returns whether the order exists.

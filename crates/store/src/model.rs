@@ -153,6 +153,10 @@ pub struct Payment {
     pub user_id: UserId,
     pub course_id: CourseId,
     pub enrollment_id: Option<EnrollmentId>,
+    /// Everything this payment captured: the order's amount, plus the order's amount again for
+    /// each deposit after a reversed one (`domain::transition::is_redeposit`), so it can exceed
+    /// the order's amount and Toss's totalAmount. `amount − balance` is the sum of the payment's
+    /// DONE refunds (the reversals among them).
     pub amount: Money,
     /// What can still be refunded (Toss's balanceAmount).
     pub balance: Money,
@@ -268,6 +272,9 @@ pub struct CancellationRecorded {
     pub payment: Payment,
     /// Refund rows this call inserted or moved REQUESTED → DONE.
     pub refunds_recorded: u32,
+    /// Cancels new to coursepay that were not recorded because the balance does not show
+    /// their money gone (`domain::transition::cancels_to_record`): worth an operator's look.
+    pub cancels_left_out: u32,
     /// This call revoked the enrollment (the payment became fully cancelled).
     pub enrollment_revoked: bool,
     /// The enrollment's status afterwards (None when the payment has no enrollment).
@@ -275,7 +282,8 @@ pub struct CancellationRecorded {
 }
 
 impl CancellationRecorded {
-    /// What Toss has paid back so far: totalAmount − balanceAmount.
+    /// What was paid back so far: captured − balance (Toss's totalAmount − balanceAmount until
+    /// a re-deposit; a reversed deposit counts).
     pub fn refunded_amount(&self) -> Money {
         self.payment
             .amount
@@ -330,4 +338,11 @@ pub struct PurgedRows {
     pub table: &'static str,
     pub kind: String,
     pub rows: u64,
+}
+
+impl PurgedRows {
+    /// The tables a purge reports, and the `kind` of idempotency keys (which have none).
+    pub const IDEMPOTENCY_KEYS: &'static str = "idempotency_keys";
+    pub const ONE_TIME_TOKENS: &'static str = "one_time_tokens";
+    pub const NO_KIND: &'static str = "-";
 }

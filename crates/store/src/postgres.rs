@@ -340,7 +340,9 @@ WITH cur AS (
     FOR UPDATE
 ),
 failed AS (
-    UPDATE orders o SET status = $2, failure_code = $3, updated_at = $4
+    UPDATE orders o SET status = $2, failure_code = $3, updated_at = $4,
+        account_check_at = CASE WHEN o.deposit_secret IS NOT NULL AND o.payment_id IS NULL
+                                THEN $4 END
     FROM cur
     WHERE o.order_id = cur.order_id AND o.status IN ('PENDING', 'CONFIRMING')
     RETURNING o.order_id, cur.status AS from_status
@@ -643,20 +645,36 @@ FROM pay CROSS JOIN want LEFT JOIN ins ON true";
 /// transactionKeys/amounts/reasons, $6 a fresh refund id per cancel, $7 Toss's balanceAmount,
 /// $8 now, $9 actor, $10 request id, $11 source, $12 the status Toss reported.
 ///
-/// * `pay` locks the payment: recorders, refund requests and settles of one payment queue here.
-/// * `unknown`: cancels without a refund row yet. The newest one whose amount equals the
-///   REQUESTED refund's marks that row DONE (`done`: the refund flow and a CANCELED webhook
-///   racing each other end as one row); the rest are cancels made outside coursepay and are
-///   inserted (ON CONFLICT DO NOTHING: a concurrent recorder our snapshot missed got there
-///   first).
+/// * `locked` locks the payment: recorders, refund requests and settles of one payment queue
+///   here. `pay` is that row only if the statement's snapshot shows the same version of it
+///   (`xmin`): every statement that changes the payment's DONE refunds also updates the row, so
+///   a recorder that committed while we waited for the lock is noticed — the refund sums read
+///   below would miss its rows — and answered `stale` (nothing written; re-run).
+/// * `unknown`: cancels without a refund row yet; `offered` ranks them as
+///   `domain::transition::cancels_to_record` says (the newest one whose amount equals the
+///   REQUESTED refund's first, then the rest newest first) and `fit` applies its rule: each is
+///   taken if it fits in what is left of captured − balance after − DONE refunds. Of the
+///   `taken`, the matched one marks the REQUESTED row DONE (`done`: the refund flow and a
+///   CANCELED webhook racing each other end as one row); the rest are cancels made outside
+///   coursepay and are inserted (ON CONFLICT DO NOTHING: a concurrent recorder our snapshot
+///   missed got there first).
 /// * `upd`: balance only goes down, status follows it (never backwards) as
-///   `PaymentStatus::after_cancel` says: a reversed deposit waits for a deposit again.
+///   `PaymentStatus::after_cancel` says: a reversed deposit waits for a deposit again. The row
+///   is updated whenever a refund is recorded, also when the balance stays (see `pay`).
 /// * `full_cancel`: this statement took the balance to zero. Then the order becomes REFUNDED
 ///   and the enrollment too — unless the order is a duplicate payment, whose enrollment is the
 ///   first order's.
 const RECORD_CANCELLATION: &str = "
-WITH pay AS (
-    SELECT * FROM payments WHERE provider = $1 AND provider_tx_id = $2 FOR UPDATE
+WITH RECURSIVE locked AS (
+    SELECT p.*, p.xmin::text AS row_version FROM payments p
+    WHERE provider = $1 AND provider_tx_id = $2
+    FOR UPDATE
+),
+seen AS (
+    SELECT xmin::text AS row_version FROM payments WHERE provider = $1 AND provider_tx_id = $2
+),
+pay AS (
+    SELECT locked.* FROM locked JOIN seen ON seen.row_version = locked.row_version
 ),
 cancels AS (
     SELECT c.tx, c.amount, c.reason, c.new_id, c.ord
@@ -666,7 +684,8 @@ cancels AS (
 ),
 unknown AS (
     SELECT c.* FROM cancels c
-    WHERE NOT EXISTS (SELECT 1 FROM refunds r WHERE r.transaction_key = c.tx)
+    WHERE EXISTS (SELECT 1 FROM pay)
+      AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.transaction_key = c.tx)
 ),
 requested AS (
     SELECT r.id, r.amount FROM refunds r, pay
@@ -678,31 +697,57 @@ matched AS (
     ORDER BY u.ord DESC
     LIMIT 1
 ),
+offered AS (
+    SELECT u.*, row_number() OVER (
+               ORDER BY CASE WHEN u.tx IN (SELECT tx FROM matched) THEN 0 ELSE 1 END, u.ord DESC
+           ) AS rank
+    FROM unknown u
+),
+room AS (
+    SELECT GREATEST(pay.amount - LEAST(pay.balance, $7::bigint)
+               - (SELECT COALESCE(sum(r.amount), 0) FROM refunds r
+                  WHERE r.payment_id = pay.id AND r.status = 'DONE'), 0)::bigint AS won
+    FROM pay
+),
+fit (rank, room_left, taken) AS (
+    SELECT 0::bigint, room.won, false FROM room
+    UNION ALL
+    SELECT o.rank,
+           CASE WHEN o.amount <= fit.room_left THEN fit.room_left - o.amount
+                ELSE fit.room_left END,
+           o.amount <= fit.room_left
+    FROM fit JOIN offered o ON o.rank = fit.rank + 1
+),
+taken AS (
+    SELECT o.* FROM offered o JOIN fit ON fit.rank = o.rank AND fit.taken
+),
 done AS (
     UPDATE refunds r SET status = 'DONE', transaction_key = matched.tx, updated_at = $8
     FROM matched
     WHERE r.id = matched.refund_id AND r.status = 'REQUESTED'
+      AND matched.tx IN (SELECT tx FROM taken)
     RETURNING r.id, r.amount, r.transaction_key
 ),
 inserted AS (
     INSERT INTO refunds (id, payment_id, amount, reason, status, transaction_key,
                          idempotency_key, requested_by, created_at, updated_at)
-    SELECT u.new_id, pay.id, u.amount, u.reason, 'DONE', u.tx, 'toss-cancel-' || u.tx,
+    SELECT t.new_id, pay.id, t.amount, t.reason, 'DONE', t.tx, 'toss-cancel-' || t.tx,
            'external:' || $11::text, $8, $8
-    FROM unknown u CROSS JOIN pay
-    WHERE NOT EXISTS (SELECT 1 FROM matched m WHERE m.tx = u.tx)
+    FROM taken t CROSS JOIN pay
+    WHERE NOT EXISTS (SELECT 1 FROM matched m WHERE m.tx = t.tx)
     ON CONFLICT DO NOTHING
     RETURNING id, amount, transaction_key
 ),
 upd AS (
     UPDATE payments p
     SET balance = LEAST(p.balance, $7::bigint),
-        status = CASE WHEN LEAST(p.balance, $7::bigint) > 0 THEN 'PARTIAL_CANCELED'
+        status = CASE WHEN $7::bigint >= p.balance THEN p.status
+                      WHEN $7::bigint > 0 THEN 'PARTIAL_CANCELED'
                       WHEN $12::text = 'WAITING_FOR_DEPOSIT' THEN 'WAITING_FOR_DEPOSIT'
                       ELSE 'CANCELED' END,
         updated_at = $8
     FROM pay
-    WHERE p.id = pay.id AND $7::bigint < p.balance
+    WHERE p.id = pay.id AND ($7::bigint < p.balance OR EXISTS (SELECT 1 FROM taken))
     RETURNING p.*, pay.balance AS old_balance, pay.status AS old_status
 ),
 ord_before AS (
@@ -745,6 +790,7 @@ events AS (
                        SELECT transaction_key AS tx FROM done
                        UNION ALL SELECT transaction_key FROM inserted) AS k)) AS detail
         FROM upd
+        WHERE upd.balance < upd.old_balance
         UNION ALL
         SELECT 2, full_cancel.order_id, full_cancel.id, 'enrollment.refunded', 'ENROLLED',
                'REFUNDED', jsonb_build_object('enrollment_id', revoked.id, 'source', $11::text)
@@ -758,15 +804,20 @@ events AS (
 ),
 after AS (
     SELECT id, provider, provider_tx_id, order_id, user_id, course_id, enrollment_id, amount,
-           balance, status, method, secret, approved_at, created_at, updated_at
+           balance, status, method, secret, approved_at, created_at, updated_at, false AS stale
     FROM upd
     UNION ALL
     SELECT id, provider, provider_tx_id, order_id, user_id, course_id, enrollment_id, amount,
-           balance, status, method, secret, approved_at, created_at, updated_at
+           balance, status, method, secret, approved_at, created_at, updated_at, false
     FROM pay WHERE NOT EXISTS (SELECT 1 FROM upd)
+    UNION ALL
+    SELECT id, provider, provider_tx_id, order_id, user_id, course_id, enrollment_id, amount,
+           balance, status, method, secret, approved_at, created_at, updated_at, true
+    FROM locked WHERE NOT EXISTS (SELECT 1 FROM pay)
 )
 SELECT after.*,
        (SELECT count(*) FROM done) + (SELECT count(*) FROM inserted) AS recorded,
+       (SELECT count(*) FROM unknown) - (SELECT count(*) FROM taken) AS left_out,
        EXISTS (SELECT 1 FROM revoked) AS revoked,
        CASE WHEN EXISTS (SELECT 1 FROM revoked) THEN 'REFUNDED'
             ELSE (SELECT e.status FROM enrollments e WHERE e.id = after.enrollment_id)
@@ -1211,6 +1262,10 @@ impl Store for PgStore {
                 }
                 Err(e) => return Err(from_pg(e)),
             };
+            if row.flag("stale")? {
+                tracing::debug!(payment_key = %c.payment_key, attempt, "record_cancellation saw a concurrent recorder; re-running");
+                continue;
+            }
             let enrollment_status = match row.opt_text("enrollment_status")? {
                 Some(s) => Some(
                     s.parse::<EnrollmentStatus>()
@@ -1221,6 +1276,7 @@ impl Store for PgStore {
             return Ok(CancellationRecorded {
                 payment: row::payment(&row)?,
                 refunds_recorded: u32::try_from(row.int("recorded")?).unwrap_or(u32::MAX),
+                cancels_left_out: u32::try_from(row.int("left_out")?).unwrap_or(u32::MAX),
                 enrollment_revoked: row.flag("revoked")?,
                 enrollment_status,
             });
@@ -1465,6 +1521,29 @@ impl Store for PgStore {
             .opt(q, |r| r.opt_text("deposit_secret"))
             .await?;
         Ok(secret.flatten())
+    }
+
+    async fn lease_account_checks(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Order>> {
+        let q = query(LEASE_ACCOUNT_CHECKS)
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit);
+        self.call("lease_account_checks").all(q, row::order).await
+    }
+
+    async fn account_checked(
+        &self,
+        order_id: &OrderId,
+        again: Option<OffsetDateTime>,
+    ) -> Result<()> {
+        let q = query(ACCOUNT_CHECKED).bind(order_id.as_str()).bind(again);
+        self.call("account_checked").exec(q).await?;
+        Ok(())
     }
 }
 

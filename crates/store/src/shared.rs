@@ -91,8 +91,8 @@ pub(crate) fn key_use(seen_fingerprint: &str, fingerprint: &str) -> KeyUse {
 /// the one-time tokens deleted.
 pub(crate) fn purged(idempotency_keys: u64, token_kinds: Vec<String>) -> Vec<crate::PurgedRows> {
     let mut out = vec![crate::PurgedRows {
-        table: "idempotency_keys",
-        kind: "-".to_owned(),
+        table: crate::PurgedRows::IDEMPOTENCY_KEYS,
+        kind: crate::PurgedRows::NO_KIND.to_owned(),
         rows: idempotency_keys,
     }];
     let mut by_kind: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
@@ -100,7 +100,7 @@ pub(crate) fn purged(idempotency_keys: u64, token_kinds: Vec<String>) -> Vec<cra
         *by_kind.entry(k).or_default() += 1;
     }
     out.extend(by_kind.into_iter().map(|(kind, rows)| crate::PurgedRows {
-        table: "one_time_tokens",
+        table: crate::PurgedRows::ONE_TIME_TOKENS,
         kind,
         rows,
     }));

@@ -77,3 +77,20 @@ LIMIT $2";
 pub(crate) const GET_ATTEMPT: &str = "
 SELECT a.*, e.user_id FROM exam_attempts a JOIN enrollments e ON e.id = a.enrollment_id
 WHERE a.id = $1";
+
+/// Ended orders whose virtual account is due for a look at $1, leased until $2: the outer WHERE
+/// is re-checked on the newest row version, so of two reconcilers picking the same orders the
+/// second skips those the first leased.
+pub(crate) const LEASE_ACCOUNT_CHECKS: &str = "
+UPDATE orders SET account_check_at = $2
+WHERE order_id IN (
+    SELECT order_id FROM orders
+    WHERE account_check_at <= $1
+    ORDER BY account_check_at
+    LIMIT $3
+)
+AND account_check_at <= $1
+RETURNING *";
+
+pub(crate) const ACCOUNT_CHECKED: &str = "
+UPDATE orders SET account_check_at = $2 WHERE order_id = $1 AND account_check_at IS NOT NULL";

@@ -334,8 +334,11 @@ SELECT order_id, NULL, $2, status, $3, $4, $5, $6, $7
 FROM orders
 WHERE order_id = $1 AND status IN ('PENDING', 'CONFIRMING')";
 
+/// An order ending with a virtual account issued and no deposit recorded is due for an account
+/// check at once (`Store::lease_account_checks`).
 const FAIL_ORDER: &str = "
-UPDATE orders SET status = $2, failure_code = $3, updated_at = $4
+UPDATE orders SET status = $2, failure_code = $3, updated_at = $4,
+    account_check_at = CASE WHEN deposit_secret IS NOT NULL AND payment_id IS NULL THEN $4 END
 WHERE order_id = $1 AND status IN ('PENDING', 'CONFIRMING')";
 
 /// Everything settle decides on, read under the write lock.
@@ -427,6 +430,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
 RETURNING *";
 
 const REFUND_TX_KNOWN: &str = "SELECT count(*) AS n FROM refunds WHERE transaction_key = $1";
+
+const DONE_REFUNDS: &str = "
+SELECT COALESCE(sum(amount), 0) AS amount FROM refunds WHERE payment_id = $1 AND status = 'DONE'";
 
 const REFUND_DONE: &str = "
 UPDATE refunds SET status = 'DONE', transaction_key = $2, updated_at = $3
@@ -895,9 +901,18 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         };
         let now = c.ctx.at();
-        let recorded_keys = record_refund_rows(&mut tx, &payment, &c, now).await?;
+        let rows = record_refund_rows(&mut tx, &payment, &c, now).await?;
         let (payment, enrollment_revoked) = if c.balance < payment.balance {
-            lower_balance(&mut tx, payment, &c, &recorded_keys, now).await?
+            lower_balance(&mut tx, payment, &c, &rows.keys, now).await?
+        } else if !rows.keys.is_empty() {
+            // Rows recorded while the balance stays: the payment is still marked as changed,
+            // as on PostgreSQL (whose statement relies on that to notice a concurrent one).
+            let q = query(PAYMENT_CANCELED)
+                .bind(payment.id.0)
+                .bind(payment.balance.won())
+                .bind(payment.status.as_str())
+                .bind(ts(now));
+            (tx.one(q, row::payment).await?, false)
         } else {
             (payment, false)
         };
@@ -912,7 +927,8 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(CancellationRecorded {
             payment,
-            refunds_recorded: u32::try_from(recorded_keys.len()).unwrap_or(u32::MAX),
+            refunds_recorded: u32::try_from(rows.keys.len()).unwrap_or(u32::MAX),
+            cancels_left_out: rows.left_out,
             enrollment_revoked,
             enrollment_status,
         })
@@ -1204,6 +1220,31 @@ impl Store for SqliteStore {
             .await?;
         Ok(secret.flatten())
     }
+
+    async fn lease_account_checks(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Order>> {
+        let q = query(LEASE_ACCOUNT_CHECKS)
+            .bind(ts(now))
+            .bind(ts(lease_until))
+            .bind(limit);
+        self.write("lease_account_checks").all(q, row::order).await
+    }
+
+    async fn account_checked(
+        &self,
+        order_id: &OrderId,
+        again: Option<OffsetDateTime>,
+    ) -> Result<()> {
+        let q = query(ACCOUNT_CHECKED)
+            .bind(order_id.as_str())
+            .bind(again.map(ts));
+        self.write("account_checked").exec(q).await?;
+        Ok(())
+    }
 }
 
 /// The order's side of a settle, as `domain::transition` says: PAID, or FAILED as a duplicate
@@ -1331,16 +1372,24 @@ impl SettleRead {
     }
 }
 
-/// Refund rows for the cancels that have none yet, in Toss's order: the newest one whose
-/// amount equals the REQUESTED refund's marks that row DONE (the refund flow and a CANCELED
-/// webhook racing each other end as one row); the rest are cancels made outside coursepay and
-/// are inserted as DONE. Returns their transaction keys.
+/// What [`record_refund_rows`] wrote: the transaction keys recorded, in Toss's order, and how
+/// many new cancels the balance did not account for.
+struct RefundRows {
+    keys: Vec<String>,
+    left_out: u32,
+}
+
+/// Refund rows for the cancels that have none yet, as far as the balance accounts for them
+/// (`domain::transition::cancels_to_record`, offered as it says: the newest one whose amount
+/// equals the REQUESTED refund's first, then the rest newest first). The matched one marks that
+/// REQUESTED row DONE (the refund flow and a CANCELED webhook racing each other end as one
+/// row); the rest are cancels made outside coursepay and are inserted as DONE.
 async fn record_refund_rows(
     tx: &mut Tx<Sqlite>,
     payment: &Payment,
     c: &Cancellation,
     now: OffsetDateTime,
-) -> Result<Vec<String>> {
+) -> Result<RefundRows> {
     let now = ts(now);
     let mut unknown = Vec::new();
     for cancel in c.cancels.iter().filter(|x| !x.amount.is_zero()) {
@@ -1350,7 +1399,10 @@ async fn record_refund_rows(
         }
     }
     if unknown.is_empty() {
-        return Ok(Vec::new());
+        return Ok(RefundRows {
+            keys: Vec::new(),
+            left_out: 0,
+        });
     }
     let q = query(REQUESTED_REFUNDS).bind(payment.id.0);
     let requested = tx.opt(q, |r| row::refund(r, "")).await?;
@@ -1358,8 +1410,28 @@ async fn record_refund_rows(
         let i = unknown.iter().rposition(|x| x.amount == req.amount)?;
         Some((i, req.id))
     });
-    let mut keys = Vec::with_capacity(unknown.len());
-    for (i, cancel) in unknown.into_iter().enumerate() {
+    let mut offered: Vec<usize> = (0..unknown.len()).rev().collect();
+    if let Some((m, _)) = matched {
+        offered.retain(|&i| i != m);
+        offered.insert(0, m);
+    }
+    let done = tx
+        .one(query(DONE_REFUNDS).bind(payment.id.0), |r| r.int("amount"))
+        .await?;
+    let balance_after = payment.balance.min(c.balance);
+    let room = Money::new(payment.amount.won() - balance_after.won() - done).unwrap_or(Money::ZERO);
+    let amounts: Vec<Money> = offered.iter().map(|&i| unknown[i].amount).collect();
+    let take = domain::transition::cancels_to_record(room, &amounts);
+    let mut chosen: Vec<usize> = offered
+        .into_iter()
+        .zip(take)
+        .filter_map(|(i, taken)| taken.then_some(i))
+        .collect();
+    chosen.sort_unstable();
+    let left_out = u32::try_from(unknown.len() - chosen.len()).unwrap_or(u32::MAX);
+    let mut keys = Vec::with_capacity(chosen.len());
+    for i in chosen {
+        let cancel = unknown[i];
         let q = match matched {
             Some((m, refund_id)) if m == i => query(REFUND_DONE)
                 .bind(refund_id.0)
@@ -1379,7 +1451,7 @@ async fn record_refund_rows(
         tx.exec(q).await?;
         keys.push(cancel.transaction_key.clone());
     }
-    Ok(keys)
+    Ok(RefundRows { keys, left_out })
 }
 
 /// The payment's balance drops to Toss's; when this takes it to zero, the order and the

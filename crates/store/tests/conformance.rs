@@ -2559,6 +2559,226 @@ async fn payment_and_refund_transitions_follow_the_table(db: Db) {
     assert_eq!(stale.payment.balance, won(0));
 }
 
+/// An order that ends after its virtual account was issued and before a deposit is recorded is
+/// due for an account check from when it ended; a lease hides it until the lease runs out, two
+/// concurrent leasers never share one, and the caller's verdict ends the checks or sets the
+/// next one. Open orders, ended orders without an account and paid orders are never due.
+async fn ended_orders_with_an_issued_account_are_checked(db: Db) {
+    let c = course(&db, 10_000).await;
+    let issued = |minutes: i64| {
+        let db = &db;
+        let c = &c;
+        async move {
+            let o = order(db, UserId::new(), c).await;
+            let pk = format!("pk_va_{}", o.order_id.as_str());
+            claim(db, &o, &pk, 1).await;
+            assert!(
+                db.store
+                    .record_deposit_secret(&o.order_id, "va-secret")
+                    .await
+                    .unwrap()
+            );
+            if minutes > 0 {
+                assert!(
+                    db.store
+                        .fail_order(&o.order_id, OrderStatus::Expired, None, &ctx("t", minutes))
+                        .await
+                        .unwrap()
+                );
+            }
+            o
+        }
+    };
+    let ended = issued(5).await;
+    let _open = issued(0).await;
+    let no_account = order(&db, UserId::new(), &c).await;
+    db.store
+        .fail_order(
+            &no_account.order_id,
+            OrderStatus::Failed,
+            None,
+            &ctx("t", 5),
+        )
+        .await
+        .unwrap();
+    let paid = order(&db, UserId::new(), &c).await;
+    buy(&db, &paid, "pk_va_paid").await;
+    db.store
+        .record_deposit_secret(&paid.order_id, "va-secret")
+        .await
+        .unwrap();
+    let ids = |orders: Vec<Order>| -> Vec<String> {
+        let mut ids: Vec<String> = orders.into_iter().map(|o| o.order_id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let lease = |now: i64, until: i64| db.store.lease_account_checks(t(now), t(until), 10);
+
+    assert_eq!(ids(lease(4, 20).await.unwrap()), [] as [String; 0]);
+    assert_eq!(
+        ids(lease(6, 20).await.unwrap()),
+        [ended.order_id.to_string()]
+    );
+    assert_eq!(
+        ids(lease(7, 20).await.unwrap()),
+        [] as [String; 0],
+        "leased until t(20)"
+    );
+    db.store
+        .account_checked(&ended.order_id, Some(t(30)))
+        .await
+        .unwrap();
+    assert_eq!(ids(lease(25, 40).await.unwrap()), [] as [String; 0]);
+    assert_eq!(
+        ids(lease(31, 40).await.unwrap()),
+        [ended.order_id.to_string()]
+    );
+    db.store
+        .account_checked(&ended.order_id, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(lease(10_000, 10_010).await.unwrap()), [] as [String; 0]);
+    // A verdict after the checks ended does not start them again.
+    db.store
+        .account_checked(&ended.order_id, Some(t(50)))
+        .await
+        .unwrap();
+    assert_eq!(ids(lease(10_000, 10_010).await.unwrap()), [] as [String; 0]);
+
+    // Two reconcilers at once: every due order leased exactly once.
+    let mut due = Vec::new();
+    for _ in 0..6 {
+        due.push(issued(8).await.order_id.to_string());
+    }
+    due.sort();
+    let (a, b) = tokio::join!(
+        db.store.lease_account_checks(t(9), t(60), 4),
+        db.store.lease_account_checks(t(9), t(60), 4)
+    );
+    let (a, b) = (ids(a.unwrap()), ids(b.unwrap()));
+    assert!(a.iter().all(|id| !b.contains(id)), "{a:?} {b:?}");
+    let mut both: Vec<String> = a.into_iter().chain(b).collect();
+    both.extend(ids(lease(9, 60).await.unwrap()));
+    both.sort();
+    assert_eq!(both, due);
+}
+
+/// What a payment captured minus its balance is the sum of its DONE refunds; returns the
+/// payment.
+async fn money_adds_up(db: &Db, payment_id: domain::PaymentId) -> store::Payment {
+    let p = db.store.get_payment(payment_id).await.unwrap().unwrap();
+    let refunds = db.store.payment_refunds(payment_id).await.unwrap();
+    let refunded: i64 = refunds
+        .iter()
+        .filter(|r| r.status == RefundStatus::Done)
+        .map(|r| r.amount.won())
+        .sum();
+    assert_eq!(
+        p.amount.won() - p.balance.won(),
+        refunded,
+        "{p:?} {refunds:?}"
+    );
+    p
+}
+
+/// A cancel only becomes a refund row as far as Toss's balance shows its money gone
+/// (`domain::transition::cancels_to_record`): reports naming more cancels than that — a new key
+/// for a payment already at zero, cancels adding up to more than captured − balance — leave the
+/// extra ones out, coursepay's own REQUESTED refund is the one kept, a cancel the balance does
+/// account for is recorded even when the balance does not drop with it, and concurrent reports
+/// never add up to more than the balance shows.
+async fn refund_rows_never_exceed_what_the_balance_shows_gone(db: Db) {
+    let c = course(&db, 10_000).await;
+
+    // A deposit the bank reversed (recorded under coursepay's key), then Toss's cancel closing
+    // that account under its own key: the money is on record once.
+    let pk = "pk_money_reversed";
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, pk).await;
+    db.store
+        .record_cancellation(reversal(pk, "deposit-reversal-m1", 10_000, 3))
+        .await
+        .unwrap();
+    let closed = cancellation(pk, 0, &[("tx_money_close", 10_000)], 4);
+    let rec = db.store.record_cancellation(closed).await.unwrap();
+    assert_eq!((rec.refunds_recorded, rec.cancels_left_out), (0, 1));
+    money_adds_up(&db, s.payment_id).await;
+
+    // Cancels adding up to more than the balance dropped: only what fits, newest first; the
+    // older one is recorded once a later report shows its money gone too.
+    let pk = "pk_money_over";
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, pk).await;
+    let both = [("tx_over_a", 3_000), ("tx_over_b", 3_000)];
+    let rec = db
+        .store
+        .record_cancellation(cancellation(pk, 7_000, &both, 3))
+        .await
+        .unwrap();
+    assert_eq!((rec.refunds_recorded, rec.cancels_left_out), (1, 1));
+    let p = money_adds_up(&db, s.payment_id).await;
+    assert_eq!(p.balance, won(7_000));
+    let rec = db
+        .store
+        .record_cancellation(cancellation(pk, 4_000, &both, 4))
+        .await
+        .unwrap();
+    assert_eq!((rec.refunds_recorded, rec.cancels_left_out), (1, 0));
+    money_adds_up(&db, s.payment_id).await;
+
+    // Coursepay's own refund is the one recorded, not an unknown cancel of the same amount.
+    let pk = "pk_money_mine";
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, pk).await;
+    let mine = begun(&db, new_refund(s.payment_id, Some(3_000), 3)).await;
+    let rec = db
+        .store
+        .record_cancellation(cancellation(
+            pk,
+            7_000,
+            &[("tx_mine_stray", 3_000), ("tx_mine", 3_000)],
+            4,
+        ))
+        .await
+        .unwrap();
+    assert_eq!((rec.refunds_recorded, rec.cancels_left_out), (1, 1));
+    let mine = db.store.get_refund(mine.id).await.unwrap().unwrap();
+    assert_eq!(mine.status, RefundStatus::Done);
+    assert_eq!(mine.transaction_key.as_deref(), Some("tx_mine"));
+    money_adds_up(&db, s.payment_id).await;
+
+    // The balance dropped with no cancel named; the cancel named later is recorded although the
+    // balance does not drop again: no money gone without its row.
+    let pk = "pk_money_late";
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, pk).await;
+    db.store
+        .record_cancellation(cancellation(pk, 7_000, &[], 3))
+        .await
+        .unwrap();
+    let rec = db
+        .store
+        .record_cancellation(cancellation(pk, 7_000, &[("tx_late", 3_000)], 4))
+        .await
+        .unwrap();
+    assert_eq!((rec.refunds_recorded, rec.cancels_left_out), (1, 0));
+    assert_eq!(rec.payment.updated_at, t(4));
+    money_adds_up(&db, s.payment_id).await;
+
+    // Reports racing each other, each naming the whole amount under its own key: one is
+    // recorded.
+    let pk = "pk_money_race";
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, pk).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = db.store.clone();
+        let tx = format!("tx_money_race_{i}");
+        let c = cancellation(pk, 0, &[(&tx, 10_000)], 3 + i);
+        tasks.spawn(async move { store.record_cancellation(c).await.unwrap() });
+    }
+    let results = tasks.join_all().await;
+    assert_eq!(results.iter().map(|r| r.refunds_recorded).sum::<u32>(), 1);
+    assert_eq!(results.iter().map(|r| r.cancels_left_out).sum::<u32>(), 9);
+    let p = money_adds_up(&db, s.payment_id).await;
+    assert_eq!(p.balance, won(0));
+}
+
 /// A virtual-account deposit reversed by the bank, then deposited again: the same payment,
 /// enrollment and order come back (never a second row), deliveries racing each other
 /// re-enroll once, a replay of either deposit changes nothing, and what the payment captured
@@ -2569,25 +2789,6 @@ async fn a_second_deposit_after_a_reversal_reenrolls(db: Db) {
     let o = order(&db, user, &c).await;
     let pk = "pk_redeposit";
     let first = buy(&db, &o, pk).await;
-    let money_adds_up = |db: &Db, payment_id| {
-        let store = db.store.clone();
-        async move {
-            let p = store.get_payment(payment_id).await.unwrap().unwrap();
-            let refunds = store.payment_refunds(payment_id).await.unwrap();
-            let refunded: i64 = refunds
-                .iter()
-                .filter(|r| r.status == RefundStatus::Done)
-                .map(|r| r.amount.won())
-                .sum();
-            assert_eq!(
-                p.amount.won() - p.balance.won(),
-                refunded,
-                "{p:?} {refunds:?}"
-            );
-            p
-        }
-    };
-
     let rec = db
         .store
         .record_cancellation(reversal(pk, "deposit-reversal-tx1", 10_000, 3))
@@ -2695,6 +2896,8 @@ store::per_backend!(
     claim_refusals_leave_order_unchanged,
     settle_records_payment_and_enrollment,
     a_second_deposit_after_a_reversal_reenrolls,
+    refund_rows_never_exceed_what_the_balance_shows_gone,
+    ended_orders_with_an_issued_account_are_checked,
     settle_conflicting_keys_are_refused,
     concurrent_settles_make_one_payment,
     concurrent_claims_one_winner,

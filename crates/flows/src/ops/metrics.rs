@@ -159,6 +159,23 @@ fn describe() {
     );
 }
 
+/// The one-time token kinds the retention purge deletes (with the idempotency keys' `-`, the
+/// `kind` label values of [`PURGED_ROWS`]).
+const TOKEN_KINDS: [&str; 2] = [
+    crate::webhook_auth::replay::KIND,
+    crate::webhook_events::TRANSMISSION_KIND,
+];
+
+/// Every `(table, kind)` label pair [`record_purged`] can record.
+pub fn purge_labels() -> Vec<(&'static str, &'static str)> {
+    let mut labels = vec![(
+        store::PurgedRows::IDEMPOTENCY_KEYS,
+        store::PurgedRows::NO_KIND,
+    )];
+    labels.extend(TOKEN_KINDS.map(|kind| (store::PurgedRows::ONE_TIME_TOKENS, kind)));
+    labels
+}
+
 /// Rows one purge batch deleted from `table` (`kind`: the one-time token kind, or `-`).
 pub fn record_purged(table: &'static str, kind: &str, rows: u64) {
     install();
@@ -171,10 +188,30 @@ pub fn record_connection(delta: f64) {
     gauge!(HTTP_CONNECTIONS).increment(delta);
 }
 
-/// A connection closed by the edge for being too slow (`reason`: header or idle).
-pub fn record_connection_timeout(reason: &'static str) {
+/// Why the edge closed a connection: the `reason` label of [`HTTP_CONNECTIONS_TIMED_OUT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionTimeout {
+    /// No complete request headers in time.
+    Header,
+    /// Kept alive between requests for too long.
+    Idle,
+}
+
+impl ConnectionTimeout {
+    pub const ALL: [ConnectionTimeout; 2] = [ConnectionTimeout::Header, ConnectionTimeout::Idle];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionTimeout::Header => "header",
+            ConnectionTimeout::Idle => "idle",
+        }
+    }
+}
+
+/// A connection closed by the edge for being too slow.
+pub fn record_connection_timeout(reason: ConnectionTimeout) {
     install();
-    counter!(HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason).increment(1);
+    counter!(HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason.as_str()).increment(1);
 }
 
 /// Route label: the template axum matched, or "unmatched" (never the raw path).
@@ -446,6 +483,12 @@ fn ensure_defaults() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         counter!(WEBHOOK_INVALID_SIGNATURES).increment(0);
+        for reason in ConnectionTimeout::ALL {
+            counter!(HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason.as_str()).increment(0);
+        }
+        for (table, kind) in purge_labels() {
+            counter!(PURGED_ROWS, "table" => table, "kind" => kind).increment(0);
+        }
         gauge!(CIRCUIT_STATE).increment(0.0);
         gauge!(PAYMENTS_PAUSED).increment(0.0);
         for rule in crate::ops::alerts::RULES {
