@@ -98,6 +98,15 @@ impl RequestCtx {
     pub fn fields(&self) -> LogFields {
         self.0.fields.lock().map(|f| f.clone()).unwrap_or_default()
     }
+    /// Read the fields in place (the summary line borrows them instead of cloning each one).
+    pub fn with_fields<T>(&self, f: impl FnOnce(&LogFields) -> T) -> T {
+        let guard = self
+            .0
+            .fields
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&guard)
+    }
     pub fn record(&self, f: impl FnOnce(&mut LogFields)) {
         if let Ok(mut guard) = self.0.fields.lock() {
             f(&mut guard);
