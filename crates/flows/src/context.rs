@@ -114,9 +114,8 @@ impl RequestCtx {
     }
 
     /// Run `fut` with this context (and its round-trip counter) current.
-    pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
-        let counter = self.0.roundtrips.clone();
-        CTX.scope(self.clone(), counter.scope(fut)).await
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> + use<F> {
+        CTX.scope(self.clone(), self.0.roundtrips.scope(fut))
     }
 }
 
@@ -143,6 +142,9 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // Boxed once, here: a confirm's future is kilobytes, and every layer below (the wrapper,
+    // the two task-local scopes, tokio's task cell) would otherwise copy all of it.
+    let fut = Box::pin(fut);
     match current() {
         Some(ctx) => {
             ctx.0.detached.send_modify(|n| *n += 1);
