@@ -95,9 +95,6 @@ impl RequestCtx {
     pub fn roundtrips(&self) -> u32 {
         self.0.roundtrips.get()
     }
-    pub fn fields(&self) -> LogFields {
-        self.0.fields.lock().map(|f| f.clone()).unwrap_or_default()
-    }
     /// Read the fields in place (the summary line borrows them instead of cloning each one).
     pub fn with_fields<T>(&self, f: impl FnOnce(&LogFields) -> T) -> T {
         let guard = self
