@@ -104,6 +104,30 @@ struct Database {
     admin: PgConnectOptions,
     name: String,
     url: String,
+    /// The `sslmode` the service and pgbench connect with, for the report.
+    sslmode: String,
+}
+
+/// The `sslmode` for the run's connections: the one the URL names, else `disable` when the
+/// database is on this machine (TLS over loopback protects nothing and would be counted as
+/// the service's CPU; a real deployment keeps the driver's default, `prefer`, or `require`),
+/// else the default.
+fn choose_sslmode(url: &mut reqwest::Url) -> String {
+    if let Some((_, mode)) = url.query_pairs().find(|(k, _)| k == "sslmode") {
+        return mode.into_owned();
+    }
+    let loopback = url.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if loopback {
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        "disable".to_owned()
+    } else {
+        "prefer (the driver's default)".to_owned()
+    }
 }
 
 impl Database {
@@ -127,8 +151,14 @@ impl Database {
         // The admin URL with the new database: a plain libpq URL, which pgbench reads too.
         let mut url = reqwest::Url::parse(admin_url).map_err(|e| e.to_string())?;
         url.set_path(&name);
+        let sslmode = choose_sslmode(&mut url);
         let url = url.to_string();
-        Ok(Database { admin, name, url })
+        Ok(Database {
+            admin,
+            name,
+            url,
+            sslmode,
+        })
     }
 
     async fn drop_it(self) {
@@ -197,11 +227,13 @@ struct Row {
 async fn run(args: Args) -> Result<(), String> {
     let ticks = ticks_per_second();
     let db = Database::create(&args.database_url).await?;
-    eprintln!("database {}", db.name);
+    eprintln!("database {} (sslmode {})", db.name, db.sslmode);
+    let sslmode = db.sslmode.clone();
     let result = run_in(&args, &db, ticks).await;
     db.drop_it().await;
     let out = result?;
     println!("{out}");
+    println!("database connections: sslmode {sslmode}");
     Ok(())
 }
 
@@ -650,6 +682,34 @@ fn report(args: &Args, rows: &[Row], limit: Option<Limit>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_left_out_only_on_loopback_and_only_when_the_url_names_no_sslmode() {
+        let mode = |u: &str| {
+            let mut url = reqwest::Url::parse(u).unwrap();
+            let mode = choose_sslmode(&mut url);
+            (mode, url.to_string())
+        };
+        assert_eq!(
+            mode("postgres://u:p@127.0.0.1:5432/db"),
+            (
+                "disable".to_owned(),
+                "postgres://u:p@127.0.0.1:5432/db?sslmode=disable".to_owned()
+            )
+        );
+        assert_eq!(mode("postgres://u:p@localhost/db").0, "disable");
+        assert_eq!(mode("postgres://u:p@[::1]/db").0, "disable");
+        assert_eq!(
+            mode("postgres://u:p@127.0.0.1/db?sslmode=require"),
+            (
+                "require".to_owned(),
+                "postgres://u:p@127.0.0.1/db?sslmode=require".to_owned()
+            )
+        );
+        let (m, url) = mode("postgres://u:p@db.example.com/db");
+        assert!(m.starts_with("prefer"));
+        assert!(!url.contains("sslmode"));
+    }
 
     #[test]
     fn histogram_sums_only_the_labelled_series() {

@@ -185,6 +185,11 @@ enum WebhookAction {
 /// can be pasted as is.
 const DEMO_COURSE_ID: &str = "00000000-0000-4000-8000-00000000c0a1";
 
+/// Every request allocates and frees many small buffers across the runtime's threads; glibc's
+/// allocator spent about a tenth of the service's CPU per confirm on that (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -19,6 +19,7 @@
 //! request body.
 
 pub mod jwks;
+pub mod verified;
 
 use domain::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -179,6 +180,8 @@ struct Keys {
     jwks: Option<jwks::Jwks>,
     /// SHA-256 of the secret API key: compared in constant time, whatever the length.
     secret_key_digest: Option<[u8; 32]>,
+    /// HS256 tokens these secrets have verified, until their `exp`.
+    verified: verified::Verified,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -236,6 +239,7 @@ impl JwtKeys {
                 .secret_key
                 .as_ref()
                 .map(|k| digest(k.expose_secret())),
+            verified: verified::Verified::default(),
         }))
     }
 
@@ -249,7 +253,7 @@ impl JwtKeys {
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         match self.classify(token)? {
             Check::Done(p) => Ok(p),
-            Check::Hs256 => self.verify_hs256(token),
+            Check::Hs256(digest) => self.verify_hs256(token, digest),
             Check::Jwks { alg, kid } => {
                 let jwks = self.0.jwks.as_ref().ok_or(AuthError::Unauthenticated)?;
                 let key = jwks.key(&kid).await.ok_or(AuthError::Unauthenticated)?;
@@ -263,7 +267,7 @@ impl JwtKeys {
     pub fn verify_cached(&self, token: &str) -> Result<Principal, AuthError> {
         match self.classify(token)? {
             Check::Done(p) => Ok(p),
-            Check::Hs256 => self.verify_hs256(token),
+            Check::Hs256(digest) => self.verify_hs256(token, digest),
             Check::Jwks { alg, kid } => {
                 let jwks = self.0.jwks.as_ref().ok_or(AuthError::Unauthenticated)?;
                 let key = jwks.cached(&kid).ok_or(AuthError::Unauthenticated)?;
@@ -281,9 +285,13 @@ impl JwtKeys {
                 Err(AuthError::Unauthenticated)
             };
         }
+        let token_digest = verified::digest(token);
+        if let Some(principal) = self.0.verified.get(&token_digest, unix_now()) {
+            return Ok(Check::Done(principal));
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Unauthenticated)?;
         match header.alg {
-            Algorithm::HS256 => Ok(Check::Hs256),
+            Algorithm::HS256 => Ok(Check::Hs256(token_digest)),
             alg @ (Algorithm::ES256 | Algorithm::RS256) => Ok(Check::Jwks {
                 alg,
                 kid: header.kid.ok_or(AuthError::Unauthenticated)?,
@@ -303,7 +311,11 @@ impl JwtKeys {
         validation
     }
 
-    fn verify_hs256(&self, token: &str) -> Result<Principal, AuthError> {
+    fn verify_hs256(
+        &self,
+        token: &str,
+        token_digest: verified::TokenDigest,
+    ) -> Result<Principal, AuthError> {
         let validation = Self::validation(Algorithm::HS256);
         let claims = self
             .0
@@ -312,7 +324,12 @@ impl JwtKeys {
             .find_map(|key| jsonwebtoken::decode::<Claims>(token, key, &validation).ok())
             .ok_or(AuthError::Unauthenticated)?
             .claims;
-        self.principal(claims, Algorithm::HS256)
+        let exp = claims.exp;
+        let principal = self.principal(claims, Algorithm::HS256)?;
+        self.0
+            .verified
+            .insert(token_digest, principal, exp, unix_now());
+        Ok(principal)
     }
 
     fn verify_asymmetric(
@@ -333,7 +350,7 @@ impl JwtKeys {
     }
 
     fn principal(&self, claims: Claims, alg: Algorithm) -> Result<Principal, AuthError> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = unix_now();
         if claims
             .iat
             .is_some_and(|iat| iat > now + LEEWAY_SECONDS as i64)
@@ -406,10 +423,18 @@ impl JwtKeys {
     }
 }
 
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 enum Check {
     Done(Principal),
-    Hs256,
-    Jwks { alg: Algorithm, kid: String },
+    /// With the token's digest, to remember it once verified.
+    Hs256(verified::TokenDigest),
+    Jwks {
+        alg: Algorithm,
+        kid: String,
+    },
 }
 
 #[cfg(test)]
@@ -452,6 +477,35 @@ mod tests {
             Err(AuthError::Unauthenticated)
         );
         assert_eq!(k.verify_cached(""), Err(AuthError::Unauthenticated));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_only_by_its_own_key_set() {
+        let k = keys("secret-1");
+        let u = UserId::new();
+        let token = k.mint(Some(u), 60);
+        assert_eq!(k.verify_cached(&token), Ok(Principal::User(u)));
+        assert_eq!(
+            k.0.verified.get(&verified::digest(&token), unix_now()),
+            Some(Principal::User(u))
+        );
+        assert_eq!(k.verify_cached(&token), Ok(Principal::User(u)));
+        // The secret changed: the same token is checked afresh and refused.
+        assert_eq!(
+            keys("secret-2").verify_cached(&token),
+            Err(AuthError::Unauthenticated)
+        );
+        // A token differing in one byte of its signature is not the remembered one.
+        let mut forged = token.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(k.verify_cached(&forged), Err(AuthError::Unauthenticated));
+        // Refused tokens are never remembered.
+        assert_eq!(
+            k.0.verified.get(&verified::digest(&forged), unix_now()),
+            None
+        );
     }
 
     #[test]

@@ -95,8 +95,14 @@ impl RequestCtx {
     pub fn roundtrips(&self) -> u32 {
         self.0.roundtrips.get()
     }
-    pub fn fields(&self) -> LogFields {
-        self.0.fields.lock().map(|f| f.clone()).unwrap_or_default()
+    /// Read the fields in place (the summary line borrows them instead of cloning each one).
+    pub fn with_fields<T>(&self, f: impl FnOnce(&LogFields) -> T) -> T {
+        let guard = self
+            .0
+            .fields
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&guard)
     }
     pub fn record(&self, f: impl FnOnce(&mut LogFields)) {
         if let Ok(mut guard) = self.0.fields.lock() {
@@ -105,9 +111,8 @@ impl RequestCtx {
     }
 
     /// Run `fut` with this context (and its round-trip counter) current.
-    pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
-        let counter = self.0.roundtrips.clone();
-        CTX.scope(self.clone(), counter.scope(fut)).await
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> + use<F> {
+        CTX.scope(self.clone(), self.0.roundtrips.scope(fut))
     }
 }
 
@@ -134,6 +139,9 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // Boxed once, here: a confirm's future is kilobytes, and every layer below (the wrapper,
+    // the two task-local scopes, tokio's task cell) would otherwise copy all of it.
+    let fut = Box::pin(fut);
     match current() {
         Some(ctx) => {
             ctx.0.detached.send_modify(|n| *n += 1);

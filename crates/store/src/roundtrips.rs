@@ -25,8 +25,8 @@ impl Counter {
         self.0.load(Ordering::Relaxed)
     }
     /// Run `f` with this counter active.
-    pub async fn scope<F: Future>(&self, f: F) -> F::Output {
-        COUNTER.scope(self.0.clone(), f).await
+    pub fn scope<F: Future>(&self, f: F) -> impl Future<Output = F::Output> + use<F> {
+        COUNTER.scope(self.0.clone(), f)
     }
 }
 

@@ -245,7 +245,12 @@ impl InFlight {
     fn finish(&mut self, http_status: u16, replayed: bool) {
         self.done = true;
         let elapsed = self.started.elapsed();
-        let fields = self.ctx.fields();
+        let (confirm_uncounted, error_code) = self.ctx.with_fields(|f| {
+            (
+                f.function_name.is_some_and(is_confirm) && f.confirm_outcome.is_none(),
+                f.error_code,
+            )
+        });
         crate::ops::metrics::record_request(
             self.route.as_deref(),
             &self.method,
@@ -254,12 +259,9 @@ impl InFlight {
             self.ctx.roundtrips(),
         );
         // A confirm whose flow ran (or still runs, past a request timeout) counts itself.
-        if fields.function_name.is_some_and(is_confirm)
-            && fields.confirm_outcome.is_none()
-            && !self.ctx.detached_running()
-        {
+        if confirm_uncounted && !self.ctx.detached_running() {
             let outcome =
-                crate::ops::metrics::ConfirmOutcome::of(fields.error_code, http_status, replayed);
+                crate::ops::metrics::ConfirmOutcome::of(error_code, http_status, replayed);
             crate::ops::metrics::record_confirm(outcome, Some(elapsed));
         }
         request_line(RequestSummary {

@@ -17,18 +17,20 @@ pub const CAPACITY: usize = 200;
 /// can still see the line has the field).
 pub const REDACTED_FIELDS: &[&str] = &["user_id", "auth_hash"];
 
-fn ring() -> &'static Mutex<VecDeque<Value>> {
-    static RING: OnceLock<Mutex<VecDeque<Value>>> = OnceLock::new();
+/// The lines as text, as written: parsed only when the endpoint asks, which is rare, rather
+/// than on every request.
+fn ring() -> &'static Mutex<VecDeque<String>> {
+    static RING: OnceLock<Mutex<VecDeque<String>>> = OnceLock::new();
     RING.get_or_init(|| Mutex::new(VecDeque::with_capacity(CAPACITY)))
 }
 
 /// Remember one summary line (called by [`crate::logging::request_line`]).
-pub fn push(line: &Value) {
+pub fn push(line: String) {
     if let Ok(mut r) = ring().lock() {
         if r.len() >= CAPACITY {
             r.pop_front();
         }
-        r.push_back(line.clone());
+        r.push_back(line);
     }
 }
 
@@ -38,12 +40,15 @@ pub fn last(limit: usize) -> Vec<Value> {
         return Vec::new();
     };
     let skip = r.len().saturating_sub(limit);
-    r.iter().skip(skip).map(redacted).collect()
+    r.iter()
+        .skip(skip)
+        .filter_map(|text| serde_json::from_str(text).ok())
+        .map(redacted)
+        .collect()
 }
 
-/// A copy of `line` with [`REDACTED_FIELDS`] masked when they hold a value.
-pub fn redacted(line: &Value) -> Value {
-    let mut line = line.clone();
+/// `line` with [`REDACTED_FIELDS`] masked when they hold a value.
+pub fn redacted(mut line: Value) -> Value {
     if let Value::Object(map) = &mut line {
         for field in REDACTED_FIELDS {
             if let Some(v) = map.get_mut(*field)
@@ -65,7 +70,8 @@ mod tests {
     fn bounded_and_redacted() {
         for i in 0..(CAPACITY + 5) {
             push(
-                &json!({"request_id": format!("recent-test-{i}"), "user_id": "u-1", "auth_hash": null}),
+                json!({"request_id": format!("recent-test-{i}"), "user_id": "u-1", "auth_hash": null})
+                    .to_string(),
             );
         }
         let lines = last(CAPACITY + 50);
