@@ -287,3 +287,214 @@ async fn abandon(
     }
     false
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn insert(v: &'static str) -> crate::call::Query<'static, Sqlite> {
+        sqlx::query("INSERT INTO t (v) VALUES ($1)").bind(v)
+    }
+
+    async fn open(path: &Path, connections: u32) -> SqlitePool {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        SqlitePoolOptions::new()
+            .max_connections(connections)
+            .connect_with(options)
+            .await
+            .unwrap()
+    }
+
+    /// A writer on a fresh file with table `t`, and a reader pool on the same file.
+    async fn setup() -> (tempfile::TempDir, Writer, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.sqlite3");
+        let writes = open(&path, 1).await;
+        sqlx::query("CREATE TABLE t (v TEXT PRIMARY KEY)")
+            .execute(&writes)
+            .await
+            .unwrap();
+        let reads = open(&path, 2).await;
+        (dir, Writer::spawn(writes), reads)
+    }
+
+    async fn rows(reads: &SqlitePool) -> Vec<String> {
+        sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(reads)
+            .await
+            .unwrap()
+    }
+
+    /// The statements a write sent, as its caller's counter saw them.
+    async fn counted<F: Future>(f: F) -> (u32, F::Output) {
+        let counter = Counter::new();
+        let out = counter.scope(f).await;
+        (counter.get(), out)
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_in_a_batch_is_rolled_back_alone() {
+        let (_dir, w, reads) = setup().await;
+        let (started, is_started) = oneshot::channel();
+        let (open_gate, gate) = oneshot::channel::<()>();
+        // `a` opens the batch and holds it until b, c and d are queued behind it.
+        let a = w.write(Atomic::Job, move |mut tx| {
+            Box::pin(async move {
+                tx.exec(insert("a")).await?;
+                started.send(()).unwrap();
+                gate.await.unwrap();
+                Ok(())
+            })
+        });
+        let rest = async {
+            is_started.await.unwrap();
+            futures::join!(
+                counted(w.write(Atomic::Job, |mut tx| {
+                    Box::pin(async move {
+                        tx.exec(insert("b")).await?;
+                        Err::<(), _>(StoreError::Other("b changes its mind".to_owned()))
+                    })
+                })),
+                counted(w.write(Atomic::Job, |mut tx| {
+                    Box::pin(async move { tx.exec(insert("c")).await })
+                })),
+                // A statement that fails: the key `a` is taken (by the batch's own first job).
+                counted(w.write(Atomic::Job, |mut tx| {
+                    Box::pin(async move {
+                        tx.exec(insert("d")).await?;
+                        tx.exec(insert("a")).await
+                    })
+                })),
+                async { open_gate.send(()).unwrap() },
+            )
+        };
+        let ((a_n, a), ((b_n, b), (c_n, c), (d_n, d), ())) = futures::join!(counted(a), rest);
+        a.unwrap();
+        assert!(matches!(b, Err(StoreError::Other(_))), "{b:?}");
+        assert_eq!(c.unwrap(), 1);
+        assert!(matches!(d, Err(StoreError::Constraint(_))), "{d:?}");
+        assert_eq!(rows(&reads).await, ["a", "c"]);
+        // One transaction: BEGIN and COMMIT are the opener's; the others joined it, each in a
+        // savepoint (b and d rolled back to theirs).
+        assert_eq!((a_n, b_n, c_n, d_n), (3, 4, 3, 5));
+    }
+
+    #[tokio::test]
+    async fn a_failing_opener_is_rolled_back_and_the_queue_goes_on() {
+        let (_dir, w, reads) = setup().await;
+        let (started, is_started) = oneshot::channel();
+        let (open_gate, gate) = oneshot::channel::<()>();
+        let a = w.write(Atomic::Job, move |mut tx| {
+            Box::pin(async move {
+                tx.exec(insert("a")).await?;
+                started.send(()).unwrap();
+                gate.await.unwrap();
+                Err::<u64, _>(StoreError::NotFound)
+            })
+        });
+        let rest = async {
+            is_started.await.unwrap();
+            futures::join!(
+                counted(w.write(Atomic::Job, |mut tx| {
+                    Box::pin(async move { tx.exec(insert("b")).await })
+                })),
+                async { open_gate.send(()).unwrap() },
+            )
+        };
+        let (a, ((b_n, b), ())) = futures::join!(a, rest);
+        assert!(matches!(a, Err(StoreError::NotFound)), "{a:?}");
+        b.unwrap();
+        assert_eq!(rows(&reads).await, ["b"]);
+        // b found no batch open and opened its own.
+        assert_eq!(b_n, 3);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_an_error_and_rolled_back() {
+        let (_dir, w, reads) = setup().await;
+        let out = w
+            .write(Atomic::Job, |mut tx| {
+                Box::pin(async move {
+                    tx.exec(insert("p")).await?;
+                    if tx.exec(insert("q")).await? == 1 {
+                        panic!("a bug in a write job");
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(matches!(out, Err(StoreError::Other(_))), "{out:?}");
+        w.write(Atomic::Job, |mut tx| {
+            Box::pin(async move { tx.exec(insert("r")).await })
+        })
+        .await
+        .unwrap();
+        assert_eq!(rows(&reads).await, ["r"]);
+    }
+
+    /// The process dies while a batch is open: nobody was told "done", and nothing of the
+    /// batch is in the database.
+    #[test]
+    fn a_batch_cut_off_before_its_commit_acknowledges_and_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.sqlite3");
+        let doomed = tokio::runtime::Runtime::new().unwrap();
+        doomed.block_on(async {
+            let writes = open(&path, 1).await;
+            sqlx::query("CREATE TABLE t (v TEXT PRIMARY KEY)")
+                .execute(&writes)
+                .await
+                .unwrap();
+            let w = Writer::spawn(writes);
+            let (started, is_started) = oneshot::channel();
+            let (open_gate, gate) = oneshot::channel::<()>();
+            let (acked, answered) = oneshot::channel();
+            let first = w.clone();
+            tokio::spawn(async move {
+                let out = first
+                    .write(Atomic::Job, move |mut tx| {
+                        Box::pin(async move {
+                            tx.exec(insert("a")).await?;
+                            started.send(()).unwrap();
+                            gate.await.unwrap();
+                            Ok(())
+                        })
+                    })
+                    .await;
+                let _ = acked.send(out);
+            });
+            is_started.await.unwrap();
+            // b joins the batch and never ends, so the batch never commits. Polling its write
+            // once queues it (its caller may go away; the job stays queued).
+            let hung = w.write(Atomic::Job, |mut tx| {
+                Box::pin(async move {
+                    tx.exec(insert("b")).await?;
+                    std::future::pending::<()>().await;
+                    Ok(())
+                })
+            });
+            assert!(hung.now_or_never().is_none());
+            open_gate.send(()).unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(300), answered).await;
+            assert!(waited.is_err(), "a was answered before its batch committed");
+        });
+        drop(doomed);
+
+        let after = tokio::runtime::Runtime::new().unwrap();
+        after.block_on(async {
+            let reads = open(&path, 1).await;
+            assert!(rows(&reads).await.is_empty());
+        });
+    }
+}
