@@ -1,17 +1,19 @@
 //! The SQLite backend (the embedded default): one file in WAL mode, same schema and
 //! constraint names as PostgreSQL.
 //!
-//! SQLite has no data-modifying CTEs, so each state change is one transaction of a few
-//! statements. SQLite lets one writer at a time hold the file, so the store writes through a
-//! pool of exactly one connection: concurrent writers wait in that pool's queue, first come
-//! first served, instead of polling the file lock with `busy_timeout`'s growing sleeps (which
-//! made the slowest of eight concurrent buyers wait hundreds of milliseconds). Readers use a
-//! pool of their own and, in WAL mode, never wait for the writer. Write transactions still
-//! start with `BEGIN IMMEDIATE`, so another process writing the same file (the CLI, say) is
-//! queued on `busy_timeout` instead of failing to upgrade a shared lock (SQLITE_BUSY, the
-//! SQLite form of a deadlock). Inside the transaction nobody else writes, so a read followed
-//! by a write sees no races; that is why this file needs none of the re-run logic the
-//! PostgreSQL backend has.
+//! SQLite has no data-modifying CTEs, so each state change is a few statements that must stand
+//! or fall together: a write job. SQLite lets one writer at a time hold the file, so every
+//! write goes through one writer task that owns the one write connection ([`crate::writer`]):
+//! jobs queue on it first come first served, instead of polling the file lock with
+//! `busy_timeout`'s growing sleeps, and the jobs that queued while a transaction ran are
+//! group-committed in the next one (a savepoint each, one COMMIT and one fsync for all),
+//! answered only after that COMMIT. Readers use a pool of their own and, in WAL mode, never
+//! wait for the writer. Transactions start with `BEGIN IMMEDIATE`, so another process writing
+//! the same file (the CLI, say) is queued on `busy_timeout` instead of failing to upgrade a
+//! shared lock (SQLITE_BUSY, the SQLite form of a deadlock). Inside a job nobody else writes,
+//! so a read followed by a write sees no races; that is why this file needs none of the re-run
+//! logic the PostgreSQL backend has. Nothing outside the database (a Toss call) ever runs
+//! inside a job: the flows call the store, not the other way round.
 //!
 //! Timestamps are TEXT, RFC 3339 in UTC with exactly six fractional digits
 //! (`2026-01-02T03:04:05.123456Z`, see [`ts`]): fixed width, so text order is time order and
@@ -119,6 +121,8 @@ impl SqliteStore {
         // The writer task's one connection (see [`crate::writer`]).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // Only the writer task uses it, and a failed batch closes it: no ping per batch.
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5))
