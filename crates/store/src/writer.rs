@@ -17,7 +17,9 @@
 //!   mid-batch (process killed, runtime dropped), its jobs get no answer but an error and the
 //!   open transaction is never committed;
 //! * a job sees the writes of the jobs before it in its batch (same transaction), exactly as if
-//!   they had committed just before it, so a job's reads under the write lock stay race-free.
+//!   they had committed just before it, so a job's reads under the write lock stay race-free;
+//! * a caller that goes away (a dropped request) does not cancel its job once queued: the job
+//!   runs and commits as if its answer had been lost on the way back.
 //!
 //! Statements are counted in the caller's [`roundtrips`] counter: the job's own, its SAVEPOINT
 //! (and ROLLBACK TO) when it joined a batch, BEGIN and COMMIT to the job that opened the batch.
