@@ -11,8 +11,9 @@
 //! * a job's writes are all or nothing: a job that fails (returns an error, or panics) is
 //!   rolled back alone — to its savepoint, or the whole transaction when it opened the batch —
 //!   and the batch's other jobs are unaffected;
-//! * nothing is acknowledged before it is durable: a job that succeeded is answered after its
-//!   batch's COMMIT returned (fsync included); if the COMMIT (or a savepoint) fails, the batch is
+//! * nothing is acknowledged before it is durable: a job that joined a batch is answered after
+//!   the batch's COMMIT returned (fsync included) — a failed one too, as what it found may be
+//!   the writes of the jobs before it; if the COMMIT (or a savepoint) fails, the batch is
 //!   rolled back and every job in it is answered with that error; if the writer stops
 //!   mid-batch (process killed, runtime dropped), its jobs get no answer but an error and the
 //!   open transaction is never committed;
@@ -76,11 +77,11 @@ where
     }
 
     fn answer(self: Box<Self>, batch: Result<()>) {
-        let answer = match (self.out, batch) {
-            (Some(out), batch) => out.and_then(|v| batch.map(|()| v)),
-            // Never ran to the end: it panicked, or the batch failed before it started.
-            (None, Err(e)) => Err(e),
-            (None, Ok(())) => Err(StoreError::Other(
+        let answer = match (batch, self.out) {
+            // Whatever the job found, it found in a transaction that did not commit.
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(out)) => out,
+            (Ok(()), None) => Err(StoreError::Other(
                 "a SQLite write panicked and was rolled back".to_owned(),
             )),
         };
@@ -230,13 +231,12 @@ async fn batch(
             waiting.push(job);
             continue;
         }
-        match join(conn, &mut job).await {
-            Ok(true) => waiting.push(job),
-            Ok(false) => job.answer(Ok(())),
-            Err(e) => {
-                job.answer(Err(e.clone()));
-                return abandon(conn, &opener, waiting, e).await;
-            }
+        // A job that failed waits for the COMMIT too: its answer may rest on the writes of the
+        // jobs before it (an order they claimed, say), which are not durable yet.
+        let joined = join(conn, &mut job).await;
+        waiting.push(job);
+        if let Err(e) = joined {
+            return abandon(conn, &opener, waiting, e).await;
         }
     }
     match control(conn, &opener, "COMMIT").await {
@@ -250,29 +250,27 @@ async fn batch(
     }
 }
 
-/// Run a job that joins the open batch, inside its own savepoint. `Ok(true)`: its writes stand
-/// and it waits for the COMMIT; `Ok(false)`: it failed and was rolled back alone. `Err`: a
-/// savepoint statement failed and the batch cannot be trusted.
+/// Run a job that joins the open batch, inside its own savepoint; a job that fails is rolled
+/// back to it. `Err`: a savepoint statement failed and the batch cannot be trusted.
 ///
 /// Savepoints are never released: each job's nests in the one before, `ROLLBACK TO job` undoes
 /// the innermost (this job's) writes only, and the COMMIT commits them all. That saves a
 /// statement per job (and the job's hop to the connection's thread) over SAVEPOINT…RELEASE.
-async fn join(conn: &mut SqliteConnection, job: &mut Job) -> Result<bool> {
+async fn join(conn: &mut SqliteConnection, job: &mut Job) -> Result<()> {
     let counter = job.counter.clone();
     control(conn, &counter, "SAVEPOINT job").await?;
     if job.run(conn).await {
-        return Ok(true);
+        return Ok(());
     }
-    control(conn, &counter, "ROLLBACK TO job").await?;
-    Ok(false)
+    control(conn, &counter, "ROLLBACK TO job").await
 }
 
 async fn rollback(conn: &mut SqliteConnection, counter: &Option<Counter>) -> Result<()> {
     control(conn, counter, "ROLLBACK").await
 }
 
-/// The batch failed: nothing in it is committed, and every job that was waiting for the COMMIT
-/// is answered with the error. Returns false: the connection is not trusted again (SQLite may
+/// The batch failed: nothing in it is committed, and every job in it is answered with the
+/// error. Returns false: the connection is not trusted again (SQLite may
 /// have rolled back on its own, e.g. on SQLITE_FULL, and then ROLLBACK fails harmlessly).
 async fn abandon(
     conn: &mut SqliteConnection,
@@ -480,6 +478,15 @@ mod tests {
                 let _ = acked.send(out);
             });
             is_started.await.unwrap();
+            // c joins the batch and fails: its answer waits for the COMMIT as well, since a
+            // failure can rest on writes before it that are not durable yet.
+            let mut failing = Box::pin(w.write(Atomic::Job, |mut tx| {
+                Box::pin(async move {
+                    tx.exec(insert("c")).await?;
+                    Err::<(), _>(StoreError::NotFound)
+                })
+            }));
+            assert!((&mut failing).now_or_never().is_none());
             // b joins the batch and never ends, so the batch never commits. Polling its write
             // once queues it (its caller may go away; the job stays queued).
             let hung = w.write(Atomic::Job, |mut tx| {
@@ -493,6 +500,8 @@ mod tests {
             open_gate.send(()).unwrap();
             let waited = tokio::time::timeout(Duration::from_millis(300), answered).await;
             assert!(waited.is_err(), "a was answered before its batch committed");
+            let waited = tokio::time::timeout(Duration::from_millis(10), failing).await;
+            assert!(waited.is_err(), "c was answered before its batch committed");
         });
         drop(doomed);
 
