@@ -515,6 +515,8 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
+        // On a reader connection (the writer's belongs to the writer task, and migrations bring
+        // their own transactions); a write batch in flight holds it up on `busy_timeout`.
         MIGRATOR.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner)
             | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => from_sqlite(inner),
