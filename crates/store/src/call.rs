@@ -10,7 +10,7 @@
 
 use crate::roundtrips::{self, Timed};
 use crate::{Result, StoreError};
-use sqlx::{Database, Executor, IntoArguments, Pool, Transaction};
+use sqlx::{Database, Executor, IntoArguments, Pool};
 
 /// A statement with its bindings, as `sqlx::query(SQL).bind(…)` builds it.
 pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments>;
@@ -46,10 +46,11 @@ pub(crate) struct Call<'p, DB: Database> {
     _timed: Timed,
 }
 
-/// A transaction inside a [`Call`]: dropped without [`Tx::commit`] it rolls back.
-pub(crate) struct Tx<DB: Database> {
-    tx: Transaction<'static, DB>,
-    _timed: Timed,
+/// A write transaction's connection, lent to one write job (SQLite's writer, see
+/// [`crate::writer`]): the same methods as a [`Call`]; whether its writes stand is decided by
+/// the job's result, not here.
+pub(crate) struct Tx<'c, DB: Database> {
+    conn: &'c mut DB::Connection,
 }
 
 impl<'p, DB> Call<'p, DB>
@@ -114,31 +115,28 @@ where
         roundtrips::add(1);
         q.fetch_optional(self.pool).await
     }
-
-    /// Start a transaction with `begin` (e.g. `BEGIN IMMEDIATE`); the call's timer moves into it.
-    pub(crate) async fn begin(self, begin: &'static str) -> Result<Tx<DB>> {
-        roundtrips::add(1);
-        let tx = self.pool.begin_with(begin).await.map_err(DB::store_error)?;
-        Ok(Tx {
-            tx,
-            _timed: self._timed,
-        })
-    }
 }
 
-impl<DB> Tx<DB>
+impl<'c, DB> Tx<'c, DB>
 where
     DB: Dialect,
     DB::Arguments: IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
 {
+    pub(crate) fn new(conn: &'c mut DB::Connection) -> Self {
+        Tx { conn }
+    }
+
     pub(crate) async fn one<T>(
         &mut self,
         q: Query<'_, DB>,
         decode: impl FnOnce(&DB::Row) -> Result<T>,
     ) -> Result<T> {
         roundtrips::add(1);
-        let row = q.fetch_one(&mut *self.tx).await.map_err(DB::store_error)?;
+        let row = q
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(DB::store_error)?;
         decode(&row)
     }
 
@@ -149,7 +147,7 @@ where
     ) -> Result<Option<T>> {
         roundtrips::add(1);
         let row = q
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut *self.conn)
             .await
             .map_err(DB::store_error)?;
         row.as_ref().map(decode).transpose()
@@ -161,23 +159,16 @@ where
         decode: impl FnMut(&DB::Row) -> Result<T>,
     ) -> Result<Vec<T>> {
         roundtrips::add(1);
-        let rows = q.fetch_all(&mut *self.tx).await.map_err(DB::store_error)?;
+        let rows = q
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(DB::store_error)?;
         rows.iter().map(decode).collect()
     }
 
     pub(crate) async fn exec(&mut self, q: Query<'_, DB>) -> Result<u64> {
         roundtrips::add(1);
-        let done = q.execute(&mut *self.tx).await.map_err(DB::store_error)?;
+        let done = q.execute(&mut *self.conn).await.map_err(DB::store_error)?;
         Ok(DB::rows_affected(&done))
-    }
-
-    pub(crate) async fn commit(self) -> Result<()> {
-        roundtrips::add(1);
-        self.tx.commit().await.map_err(DB::store_error)
-    }
-
-    pub(crate) async fn rollback(self) -> Result<()> {
-        roundtrips::add(1);
-        self.tx.rollback().await.map_err(DB::store_error)
     }
 }

@@ -20,6 +20,7 @@ mod shared;
 mod sql;
 pub mod sqlite;
 pub mod testing;
+mod writer;
 
 pub use error::SQLITE_FOREIGN_KEY;
 pub use model::*;
@@ -34,7 +35,7 @@ use time::OffsetDateTime;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// `create_order` for a course the user already has (ENROLLED).
     #[error("user is already enrolled in this course")]

@@ -1,17 +1,19 @@
 //! The SQLite backend (the embedded default): one file in WAL mode, same schema and
 //! constraint names as PostgreSQL.
 //!
-//! SQLite has no data-modifying CTEs, so each state change is one transaction of a few
-//! statements. SQLite lets one writer at a time hold the file, so the store writes through a
-//! pool of exactly one connection: concurrent writers wait in that pool's queue, first come
-//! first served, instead of polling the file lock with `busy_timeout`'s growing sleeps (which
-//! made the slowest of eight concurrent buyers wait hundreds of milliseconds). Readers use a
-//! pool of their own and, in WAL mode, never wait for the writer. Write transactions still
-//! start with `BEGIN IMMEDIATE`, so another process writing the same file (the CLI, say) is
-//! queued on `busy_timeout` instead of failing to upgrade a shared lock (SQLITE_BUSY, the
-//! SQLite form of a deadlock). Inside the transaction nobody else writes, so a read followed
-//! by a write sees no races; that is why this file needs none of the re-run logic the
-//! PostgreSQL backend has.
+//! SQLite has no data-modifying CTEs, so each state change is a few statements that must stand
+//! or fall together: a write job. SQLite lets one writer at a time hold the file, so every
+//! write goes through one writer task that owns the one write connection ([`crate::writer`]):
+//! jobs queue on it first come first served, instead of polling the file lock with
+//! `busy_timeout`'s growing sleeps, and the jobs that queued while a transaction ran are
+//! group-committed in the next one (a savepoint each, one COMMIT and one fsync for all),
+//! answered only after that COMMIT. Readers use a pool of their own and, in WAL mode, never
+//! wait for the writer. Transactions start with `BEGIN IMMEDIATE`, so another process writing
+//! the same file (the CLI, say) is queued on `busy_timeout` instead of failing to upgrade a
+//! shared lock (SQLITE_BUSY, the SQLite form of a deadlock). Inside a job nobody else writes,
+//! so a read followed by a write sees no races; that is why this file needs none of the re-run
+//! logic the PostgreSQL backend has. Nothing outside the database (a Toss call) ever runs
+//! inside a job: the flows call the store, not the other way round.
 //!
 //! Timestamps are TEXT, RFC 3339 in UTC with exactly six fractional digits
 //! (`2026-01-02T03:04:05.123456Z`, see [`ts`]): fixed width, so text order is time order and
@@ -22,6 +24,7 @@ use crate::error::from_sqlite;
 use crate::model::*;
 use crate::row::{self, Columns, bad_column};
 use crate::sql::*;
+use crate::writer::{Atomic, BoxFuture, Writer};
 use crate::{Backend, Result, Store, StoreError};
 use async_trait::async_trait;
 use domain::transition::DUPLICATE_PAYMENT;
@@ -78,8 +81,8 @@ fn parse_ts(col: &str, s: &str) -> Result<OffsetDateTime> {
 pub struct SqliteStore {
     /// Readers.
     pool: SqlitePool,
-    /// The one writer connection (the same pool as `pool` for an in-memory database).
-    writer: SqlitePool,
+    /// The one writer (its connection is `pool`'s own for an in-memory database).
+    writer: Writer,
     /// A temporary directory holding the database file, removed when the last clone of the
     /// store is dropped (test stores only; see [`crate::testing`]).
     _dir: Option<Arc<tempfile::TempDir>>,
@@ -115,10 +118,13 @@ impl SqliteStore {
             return Ok(Self::from_pool(pool));
         }
         let options = options.journal_mode(SqliteJournalMode::Wal);
-        // Writers queue here, in order (sqlx's pool is fair), for as long as they would have
-        // waited on busy_timeout, plus a margin.
+        // The writer task's one connection (see [`crate::writer`]).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // Only the writer task uses it, and a failed batch closes it: no ping per batch.
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5))
             .connect_with(options.clone())
             .await
@@ -131,15 +137,16 @@ impl SqliteStore {
             .map_err(from_sqlite)?;
         Ok(SqliteStore {
             pool,
-            writer,
+            writer: Writer::spawn(writer),
             _dir: None,
         })
     }
 
-    /// A store that reads and writes through `pool` (writers then queue on `busy_timeout`).
+    /// A store that reads through `pool` and writes through a writer task borrowing one of its
+    /// connections per batch. Call inside a Tokio runtime (the writer is a task).
     pub fn from_pool(pool: SqlitePool) -> SqliteStore {
         SqliteStore {
-            writer: pool.clone(),
+            writer: Writer::spawn(pool.clone()),
             pool,
             _dir: None,
         }
@@ -217,7 +224,7 @@ INSERT INTO payment_events (order_id, payment_id, kind, from_status, to_status, 
                             request_id, detail, at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-async fn insert_event(tx: &mut Tx<Sqlite>, ev: NewEvent<'_>) -> Result<()> {
+async fn insert_event(tx: &mut Tx<'_, Sqlite>, ev: NewEvent<'_>) -> Result<()> {
     let q = query(INSERT_EVENT)
         .bind(ev.order_id)
         .bind(ev.payment_id)
@@ -483,15 +490,27 @@ impl SqliteStore {
         Call::new(&self.pool, name)
     }
 
-    /// A method that writes with one statement: through the one writer connection.
-    fn write(&self, name: &'static str) -> Call<'_, Sqlite> {
-        Call::new(&self.writer, name)
+    /// A method that writes: `work` runs as one all-or-nothing job on the writer, which
+    /// answers once it is committed (an `Err` from `work` rolls its writes back). Timed under
+    /// `name` from the queue to the answer.
+    async fn write<T, F>(&self, name: &'static str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(Tx<'t, Sqlite>) -> BoxFuture<'t, Result<T>> + Send + 'static,
+    {
+        let _timed = crate::roundtrips::timer(name);
+        self.writer.write(Atomic::Job, work).await
     }
 
-    /// A method that writes in a transaction. `BEGIN IMMEDIATE`: the write lock is taken up
-    /// front (see the module docs).
-    async fn begin(&self, name: &'static str) -> Result<Tx<Sqlite>> {
-        self.write(name).begin("BEGIN IMMEDIATE").await
+    /// A method whose statements need not stand together (one statement, or independent
+    /// ones): on the writer too, but without a transaction of its own (see [`Atomic`]).
+    async fn write_statements<T, F>(&self, name: &'static str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(Tx<'t, Sqlite>) -> BoxFuture<'t, Result<T>> + Send + 'static,
+    {
+        let _timed = crate::roundtrips::timer(name);
+        self.writer.write(Atomic::Statement, work).await
     }
 }
 
@@ -502,7 +521,9 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.writer).await.map_err(|e| match e {
+        // On a reader connection (the writer's belongs to the writer task, and migrations bring
+        // their own transactions); a write batch in flight holds it up on `busy_timeout`.
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner)
             | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => from_sqlite(inner),
             other => StoreError::Other(format!("migration failed: {other}")),
@@ -518,12 +539,17 @@ impl Store for SqliteStore {
     }
 
     async fn create_course(&self, new: NewCourse) -> Result<Course> {
-        let q = query(CREATE_COURSE)
-            .bind(new.id.0)
-            .bind(new.title)
-            .bind(new.price.won())
-            .bind(ts(new.now));
-        self.write("create_course").one(q, row::course).await
+        self.write_statements("create_course", move |mut tx| {
+            Box::pin(async move {
+                let q = query(CREATE_COURSE)
+                    .bind(new.id.0)
+                    .bind(new.title)
+                    .bind(new.price.won())
+                    .bind(ts(new.now));
+                tx.one(q, row::course).await
+            })
+        })
+        .await
     }
 
     async fn list_courses(&self) -> Result<Vec<Course>> {
@@ -537,50 +563,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_order(&self, new: NewOrder) -> Result<Order> {
-        let mut tx = self.begin("create_order").await?;
-        let q = query(CREATE_ORDER)
-            .bind(new.order_id.as_str())
-            .bind(new.user_id.0)
-            .bind(new.course_id.0)
-            .bind(new.amount.won())
-            .bind(&new.order_name)
-            .bind(ts(new.now))
-            .bind(ts(new.expires_at))
-            .bind(new.max_open_per_user.map(i64::from));
-        let Some(order) = tx.opt(q, row::order).await? else {
-            let enrolled = match new.max_open_per_user {
-                None => true,
-                Some(_) => {
-                    let q = query(ENROLLED_IN).bind(new.user_id.0).bind(new.course_id.0);
-                    tx.one(q, |r| r.flag("enrolled")).await?
-                }
-            };
-            tx.rollback().await?;
-            return Err(if enrolled {
-                StoreError::AlreadyEnrolled
-            } else {
-                StoreError::TooManyOpenOrders
-            });
-        };
-        insert_event(
-            &mut tx,
-            NewEvent {
-                order_id: order.order_id.as_str(),
-                payment_id: None,
-                kind: "order.created",
-                from_status: None,
-                to_status: Some(OrderStatus::Pending.as_str()),
-                ctx: &new.ctx,
-                detail: json!({
-                    "amount": order.amount.won(),
-                    "course_id": order.course_id,
-                }),
-                at: new.ctx.now.unwrap_or(new.now),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(order)
+        self.write("create_order", move |tx| Box::pin(create_order(tx, new)))
+            .await
     }
 
     async fn get_order(&self, order_id: &OrderId) -> Result<Option<Order>> {
@@ -589,73 +573,16 @@ impl Store for SqliteStore {
     }
 
     async fn claim_order(&self, claim: ClaimRequest) -> Result<ClaimOutcome> {
-        let now = claim.ctx.at();
-        let mut tx = self.begin("claim_order").await?;
-        let q = query(CLAIM_ORDER)
-            .bind(claim.order_id.as_str())
-            .bind(claim.user_id.0)
-            .bind(claim.amount.won())
-            .bind(claim.payment_key.as_str())
-            .bind(ts(now));
-        if let Some(order) = tx.opt(q, row::order).await? {
-            insert_event(
-                &mut tx,
-                NewEvent {
-                    order_id: order.order_id.as_str(),
-                    payment_id: None,
-                    kind: "order.claimed",
-                    from_status: Some(OrderStatus::Pending.as_str()),
-                    to_status: Some(OrderStatus::Confirming.as_str()),
-                    ctx: &claim.ctx,
-                    detail: json!({
-                        "payment_key": claim.payment_key.as_str(),
-                        "amount": order.amount.won(),
-                    }),
-                    at: now,
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(ClaimOutcome::Claimed(order));
-        }
-        let q = query(ORDER_AND_ELSEWHERE).bind(claim.order_id.as_str());
-        let found = tx
-            .opt(q, |r| Ok((row::order(r)?, r.flag("enrolled_elsewhere")?)))
-            .await?;
-        tx.commit().await?;
-        Ok(match found {
-            None => ClaimOutcome::NotFound,
-            Some((order, enrolled_elsewhere)) => ClaimOutcome::NotClaimed {
-                order,
-                enrolled_elsewhere,
-            },
-        })
+        self.write("claim_order", move |tx| Box::pin(claim_order(tx, claim)))
+            .await
     }
 
     async fn release_order(&self, order_id: &OrderId, ctx: &EventContext) -> Result<bool> {
-        let now = ctx.at();
-        let mut tx = self.begin("release_order").await?;
-        let q = query(RELEASE_ORDER).bind(order_id.as_str()).bind(ts(now));
-        let Some(payment_key) = tx.opt(q, |r| r.opt_text("payment_key")).await? else {
-            tx.commit().await?;
-            return Ok(false);
-        };
-        insert_event(
-            &mut tx,
-            NewEvent {
-                order_id: order_id.as_str(),
-                payment_id: None,
-                kind: "order.released",
-                from_status: Some(OrderStatus::Confirming.as_str()),
-                to_status: Some(OrderStatus::Pending.as_str()),
-                ctx,
-                detail: json!({ "payment_key": payment_key }),
-                at: now,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let (order_id, ctx) = (order_id.clone(), ctx.clone());
+        self.write("release_order", move |tx| {
+            Box::pin(release_order(tx, order_id, ctx))
+        })
+        .await
     }
 
     async fn fail_order(
@@ -665,141 +592,16 @@ impl Store for SqliteStore {
         code: Option<&str>,
         ctx: &EventContext,
     ) -> Result<bool> {
-        let kind = crate::shared::fail_event_kind(to)?;
-        let now = ts(ctx.at());
-        let mut tx = self.begin("fail_order").await?;
-        let q = query(FAIL_ORDER_EVENT)
-            .bind(order_id.as_str())
-            .bind(kind)
-            .bind(to.as_str())
-            .bind(&ctx.actor)
-            .bind(ctx.request_id.as_deref())
-            .bind(json!({ "code": code }).to_string())
-            .bind(&now);
-        if tx.exec(q).await? == 0 {
-            tx.commit().await?;
-            return Ok(false);
-        }
-        let q = query(FAIL_ORDER)
-            .bind(order_id.as_str())
-            .bind(to.as_str())
-            .bind(code)
-            .bind(&now);
-        tx.exec(q).await?;
-        tx.commit().await?;
-        Ok(true)
+        let (order_id, code, ctx) = (order_id.clone(), code.map(str::to_owned), ctx.clone());
+        self.write("fail_order", move |tx| {
+            Box::pin(fail_order(tx, order_id, to, code, ctx))
+        })
+        .await
     }
 
     async fn settle(&self, s: Settlement) -> Result<Settled> {
-        crate::shared::check_settlement(&s)?;
-        let now = s.ctx.at();
-        let mut tx = self.begin("settle").await?;
-
-        let q = query(SETTLE_READ)
-            .bind(s.order_id.as_str())
-            .bind(domain::PROVIDER_TOSS)
-            .bind(s.payment_key.as_str());
-        let Some(found) = tx.opt(q, SettleRead::decode).await? else {
-            tx.rollback().await?;
-            return Err(StoreError::NotFound);
-        };
-        if let Some(prior) = found.prior {
-            let again = domain::transition::is_redeposit(
-                prior.status,
-                found.order.status,
-                found.duplicate,
-                prior.approved_at,
-                truncate_to_micros(s.approved_at),
-            );
-            if again && prior.order_id == s.order_id.as_str() {
-                let settled = redeposit(&mut tx, found.order, &prior, &s, now).await?;
-                tx.commit().await?;
-                return Ok(settled);
-            }
-            tx.commit().await?;
-            return crate::shared::replayed_settlement(
-                found.order,
-                &s.order_id,
-                prior.payment_id,
-                &prior.order_id,
-                prior.enrollment_id,
-                prior.approved_at,
-            );
-        }
-        if found.other_payment {
-            tx.rollback().await?;
-            return Err(StoreError::Constraint("payments_order_id_key".to_owned()));
-        }
-        let order = found.order;
-
-        let q = query(SETTLE_ENROLL)
-            .bind(EnrollmentId::new().0)
-            .bind(order.user_id.0)
-            .bind(order.course_id.0)
-            .bind(ts(now));
-        let enrollment_id = EnrollmentId(tx.one(q, |r| r.uuid("id")).await?);
-
-        let payment_id = PaymentId::new();
-        let q = query(SETTLE_PAYMENT)
-            .bind(payment_id.0)
-            .bind(domain::PROVIDER_TOSS)
-            .bind(s.payment_key.as_str())
-            .bind(order.order_id.as_str())
-            .bind(order.user_id.0)
-            .bind(order.course_id.0)
-            .bind(enrollment_id.0)
-            .bind(s.amount.won())
-            .bind(s.status.as_str())
-            .bind(s.method.as_deref())
-            .bind(s.secret.as_deref())
-            .bind(ts(s.approved_at))
-            .bind(ts(now));
-        tx.exec(q).await?;
-
-        let from_status = order.status;
-        let ids = (payment_id, enrollment_id);
-        let event = OrderEvent::Settle {
-            duplicate: found.duplicate,
-        };
-        let order = settle_order(&mut tx, order, event, &s, ids, now).await?;
-
-        let kind = if order.status == OrderStatus::Failed {
-            "payment.duplicate"
-        } else {
-            "payment.settled"
-        };
-        insert_event(
-            &mut tx,
-            NewEvent {
-                order_id: s.order_id.as_str(),
-                payment_id: Some(payment_id.0),
-                kind,
-                from_status: Some(from_status.as_str()),
-                to_status: Some(order.status.as_str()),
-                ctx: &s.ctx,
-                detail: json!({
-                    "source": s.source,
-                    "amount": s.amount.won(),
-                    "method": s.method,
-                    "payment_key": s.payment_key.as_str(),
-                }),
-                at: now,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-
-        // The row as stored: timestamps at the database's precision.
-        let approved_at = order
-            .approved_at
-            .unwrap_or_else(|| truncate_to_micros(s.approved_at));
-        Ok(Settled {
-            order,
-            payment_id,
-            enrollment_id,
-            approved_at,
-            newly_settled: true,
-        })
+        self.write("settle", move |tx| Box::pin(settle(tx, s)))
+            .await
     }
 
     async fn open_orders(&self, older_than: OffsetDateTime, limit: i64) -> Result<Vec<Order>> {
@@ -833,136 +635,23 @@ impl Store for SqliteStore {
     }
 
     async fn begin_refund(&self, new: NewRefund) -> Result<RefundBegin> {
-        let now = new.ctx.at();
-        let mut tx = self.begin("begin_refund").await?;
-        let q = query(GET_PAYMENT).bind(new.payment_id.0);
-        let Some(payment) = tx.opt(q, row::payment).await? else {
-            tx.rollback().await?;
-            return Ok(RefundBegin::PaymentNotFound);
-        };
-        let q = query(REQUESTED_REFUNDS).bind(payment.id.0);
-        let requested = tx.all(q, |r| row::refund(r, "")).await?;
-        let pending: i64 = requested.iter().map(|r| r.amount.won()).sum();
-        let available = (payment.balance.won() - pending).max(0);
-        let amount = new.amount.map_or(available, Money::won);
-        if !payment.status.is_refundable()
-            || !requested.is_empty()
-            || amount <= 0
-            || amount > available
-        {
-            tx.rollback().await?;
-            return Ok(RefundBegin::NotAllowed {
-                payment,
-                available: Money::new(available).map_err(|e| bad_column("balance", e))?,
-                in_progress: !requested.is_empty(),
-            });
-        }
-        let q = query(INSERT_REFUND)
-            .bind(new.id.0)
-            .bind(payment.id.0)
-            .bind(amount)
-            .bind(&new.reason)
-            .bind(RefundStatus::Requested.as_str())
-            .bind(None::<String>)
-            .bind(new.idempotency_key.as_str())
-            .bind(&new.requested_by)
-            .bind(ts(now));
-        let refund = tx.one(q, |r| row::refund(r, "")).await?;
-        insert_event(
-            &mut tx,
-            NewEvent {
-                order_id: payment.order_id.as_str(),
-                payment_id: Some(payment.id.0),
-                kind: "refund.requested",
-                from_status: None,
-                to_status: Some(RefundStatus::Requested.as_str()),
-                ctx: &new.ctx,
-                detail: json!({
-                    "refund_id": refund.id,
-                    "amount": amount,
-                    "reason": new.reason,
-                    "idempotency_key": new.idempotency_key.as_str(),
-                }),
-                at: now,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(RefundBegin::Begun { refund, payment })
+        self.write("begin_refund", move |tx| Box::pin(begin_refund(tx, new)))
+            .await
     }
 
     async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
-        let mut tx = self.begin("record_cancellation").await?;
-        let q = query(PAYMENT_BY_KEY)
-            .bind(domain::PROVIDER_TOSS)
-            .bind(c.payment_key.as_str());
-        let Some(payment) = tx.opt(q, row::payment).await? else {
-            tx.rollback().await?;
-            return Err(StoreError::NotFound);
-        };
-        let now = c.ctx.at();
-        let rows = record_refund_rows(&mut tx, &payment, &c, now).await?;
-        let (payment, enrollment_revoked) = if c.balance < payment.balance {
-            lower_balance(&mut tx, payment, &c, &rows.keys, now).await?
-        } else if !rows.keys.is_empty() {
-            // Rows recorded while the balance stays: the payment is still marked as changed,
-            // as on PostgreSQL (whose statement relies on that to notice a concurrent one).
-            let q = query(PAYMENT_CANCELED)
-                .bind(payment.id.0)
-                .bind(payment.balance.won())
-                .bind(payment.status.as_str())
-                .bind(ts(now));
-            (tx.one(q, row::payment).await?, false)
-        } else {
-            (payment, false)
-        };
-        let enrollment_status = match payment.enrollment_id {
-            Some(e) => {
-                let q = query(ENROLLMENT_STATUS).bind(e.0);
-                tx.opt(q, |r| r.parsed::<EnrollmentStatus>("status"))
-                    .await?
-            }
-            None => None,
-        };
-        tx.commit().await?;
-        Ok(CancellationRecorded {
-            payment,
-            refunds_recorded: u32::try_from(rows.keys.len()).unwrap_or(u32::MAX),
-            cancels_left_out: rows.left_out,
-            enrollment_revoked,
-            enrollment_status,
+        self.write("record_cancellation", move |tx| {
+            Box::pin(record_cancellation(tx, c))
         })
+        .await
     }
 
     async fn fail_refund(&self, id: RefundId, code: &str, ctx: &EventContext) -> Result<bool> {
-        let now = ctx.at();
-        let mut tx = self.begin("fail_refund").await?;
-        let q = query(FAIL_REFUND).bind(id.0).bind(ts(now));
-        let failed = tx
-            .opt(q, |r| Ok((r.uuid("payment_id")?, r.int("amount")?)))
-            .await?;
-        let Some((payment_id, amount)) = failed else {
-            tx.commit().await?;
-            return Ok(false);
-        };
-        let q = query(ORDER_OF_PAYMENT).bind(payment_id);
-        let order_id = tx.one(q, |r| r.text("order_id")).await?;
-        insert_event(
-            &mut tx,
-            NewEvent {
-                order_id: &order_id,
-                payment_id: Some(payment_id),
-                kind: "refund.failed",
-                from_status: Some(RefundStatus::Requested.as_str()),
-                to_status: Some(RefundStatus::Failed.as_str()),
-                ctx,
-                detail: json!({ "refund_id": id, "amount": amount, "code": code }),
-                at: now,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let (code, ctx) = (code.to_owned(), ctx.clone());
+        self.write("fail_refund", move |tx| {
+            Box::pin(fail_refund(tx, id, code, ctx))
+        })
+        .await
     }
 
     async fn get_refund(&self, id: RefundId) -> Result<Option<Refund>> {
@@ -991,44 +680,16 @@ impl Store for SqliteStore {
         max_attempts: u32,
         now: OffsetDateTime,
     ) -> Result<AttemptStart> {
-        let mut tx = self.begin("start_attempt").await?;
-        let q = query(ENROLLMENT_FOR_ATTEMPT).bind(enrollment_id.0);
-        let found = tx
-            .opt(q, |r| {
-                Ok((
-                    r.uuid("user_id")?,
-                    r.parsed::<EnrollmentStatus>("status")?,
-                    r.int("exam_attempts_started")?,
-                ))
-            })
-            .await?;
-        let Some((user_id, status, used)) = found else {
-            tx.rollback().await?;
-            return Ok(AttemptStart::EnrollmentNotFound);
-        };
-        if status != EnrollmentStatus::Enrolled {
-            tx.rollback().await?;
-            return Ok(AttemptStart::NotEnrolled);
-        }
-        if used >= i64::from(max_attempts) {
-            tx.rollback().await?;
-            return Ok(AttemptStart::LimitReached { used });
-        }
-        tx.exec(query(BUMP_ATTEMPTS).bind(enrollment_id.0)).await?;
-        let q = query(INSERT_ATTEMPT)
-            .bind(attempt_id.0)
-            .bind(enrollment_id.0)
-            .bind(ts(now));
-        tx.exec(q).await?;
-        tx.commit().await?;
-        Ok(AttemptStart::Started(ExamAttempt {
-            id: attempt_id,
-            enrollment_id,
-            user_id: UserId(user_id),
-            score: None,
-            started_at: truncate_to_micros(now),
-            submitted_at: None,
-        }))
+        self.write("start_attempt", move |tx| {
+            Box::pin(start_attempt(
+                tx,
+                enrollment_id,
+                attempt_id,
+                max_attempts,
+                now,
+            ))
+        })
+        .await
     }
 
     async fn get_attempt(&self, id: AttemptId) -> Result<Option<ExamAttempt>> {
@@ -1042,22 +703,10 @@ impl Store for SqliteStore {
         score: i32,
         now: OffsetDateTime,
     ) -> Result<AttemptSubmit> {
-        let mut tx = self.begin("submit_attempt").await?;
-        let q = query(SUBMIT_ATTEMPT).bind(id.0).bind(score).bind(ts(now));
-        if tx.exec(q).await? == 0 {
-            let exists = tx
-                .one(query(ATTEMPT_EXISTS).bind(id.0), |r| r.int("n"))
-                .await?;
-            tx.commit().await?;
-            return Ok(if exists > 0 {
-                AttemptSubmit::AlreadySubmitted
-            } else {
-                AttemptSubmit::NotFound
-            });
-        }
-        let attempt = tx.one(query(GET_ATTEMPT).bind(id.0), row::attempt).await?;
-        tx.commit().await?;
-        Ok(AttemptSubmit::Submitted(attempt))
+        self.write("submit_attempt", move |tx| {
+            Box::pin(submit_attempt(tx, id, score, now))
+        })
+        .await
     }
 
     async fn lease_open_orders(
@@ -1068,24 +717,18 @@ impl Store for SqliteStore {
         older_than: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<Order>> {
-        // BEGIN IMMEDIATE: no other writer between picking and leasing.
-        let mut tx = self.begin("lease_open_orders").await?;
-        let q = query(LEASE_PICK)
-            .bind(ts(older_than))
-            .bind(ts(now))
-            .bind(limit);
-        let picked = tx.all(q, |r| r.text("order_id")).await?;
-        let mut leased = Vec::with_capacity(picked.len());
-        for order_id in picked {
-            let q = query(LEASE_ORDER)
-                .bind(&order_id)
-                .bind(ts(lease_until))
-                .bind(owner)
-                .bind(ts(now));
-            leased.push(tx.one(q, row::order).await?);
-        }
-        tx.commit().await?;
-        Ok(leased)
+        let owner = owner.to_owned();
+        self.write("lease_open_orders", move |tx| {
+            Box::pin(lease_open_orders(
+                tx,
+                owner,
+                now,
+                lease_until,
+                older_than,
+                limit,
+            ))
+        })
+        .await
     }
 
     async fn abandoned_orders(
@@ -1122,27 +765,11 @@ impl Store for SqliteStore {
         reason: Option<&str>,
         ctx: &EventContext,
     ) -> Result<PaymentControls> {
-        let mut tx = self.begin("set_payments_paused").await?;
-        let q = query(SET_PAYMENTS_PAUSED)
-            .bind(paused)
-            .bind(reason)
-            .bind(ts(ctx.at()))
-            .bind(&ctx.actor);
-        let controls = tx.one(q, row::controls).await?;
-        let kind = if paused {
-            "payments.paused"
-        } else {
-            "payments.resumed"
-        };
-        let q = query(INSERT_CONTROL_EVENT)
-            .bind(kind)
-            .bind(&ctx.actor)
-            .bind(ctx.request_id.as_deref())
-            .bind(json!({ "reason": reason }).to_string())
-            .bind(ts(ctx.at()));
-        tx.exec(q).await?;
-        tx.commit().await?;
-        Ok(controls)
+        let (reason, ctx) = (reason.map(str::to_owned), ctx.clone());
+        self.write("set_payments_paused", move |tx| {
+            Box::pin(set_payments_paused(tx, paused, reason, ctx))
+        })
+        .await
     }
 
     async fn remember_idempotency_key(
@@ -1153,20 +780,25 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<KeyUse> {
-        let call = self.write("remember_idempotency_key");
-        let q = query(REMEMBER_KEY)
-            .bind(scope)
-            .bind(key)
-            .bind(fingerprint)
-            .bind(ts(now))
-            .bind(ts(expires_at));
-        if call.opt(q, |_| Ok(())).await?.is_some() {
-            return Ok(KeyUse::Fresh);
-        }
-        // The key is live (rows are never deleted while live, so this read finds it).
-        let q = query(KEY_FINGERPRINT).bind(scope).bind(key);
-        let seen = call.one(q, |r| r.text("fingerprint")).await?;
-        Ok(crate::shared::key_use(&seen, fingerprint))
+        let (scope, key, fingerprint) = (scope.to_owned(), key.to_owned(), fingerprint.to_owned());
+        self.write_statements("remember_idempotency_key", move |mut tx| {
+            Box::pin(async move {
+                let q = query(REMEMBER_KEY)
+                    .bind(&scope)
+                    .bind(&key)
+                    .bind(&fingerprint)
+                    .bind(ts(now))
+                    .bind(ts(expires_at));
+                if tx.opt(q, |_| Ok(())).await?.is_some() {
+                    return Ok(KeyUse::Fresh);
+                }
+                // The key is live (rows are never deleted while live, so this read finds it).
+                let q = query(KEY_FINGERPRINT).bind(&scope).bind(&key);
+                let seen = tx.one(q, |r| r.text("fingerprint")).await?;
+                Ok(crate::shared::key_use(&seen, &fingerprint))
+            })
+        })
+        .await
     }
 
     async fn remember_once(
@@ -1176,40 +808,56 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool> {
-        let q = query(REMEMBER_ONCE)
-            .bind(kind)
-            .bind(token)
-            .bind(ts(expires_at))
-            .bind(ts(now));
-        let row = self.write("remember_once").opt(q, |_| Ok(())).await?;
-        Ok(row.is_some())
+        let (kind, token) = (kind.to_owned(), token.to_owned());
+        self.write_statements("remember_once", move |mut tx| {
+            Box::pin(async move {
+                let q = query(REMEMBER_ONCE)
+                    .bind(kind)
+                    .bind(token)
+                    .bind(ts(expires_at))
+                    .bind(ts(now));
+                Ok(tx.opt(q, |_| Ok(())).await?.is_some())
+            })
+        })
+        .await
     }
 
     async fn purge_expired(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<PurgedRows>> {
-        let call = self.write("purge_expired");
-        let keys = call
-            .exec(query(PURGE_IDEMPOTENCY_KEYS).bind(ts(now)).bind(limit))
-            .await?;
-        let q = query(PURGE_ONE_TIME_TOKENS).bind(ts(now)).bind(limit);
-        let kinds = call.all(q, |r| r.text("kind")).await?;
-        Ok(crate::shared::purged(keys, kinds))
+        self.write_statements("purge_expired", move |mut tx| {
+            Box::pin(async move {
+                let keys = tx
+                    .exec(query(PURGE_IDEMPOTENCY_KEYS).bind(ts(now)).bind(limit))
+                    .await?;
+                let q = query(PURGE_ONE_TIME_TOKENS).bind(ts(now)).bind(limit);
+                let kinds = tx.all(q, |r| r.text("kind")).await?;
+                Ok(crate::shared::purged(keys, kinds))
+            })
+        })
+        .await
     }
 
     async fn forget_once(&self, kind: &str, token: &str) -> Result<()> {
-        let q = query(FORGET_ONCE).bind(kind).bind(token);
-        self.write("forget_once").exec(q).await?;
-        Ok(())
+        let (kind, token) = (kind.to_owned(), token.to_owned());
+        self.write_statements("forget_once", move |mut tx| {
+            Box::pin(async move {
+                tx.exec(query(FORGET_ONCE).bind(kind).bind(token)).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn record_deposit_secret(&self, order_id: &OrderId, secret: &str) -> Result<bool> {
-        let q = query(RECORD_DEPOSIT_SECRET)
-            .bind(order_id.as_str())
-            .bind(secret);
-        let row = self
-            .write("record_deposit_secret")
-            .opt(q, |_| Ok(()))
-            .await?;
-        Ok(row.is_some())
+        let (order_id, secret) = (order_id.clone(), secret.to_owned());
+        self.write_statements("record_deposit_secret", move |mut tx| {
+            Box::pin(async move {
+                let q = query(RECORD_DEPOSIT_SECRET)
+                    .bind(order_id.as_str())
+                    .bind(secret);
+                Ok(tx.opt(q, |_| Ok(())).await?.is_some())
+            })
+        })
+        .await
     }
 
     async fn deposit_secret(&self, order_id: &OrderId) -> Result<Option<String>> {
@@ -1227,11 +875,16 @@ impl Store for SqliteStore {
         lease_until: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<Order>> {
-        let q = query(LEASE_ACCOUNT_CHECKS)
-            .bind(ts(now))
-            .bind(ts(lease_until))
-            .bind(limit);
-        self.write("lease_account_checks").all(q, row::order).await
+        self.write_statements("lease_account_checks", move |mut tx| {
+            Box::pin(async move {
+                let q = query(LEASE_ACCOUNT_CHECKS)
+                    .bind(ts(now))
+                    .bind(ts(lease_until))
+                    .bind(limit);
+                tx.all(q, row::order).await
+            })
+        })
+        .await
     }
 
     async fn account_checked(
@@ -1239,18 +892,515 @@ impl Store for SqliteStore {
         order_id: &OrderId,
         again: Option<OffsetDateTime>,
     ) -> Result<()> {
-        let q = query(ACCOUNT_CHECKED)
-            .bind(order_id.as_str())
-            .bind(again.map(ts));
-        self.write("account_checked").exec(q).await?;
-        Ok(())
+        let order_id = order_id.clone();
+        self.write_statements("account_checked", move |mut tx| {
+            Box::pin(async move {
+                let q = query(ACCOUNT_CHECKED)
+                    .bind(order_id.as_str())
+                    .bind(again.map(ts));
+                tx.exec(q).await?;
+                Ok(())
+            })
+        })
+        .await
     }
+}
+
+async fn create_order(mut tx: Tx<'_, Sqlite>, new: NewOrder) -> Result<Order> {
+    let q = query(CREATE_ORDER)
+        .bind(new.order_id.as_str())
+        .bind(new.user_id.0)
+        .bind(new.course_id.0)
+        .bind(new.amount.won())
+        .bind(&new.order_name)
+        .bind(ts(new.now))
+        .bind(ts(new.expires_at))
+        .bind(new.max_open_per_user.map(i64::from));
+    let Some(order) = tx.opt(q, row::order).await? else {
+        let enrolled = match new.max_open_per_user {
+            None => true,
+            Some(_) => {
+                let q = query(ENROLLED_IN).bind(new.user_id.0).bind(new.course_id.0);
+                tx.one(q, |r| r.flag("enrolled")).await?
+            }
+        };
+        return Err(if enrolled {
+            StoreError::AlreadyEnrolled
+        } else {
+            StoreError::TooManyOpenOrders
+        });
+    };
+    insert_event(
+        &mut tx,
+        NewEvent {
+            order_id: order.order_id.as_str(),
+            payment_id: None,
+            kind: "order.created",
+            from_status: None,
+            to_status: Some(OrderStatus::Pending.as_str()),
+            ctx: &new.ctx,
+            detail: json!({
+                "amount": order.amount.won(),
+                "course_id": order.course_id,
+            }),
+            at: new.ctx.now.unwrap_or(new.now),
+        },
+    )
+    .await?;
+    Ok(order)
+}
+
+async fn claim_order(mut tx: Tx<'_, Sqlite>, claim: ClaimRequest) -> Result<ClaimOutcome> {
+    let now = claim.ctx.at();
+    let q = query(CLAIM_ORDER)
+        .bind(claim.order_id.as_str())
+        .bind(claim.user_id.0)
+        .bind(claim.amount.won())
+        .bind(claim.payment_key.as_str())
+        .bind(ts(now));
+    if let Some(order) = tx.opt(q, row::order).await? {
+        insert_event(
+            &mut tx,
+            NewEvent {
+                order_id: order.order_id.as_str(),
+                payment_id: None,
+                kind: "order.claimed",
+                from_status: Some(OrderStatus::Pending.as_str()),
+                to_status: Some(OrderStatus::Confirming.as_str()),
+                ctx: &claim.ctx,
+                detail: json!({
+                    "payment_key": claim.payment_key.as_str(),
+                    "amount": order.amount.won(),
+                }),
+                at: now,
+            },
+        )
+        .await?;
+        return Ok(ClaimOutcome::Claimed(order));
+    }
+    let q = query(ORDER_AND_ELSEWHERE).bind(claim.order_id.as_str());
+    let found = tx
+        .opt(q, |r| Ok((row::order(r)?, r.flag("enrolled_elsewhere")?)))
+        .await?;
+    Ok(match found {
+        None => ClaimOutcome::NotFound,
+        Some((order, enrolled_elsewhere)) => ClaimOutcome::NotClaimed {
+            order,
+            enrolled_elsewhere,
+        },
+    })
+}
+
+async fn release_order(
+    mut tx: Tx<'_, Sqlite>,
+    order_id: OrderId,
+    ctx: EventContext,
+) -> Result<bool> {
+    let now = ctx.at();
+    let q = query(RELEASE_ORDER).bind(order_id.as_str()).bind(ts(now));
+    let Some(payment_key) = tx.opt(q, |r| r.opt_text("payment_key")).await? else {
+        return Ok(false);
+    };
+    insert_event(
+        &mut tx,
+        NewEvent {
+            order_id: order_id.as_str(),
+            payment_id: None,
+            kind: "order.released",
+            from_status: Some(OrderStatus::Confirming.as_str()),
+            to_status: Some(OrderStatus::Pending.as_str()),
+            ctx: &ctx,
+            detail: json!({ "payment_key": payment_key }),
+            at: now,
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn fail_order(
+    mut tx: Tx<'_, Sqlite>,
+    order_id: OrderId,
+    to: OrderStatus,
+    code: Option<String>,
+    ctx: EventContext,
+) -> Result<bool> {
+    let kind = crate::shared::fail_event_kind(to)?;
+    let now = ts(ctx.at());
+    let q = query(FAIL_ORDER_EVENT)
+        .bind(order_id.as_str())
+        .bind(kind)
+        .bind(to.as_str())
+        .bind(&ctx.actor)
+        .bind(ctx.request_id.as_deref())
+        .bind(json!({ "code": code }).to_string())
+        .bind(&now);
+    if tx.exec(q).await? == 0 {
+        return Ok(false);
+    }
+    let q = query(FAIL_ORDER)
+        .bind(order_id.as_str())
+        .bind(to.as_str())
+        .bind(code)
+        .bind(&now);
+    tx.exec(q).await?;
+    Ok(true)
+}
+
+async fn settle(mut tx: Tx<'_, Sqlite>, s: Settlement) -> Result<Settled> {
+    crate::shared::check_settlement(&s)?;
+    let now = s.ctx.at();
+
+    let q = query(SETTLE_READ)
+        .bind(s.order_id.as_str())
+        .bind(domain::PROVIDER_TOSS)
+        .bind(s.payment_key.as_str());
+    let Some(found) = tx.opt(q, SettleRead::decode).await? else {
+        return Err(StoreError::NotFound);
+    };
+    if let Some(prior) = found.prior {
+        let again = domain::transition::is_redeposit(
+            prior.status,
+            found.order.status,
+            found.duplicate,
+            prior.approved_at,
+            truncate_to_micros(s.approved_at),
+        );
+        if again && prior.order_id == s.order_id.as_str() {
+            let settled = redeposit(&mut tx, found.order, &prior, &s, now).await?;
+            return Ok(settled);
+        }
+        return crate::shared::replayed_settlement(
+            found.order,
+            &s.order_id,
+            prior.payment_id,
+            &prior.order_id,
+            prior.enrollment_id,
+            prior.approved_at,
+        );
+    }
+    if found.other_payment {
+        return Err(StoreError::Constraint("payments_order_id_key".to_owned()));
+    }
+    let order = found.order;
+
+    let q = query(SETTLE_ENROLL)
+        .bind(EnrollmentId::new().0)
+        .bind(order.user_id.0)
+        .bind(order.course_id.0)
+        .bind(ts(now));
+    let enrollment_id = EnrollmentId(tx.one(q, |r| r.uuid("id")).await?);
+
+    let payment_id = PaymentId::new();
+    let q = query(SETTLE_PAYMENT)
+        .bind(payment_id.0)
+        .bind(domain::PROVIDER_TOSS)
+        .bind(s.payment_key.as_str())
+        .bind(order.order_id.as_str())
+        .bind(order.user_id.0)
+        .bind(order.course_id.0)
+        .bind(enrollment_id.0)
+        .bind(s.amount.won())
+        .bind(s.status.as_str())
+        .bind(s.method.as_deref())
+        .bind(s.secret.as_deref())
+        .bind(ts(s.approved_at))
+        .bind(ts(now));
+    tx.exec(q).await?;
+
+    let from_status = order.status;
+    let ids = (payment_id, enrollment_id);
+    let event = OrderEvent::Settle {
+        duplicate: found.duplicate,
+    };
+    let order = settle_order(&mut tx, order, event, &s, ids, now).await?;
+
+    let kind = if order.status == OrderStatus::Failed {
+        "payment.duplicate"
+    } else {
+        "payment.settled"
+    };
+    insert_event(
+        &mut tx,
+        NewEvent {
+            order_id: s.order_id.as_str(),
+            payment_id: Some(payment_id.0),
+            kind,
+            from_status: Some(from_status.as_str()),
+            to_status: Some(order.status.as_str()),
+            ctx: &s.ctx,
+            detail: json!({
+                "source": s.source,
+                "amount": s.amount.won(),
+                "method": s.method,
+                "payment_key": s.payment_key.as_str(),
+            }),
+            at: now,
+        },
+    )
+    .await?;
+
+    // The row as stored: timestamps at the database's precision.
+    let approved_at = order
+        .approved_at
+        .unwrap_or_else(|| truncate_to_micros(s.approved_at));
+    Ok(Settled {
+        order,
+        payment_id,
+        enrollment_id,
+        approved_at,
+        newly_settled: true,
+    })
+}
+
+async fn begin_refund(mut tx: Tx<'_, Sqlite>, new: NewRefund) -> Result<RefundBegin> {
+    let now = new.ctx.at();
+    let q = query(GET_PAYMENT).bind(new.payment_id.0);
+    let Some(payment) = tx.opt(q, row::payment).await? else {
+        return Ok(RefundBegin::PaymentNotFound);
+    };
+    let q = query(REQUESTED_REFUNDS).bind(payment.id.0);
+    let requested = tx.all(q, |r| row::refund(r, "")).await?;
+    let pending: i64 = requested.iter().map(|r| r.amount.won()).sum();
+    let available = (payment.balance.won() - pending).max(0);
+    let amount = new.amount.map_or(available, Money::won);
+    if !payment.status.is_refundable() || !requested.is_empty() || amount <= 0 || amount > available
+    {
+        return Ok(RefundBegin::NotAllowed {
+            payment,
+            available: Money::new(available).map_err(|e| bad_column("balance", e))?,
+            in_progress: !requested.is_empty(),
+        });
+    }
+    let q = query(INSERT_REFUND)
+        .bind(new.id.0)
+        .bind(payment.id.0)
+        .bind(amount)
+        .bind(&new.reason)
+        .bind(RefundStatus::Requested.as_str())
+        .bind(None::<String>)
+        .bind(new.idempotency_key.as_str())
+        .bind(&new.requested_by)
+        .bind(ts(now));
+    let refund = tx.one(q, |r| row::refund(r, "")).await?;
+    insert_event(
+        &mut tx,
+        NewEvent {
+            order_id: payment.order_id.as_str(),
+            payment_id: Some(payment.id.0),
+            kind: "refund.requested",
+            from_status: None,
+            to_status: Some(RefundStatus::Requested.as_str()),
+            ctx: &new.ctx,
+            detail: json!({
+                "refund_id": refund.id,
+                "amount": amount,
+                "reason": new.reason,
+                "idempotency_key": new.idempotency_key.as_str(),
+            }),
+            at: now,
+        },
+    )
+    .await?;
+    Ok(RefundBegin::Begun { refund, payment })
+}
+
+async fn record_cancellation(
+    mut tx: Tx<'_, Sqlite>,
+    c: Cancellation,
+) -> Result<CancellationRecorded> {
+    let q = query(PAYMENT_BY_KEY)
+        .bind(domain::PROVIDER_TOSS)
+        .bind(c.payment_key.as_str());
+    let Some(payment) = tx.opt(q, row::payment).await? else {
+        return Err(StoreError::NotFound);
+    };
+    let now = c.ctx.at();
+    let rows = record_refund_rows(&mut tx, &payment, &c, now).await?;
+    let (payment, enrollment_revoked) = if c.balance < payment.balance {
+        lower_balance(&mut tx, payment, &c, &rows.keys, now).await?
+    } else if !rows.keys.is_empty() {
+        // Rows recorded while the balance stays: the payment is still marked as changed,
+        // as on PostgreSQL (whose statement relies on that to notice a concurrent one).
+        let q = query(PAYMENT_CANCELED)
+            .bind(payment.id.0)
+            .bind(payment.balance.won())
+            .bind(payment.status.as_str())
+            .bind(ts(now));
+        (tx.one(q, row::payment).await?, false)
+    } else {
+        (payment, false)
+    };
+    let enrollment_status = match payment.enrollment_id {
+        Some(e) => {
+            let q = query(ENROLLMENT_STATUS).bind(e.0);
+            tx.opt(q, |r| r.parsed::<EnrollmentStatus>("status"))
+                .await?
+        }
+        None => None,
+    };
+    Ok(CancellationRecorded {
+        payment,
+        refunds_recorded: u32::try_from(rows.keys.len()).unwrap_or(u32::MAX),
+        cancels_left_out: rows.left_out,
+        enrollment_revoked,
+        enrollment_status,
+    })
+}
+
+async fn fail_refund(
+    mut tx: Tx<'_, Sqlite>,
+    id: RefundId,
+    code: String,
+    ctx: EventContext,
+) -> Result<bool> {
+    let now = ctx.at();
+    let q = query(FAIL_REFUND).bind(id.0).bind(ts(now));
+    let failed = tx
+        .opt(q, |r| Ok((r.uuid("payment_id")?, r.int("amount")?)))
+        .await?;
+    let Some((payment_id, amount)) = failed else {
+        return Ok(false);
+    };
+    let q = query(ORDER_OF_PAYMENT).bind(payment_id);
+    let order_id = tx.one(q, |r| r.text("order_id")).await?;
+    insert_event(
+        &mut tx,
+        NewEvent {
+            order_id: &order_id,
+            payment_id: Some(payment_id),
+            kind: "refund.failed",
+            from_status: Some(RefundStatus::Requested.as_str()),
+            to_status: Some(RefundStatus::Failed.as_str()),
+            ctx: &ctx,
+            detail: json!({ "refund_id": id, "amount": amount, "code": code }),
+            at: now,
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn start_attempt(
+    mut tx: Tx<'_, Sqlite>,
+    enrollment_id: EnrollmentId,
+    attempt_id: AttemptId,
+    max_attempts: u32,
+    now: OffsetDateTime,
+) -> Result<AttemptStart> {
+    let q = query(ENROLLMENT_FOR_ATTEMPT).bind(enrollment_id.0);
+    let found = tx
+        .opt(q, |r| {
+            Ok((
+                r.uuid("user_id")?,
+                r.parsed::<EnrollmentStatus>("status")?,
+                r.int("exam_attempts_started")?,
+            ))
+        })
+        .await?;
+    let Some((user_id, status, used)) = found else {
+        return Ok(AttemptStart::EnrollmentNotFound);
+    };
+    if status != EnrollmentStatus::Enrolled {
+        return Ok(AttemptStart::NotEnrolled);
+    }
+    if used >= i64::from(max_attempts) {
+        return Ok(AttemptStart::LimitReached { used });
+    }
+    tx.exec(query(BUMP_ATTEMPTS).bind(enrollment_id.0)).await?;
+    let q = query(INSERT_ATTEMPT)
+        .bind(attempt_id.0)
+        .bind(enrollment_id.0)
+        .bind(ts(now));
+    tx.exec(q).await?;
+    Ok(AttemptStart::Started(ExamAttempt {
+        id: attempt_id,
+        enrollment_id,
+        user_id: UserId(user_id),
+        score: None,
+        started_at: truncate_to_micros(now),
+        submitted_at: None,
+    }))
+}
+
+async fn submit_attempt(
+    mut tx: Tx<'_, Sqlite>,
+    id: AttemptId,
+    score: i32,
+    now: OffsetDateTime,
+) -> Result<AttemptSubmit> {
+    let q = query(SUBMIT_ATTEMPT).bind(id.0).bind(score).bind(ts(now));
+    if tx.exec(q).await? == 0 {
+        let exists = tx
+            .one(query(ATTEMPT_EXISTS).bind(id.0), |r| r.int("n"))
+            .await?;
+        return Ok(if exists > 0 {
+            AttemptSubmit::AlreadySubmitted
+        } else {
+            AttemptSubmit::NotFound
+        });
+    }
+    let attempt = tx.one(query(GET_ATTEMPT).bind(id.0), row::attempt).await?;
+    Ok(AttemptSubmit::Submitted(attempt))
+}
+
+async fn lease_open_orders(
+    mut tx: Tx<'_, Sqlite>,
+    owner: String,
+    now: OffsetDateTime,
+    lease_until: OffsetDateTime,
+    older_than: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<Order>> {
+    // BEGIN IMMEDIATE: no other writer between picking and leasing.
+    let q = query(LEASE_PICK)
+        .bind(ts(older_than))
+        .bind(ts(now))
+        .bind(limit);
+    let picked = tx.all(q, |r| r.text("order_id")).await?;
+    let mut leased = Vec::with_capacity(picked.len());
+    for order_id in picked {
+        let q = query(LEASE_ORDER)
+            .bind(&order_id)
+            .bind(ts(lease_until))
+            .bind(&owner)
+            .bind(ts(now));
+        leased.push(tx.one(q, row::order).await?);
+    }
+    Ok(leased)
+}
+
+async fn set_payments_paused(
+    mut tx: Tx<'_, Sqlite>,
+    paused: bool,
+    reason: Option<String>,
+    ctx: EventContext,
+) -> Result<PaymentControls> {
+    let q = query(SET_PAYMENTS_PAUSED)
+        .bind(paused)
+        .bind(reason.as_deref())
+        .bind(ts(ctx.at()))
+        .bind(&ctx.actor);
+    let controls = tx.one(q, row::controls).await?;
+    let kind = if paused {
+        "payments.paused"
+    } else {
+        "payments.resumed"
+    };
+    let q = query(INSERT_CONTROL_EVENT)
+        .bind(kind)
+        .bind(&ctx.actor)
+        .bind(ctx.request_id.as_deref())
+        .bind(json!({ "reason": reason }).to_string())
+        .bind(ts(ctx.at()));
+    tx.exec(q).await?;
+    Ok(controls)
 }
 
 /// The order's side of a settle, as `domain::transition` says: PAID, or FAILED as a duplicate
 /// payment (recorded, left for an operator to refund); a REFUNDED order is left alone.
 async fn settle_order(
-    tx: &mut Tx<Sqlite>,
+    tx: &mut Tx<'_, Sqlite>,
     order: Order,
     event: OrderEvent,
     s: &Settlement,
@@ -1285,7 +1435,7 @@ async fn settle_order(
 /// captures the amount once more (its refunds keep the reversal), the same enrollment is
 /// ENROLLED again and the order PAID again, as `domain::transition` says.
 async fn redeposit(
-    tx: &mut Tx<Sqlite>,
+    tx: &mut Tx<'_, Sqlite>,
     order: Order,
     prior: &PriorPayment,
     s: &Settlement,
@@ -1385,7 +1535,7 @@ struct RefundRows {
 /// REQUESTED row DONE (the refund flow and a CANCELED webhook racing each other end as one
 /// row); the rest are cancels made outside coursepay and are inserted as DONE.
 async fn record_refund_rows(
-    tx: &mut Tx<Sqlite>,
+    tx: &mut Tx<'_, Sqlite>,
     payment: &Payment,
     c: &Cancellation,
     now: OffsetDateTime,
@@ -1458,7 +1608,7 @@ async fn record_refund_rows(
 /// enrollment are refunded too. Returns the payment as stored and whether the enrollment was
 /// revoked.
 async fn lower_balance(
-    tx: &mut Tx<Sqlite>,
+    tx: &mut Tx<'_, Sqlite>,
     payment: Payment,
     c: &Cancellation,
     recorded_keys: &[String],
@@ -1509,7 +1659,7 @@ async fn lower_balance(
 /// duplicate payment, whose enrollment is the first order's) and the order becomes REFUNDED.
 /// Returns whether the enrollment was revoked.
 async fn refund_in_full(
-    tx: &mut Tx<Sqlite>,
+    tx: &mut Tx<'_, Sqlite>,
     payment: &Payment,
     c: &Cancellation,
     now: OffsetDateTime,
