@@ -90,6 +90,43 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
     let now = OffsetDateTime::now_utc();
     let budget = i64::from(app.config.edge.reconcile_budget.max(1));
     let ev = crate::event_ctx("reconciler".to_owned());
+    expire_abandoned(app, now, budget, &ev, &mut report).await?;
+    if app.breaker.is_open() {
+        report.skipped_circuit_open = true;
+        app.reconciler.ran(now);
+        return Ok(report);
+    }
+    resolve_open_orders(app, instance, now, budget, &mut report).await?;
+    if !report.throttled
+        && !app.shutdown.is_draining()
+        && let Err(e) = close_ended_accounts(app, now, budget, &ev, &mut report).await
+    {
+        report.errors += 1;
+        tracing::warn!(target: "coursepay::reconcile", code = %e.code, "ended-order account pass failed");
+    }
+    // Refunds whose answer was lost meet Toss here too. Safe on several instances at once:
+    // a retried cancel carries the refund's own Idempotency-Key and recording is idempotent.
+    match crate::refunds::reconcile_refunds(app, now - grace(app)).await {
+        Ok(n) => report.refunds_settled = n,
+        Err(e) => {
+            report.errors += 1;
+            tracing::warn!(target: "coursepay::reconcile", code = %e.code, "refund reconciliation failed");
+        }
+    }
+    app.reconciler.ran(OffsetDateTime::now_utc());
+    log_pass(instance, &report);
+    Ok(report)
+}
+
+/// Orders whose checkout expired long ago and that Toss never heard of end as EXPIRED
+/// (`ABANDONED`) without another lookup.
+async fn expire_abandoned(
+    app: &App,
+    now: OffsetDateTime,
+    budget: i64,
+    ev: &store::EventContext,
+    report: &mut ReconcileReport,
+) -> Result<()> {
     for order_id in app
         .store
         .abandoned_orders(now, LOOKUPS_AFTER_EXPIRY, budget)
@@ -97,17 +134,23 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
     {
         if app
             .store
-            .fail_order(&order_id, OrderStatus::Expired, Some("ABANDONED"), &ev)
+            .fail_order(&order_id, OrderStatus::Expired, Some("ABANDONED"), ev)
             .await?
         {
             report.abandoned += 1;
         }
     }
-    if app.breaker.is_open() {
-        report.skipped_circuit_open = true;
-        app.reconciler.ran(now);
-        return Ok(report);
-    }
+    Ok(())
+}
+
+/// Leases open orders past the buyer's grace and settles each from Toss's view.
+async fn resolve_open_orders(
+    app: &App,
+    instance: &str,
+    now: OffsetDateTime,
+    budget: i64,
+    report: &mut ReconcileReport,
+) -> Result<()> {
     let orders = app
         .store
         .lease_open_orders(
@@ -146,23 +189,11 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
         // This order's own lookup may be the one Toss throttled (the pass's last order, too).
         report.throttled |= app.toss.lookup_backoff().is_some();
     }
-    if !report.throttled
-        && !app.shutdown.is_draining()
-        && let Err(e) = close_ended_accounts(app, now, budget, &ev, &mut report).await
-    {
-        report.errors += 1;
-        tracing::warn!(target: "coursepay::reconcile", code = %e.code, "ended-order account pass failed");
-    }
-    // Refunds whose answer was lost meet Toss here too. Safe on several instances at once:
-    // a retried cancel carries the refund's own Idempotency-Key and recording is idempotent.
-    match crate::refunds::reconcile_refunds(app, now - grace(app)).await {
-        Ok(n) => report.refunds_settled = n,
-        Err(e) => {
-            report.errors += 1;
-            tracing::warn!(target: "coursepay::reconcile", code = %e.code, "refund reconciliation failed");
-        }
-    }
-    app.reconciler.ran(OffsetDateTime::now_utc());
+    Ok(())
+}
+
+/// One line per pass that did something (an idle pass stays quiet).
+fn log_pass(instance: &str, report: &ReconcileReport) {
     if report.leased > 0
         || report.refunds_settled > 0
         || report.abandoned > 0
@@ -184,7 +215,6 @@ pub async fn reconcile_once(app: &App, instance: &str) -> Result<ReconcileReport
             "reconcile pass"
         );
     }
-    Ok(report)
 }
 
 /// The longest wait between two looks at an ended order's virtual account (see

@@ -1083,30 +1083,7 @@ async fn settle(mut tx: Tx<'_, Sqlite>, s: Settlement) -> Result<Settled> {
         return Err(StoreError::Constraint("payments_order_id_key".to_owned()));
     }
     let order = found.order;
-
-    let q = query(SETTLE_ENROLL)
-        .bind(EnrollmentId::new().0)
-        .bind(order.user_id.0)
-        .bind(order.course_id.0)
-        .bind(ts(now));
-    let enrollment_id = EnrollmentId(tx.one(q, |r| r.uuid("id")).await?);
-
-    let payment_id = PaymentId::new();
-    let q = query(SETTLE_PAYMENT)
-        .bind(payment_id.0)
-        .bind(domain::PROVIDER_TOSS)
-        .bind(s.payment_key.as_str())
-        .bind(order.order_id.as_str())
-        .bind(order.user_id.0)
-        .bind(order.course_id.0)
-        .bind(enrollment_id.0)
-        .bind(s.amount.won())
-        .bind(s.status.as_str())
-        .bind(s.method.as_deref())
-        .bind(s.secret.as_deref())
-        .bind(ts(s.approved_at))
-        .bind(ts(now));
-    tx.exec(q).await?;
+    let (payment_id, enrollment_id) = insert_settled(&mut tx, &order, &s, now).await?;
 
     let from_status = order.status;
     let ids = (payment_id, enrollment_id);
@@ -1151,6 +1128,40 @@ async fn settle(mut tx: Tx<'_, Sqlite>, s: Settlement) -> Result<Settled> {
         approved_at,
         newly_settled: true,
     })
+}
+
+/// The buyer's enrollment (an existing one is reused) and the payment row of a first
+/// settlement. Returns their ids.
+async fn insert_settled(
+    tx: &mut Tx<'_, Sqlite>,
+    order: &Order,
+    s: &Settlement,
+    now: OffsetDateTime,
+) -> Result<(PaymentId, EnrollmentId)> {
+    let q = query(SETTLE_ENROLL)
+        .bind(EnrollmentId::new().0)
+        .bind(order.user_id.0)
+        .bind(order.course_id.0)
+        .bind(ts(now));
+    let enrollment_id = EnrollmentId(tx.one(q, |r| r.uuid("id")).await?);
+
+    let payment_id = PaymentId::new();
+    let q = query(SETTLE_PAYMENT)
+        .bind(payment_id.0)
+        .bind(domain::PROVIDER_TOSS)
+        .bind(s.payment_key.as_str())
+        .bind(order.order_id.as_str())
+        .bind(order.user_id.0)
+        .bind(order.course_id.0)
+        .bind(enrollment_id.0)
+        .bind(s.amount.won())
+        .bind(s.status.as_str())
+        .bind(s.method.as_deref())
+        .bind(s.secret.as_deref())
+        .bind(ts(s.approved_at))
+        .bind(ts(now));
+    tx.exec(q).await?;
+    Ok((payment_id, enrollment_id))
 }
 
 async fn begin_refund(mut tx: Tx<'_, Sqlite>, new: NewRefund) -> Result<RefundBegin> {
