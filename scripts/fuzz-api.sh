@@ -67,10 +67,13 @@ PASSED=0
 fuzz() {
   local name="$1" token="$2" phases="$3"; shift 3
   local out="$WORK/st-$name.txt" status=0
-  # From the scratch directory: schemathesis keeps a cache where it runs.
+  # From the scratch directory: schemathesis keeps a cache where it runs. One worker: with two,
+  # Python 3.11.7 here once failed a run inside schemathesis itself with "AST constructor
+  # recursion depth mismatch" (a CPython error seen when threads build ASTs, python/cpython
+  # issue 106905) although every case had passed. One worker costs no time here.
   (cd "$WORK" && "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
     --checks "$CHECKS" --phases "$phases" \
-    --max-examples "$MAX_EXAMPLES" --seed 9 --workers 2 --no-shrink \
+    --max-examples "$MAX_EXAMPLES" --seed 9 --workers 1 --no-shrink \
     --request-timeout 20 --warnings off \
     -H "Authorization: Bearer $token" "$@") >"$out" 2>&1 || status=$?
   grep -E 'generated|passed|failed|Seed' "$out" | tail -n 6 >&2
