@@ -224,7 +224,8 @@ async fn close_ended_accounts(
             report.throttled = true;
             break;
         }
-        let look = crate::refunds::look_at_ended_account(app, &order, SettleSource::Reconciler, ev).await;
+        let look =
+            crate::refunds::look_at_ended_account(app, &order, SettleSource::Reconciler, ev).await;
         let again = match look {
             Ok(AccountLook::Closed) => {
                 report.accounts_closed += 1;
