@@ -51,8 +51,26 @@ enum Phase {
     Idle { deadline: Instant },
 }
 
+/// The phase, and the deadline the connection's task is sleeping until (None: it waits for a
+/// change without a timer).
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    phase: Phase,
+    armed: Option<Instant>,
+}
+
+impl Phase {
+    fn deadline(self) -> Option<(Instant, ConnectionTimeout)> {
+        match self {
+            Phase::AwaitingHeaders { deadline } => Some((deadline, ConnectionTimeout::Header)),
+            Phase::Idle { deadline } => Some((deadline, ConnectionTimeout::Idle)),
+            Phase::InFlight(_) => None,
+        }
+    }
+}
+
 struct ConnState {
-    phase: Mutex<Phase>,
+    tracked: Mutex<Tracked>,
     changed: Notify,
     limits: EdgeLimits,
 }
@@ -60,24 +78,41 @@ struct ConnState {
 impl ConnState {
     fn new(limits: EdgeLimits) -> Self {
         ConnState {
-            phase: Mutex::new(Phase::AwaitingHeaders {
-                deadline: Instant::now() + limits.header_read_timeout,
+            tracked: Mutex::new(Tracked {
+                phase: Phase::AwaitingHeaders {
+                    deadline: Instant::now() + limits.header_read_timeout,
+                },
+                armed: None,
             }),
             changed: Notify::new(),
             limits,
         }
     }
 
+    /// Change the phase. The connection's task is woken only when the new deadline comes
+    /// before the one it sleeps until: a later deadline or none is found when that timer
+    /// fires (re-read there), so a request's three changes cost at most one wake-up and
+    /// timer re-arm instead of three.
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
-        if let Ok(mut p) = self.phase.lock() {
-            *p = f(*p);
+        let wake = match self.tracked.lock() {
+            Ok(mut t) => {
+                t.phase = f(t.phase);
+                match (t.phase.deadline(), t.armed) {
+                    (Some((deadline, _)), Some(armed)) => deadline < armed,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                }
+            }
+            Err(_) => true,
+        };
+        if wake {
+            self.changed.notify_one();
         }
-        self.changed.notify_one();
     }
 
     /// Bytes arrived: an idle connection starts a request, whose headers are now timed.
     fn received(&self) {
-        let idle = matches!(self.phase.lock().map(|p| *p), Ok(Phase::Idle { .. }));
+        let idle = matches!(self.tracked.lock().map(|t| t.phase), Ok(Phase::Idle { .. }));
         if idle {
             let deadline = Instant::now() + self.limits.header_read_timeout;
             self.update(|p| match p {
@@ -97,11 +132,15 @@ impl ConnState {
 
     /// The current deadline and what passing it means, or None while requests are in flight.
     fn deadline(&self) -> Option<(Instant, ConnectionTimeout)> {
-        match self.phase.lock().map(|p| *p) {
-            Ok(Phase::AwaitingHeaders { deadline }) => Some((deadline, ConnectionTimeout::Header)),
-            Ok(Phase::Idle { deadline }) => Some((deadline, ConnectionTimeout::Idle)),
-            Ok(Phase::InFlight(_)) | Err(_) => None,
-        }
+        self.tracked.lock().ok().and_then(|t| t.phase.deadline())
+    }
+
+    /// The deadline the connection's task sleeps until from now on (see [`ConnState::update`]).
+    fn arm(&self) -> Option<(Instant, ConnectionTimeout)> {
+        let mut t = self.tracked.lock().ok()?;
+        let deadline = t.phase.deadline();
+        t.armed = deadline.map(|(at, _)| at);
+        deadline
     }
 }
 
@@ -212,7 +251,7 @@ async fn serve_connection(
     tokio::pin!(conn);
     let mut stopping = false;
     loop {
-        let deadline = state.deadline();
+        let deadline = state.arm();
         let until_deadline = async {
             match deadline {
                 Some((at, _)) => tokio::time::sleep_until(at).await,

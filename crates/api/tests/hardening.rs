@@ -89,25 +89,9 @@ async fn dribbled_headers_are_cut_and_idle_connections_closed() {
     let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
     let a = addr(&t);
 
-    let mut slow = TcpStream::connect(&a).await.unwrap();
+    let slow = TcpStream::connect(&a).await.unwrap();
     let opened = Instant::now();
-    let header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    let mut cut = None;
-    for byte in header {
-        if slow.write_all(&[*byte]).await.is_err() {
-            cut = Some(opened.elapsed());
-            break;
-        }
-        let mut probe = [0u8; 64];
-        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut probe)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                cut = Some(opened.elapsed());
-                break;
-            }
-            _ => {}
-        }
-    }
-    let cut = cut.expect("a dribbling client was never cut");
+    let cut = dribble_until_cut(slow, opened).await;
     assert!(
         cut >= Duration::from_millis(900) && cut < Duration::from_millis(2000),
         "{cut:?}"
@@ -126,6 +110,44 @@ async fn dribbled_headers_are_cut_and_idle_connections_closed() {
     assert!(
         after >= Duration::from_millis(1800) && after < Duration::from_millis(3500),
         "idle connection closed after {after:?}"
+    );
+}
+
+/// Sends a request's headers a byte per 100 ms; how long after `since` the server cut it.
+async fn dribble_until_cut(mut slow: TcpStream, since: Instant) -> Duration {
+    let header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for byte in header {
+        if slow.write_all(&[*byte]).await.is_err() {
+            return since.elapsed();
+        }
+        let mut probe = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return since.elapsed(),
+            _ => {}
+        }
+    }
+    panic!("a dribbling client was never cut");
+}
+
+/// On a kept-alive connection the next request's headers are timed from its first byte: the
+/// header timeout (1 s here) cuts it, although the keep-alive deadline (4 s from the answer) is
+/// further away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dribbled_headers_on_a_kept_alive_connection_are_cut() {
+    let t = spawn_with(Backend::Sqlite, edge(1, 4, 1024)).await;
+    let mut s = TcpStream::connect(&addr(&t)).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Idle past the first request's header deadline, so only the keep-alive one is pending.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut = dribble_until_cut(s, Instant::now()).await;
+    assert!(
+        cut >= Duration::from_millis(900) && cut < Duration::from_millis(2000),
+        "{cut:?}"
     );
 }
 

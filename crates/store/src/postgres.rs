@@ -49,6 +49,11 @@ const SETTLE_ATTEMPTS: u32 = 5;
 /// the order (see there).
 const CLAIM_ATTEMPTS: u32 = 3;
 
+/// A pooled connection idle longer than this is pinged before use. Under load connections
+/// come back within milliseconds and skip it; after a quiet spell (when a pooler, firewall or
+/// server restart may have dropped them) each is checked as before.
+pub const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -111,6 +116,18 @@ impl PgStore {
             // A request waiting longer than this for a connection is better answered with a
             // retryable 503 than left hanging.
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every connection as it goes back to the pool, and by default again as
+            // it comes out: two extra round trips per statement. A connection released moments
+            // ago was proven alive then; only one idle for longer is pinged again on the way out.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > RECHECK_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 let search_path = search_path.clone();
                 let timeout_ms = timeout_ms.clone();

@@ -1,7 +1,8 @@
 //! PostgreSQL next to Supabase: coursepay's own schema, locked down against Supabase's `anon`
 //! and `authenticated` roles (created here as Supabase creates them), adoption of a database
 //! whose tables earlier versions created in `public`, a DML-only runtime role, and the plain
-//! SQL files of `coursepay migrate --print` with `user_id` referencing `auth.users`.
+//! SQL files of `coursepay migrate --print` with `user_id` referencing `auth.users`; a pooled
+//! connection dropped by the server while idle is replaced before use.
 //! SQLite has no schemas and no roles; its behaviour is covered by the conformance suite.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -579,4 +580,42 @@ async fn printed_migrations_apply_as_plain_sql_and_reference_auth_users() {
     store.pool().close().await;
     let _ = conn.close().await;
     drop_database(&name).await;
+}
+
+/// The pool skips sqlx's ping of a connection used moments ago; one the server dropped while it
+/// sat idle for longer is still found out and replaced before a statement runs on it.
+#[tokio::test]
+async fn a_connection_dropped_while_idle_is_replaced_before_use() {
+    let migrated = testing::postgres_store().await;
+    let settings = PgSettings {
+        schema: migrated.schema().to_owned(),
+        max_connections: 1,
+        statement_timeout: None,
+    };
+    let store = PgStore::connect_with(base_options(), &settings)
+        .await
+        .unwrap();
+    let backend_pid = "SELECT pg_backend_pid()";
+    let dropped: i32 = sqlx::query_scalar(backend_pid)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    admin()
+        .await
+        .execute(AssertSqlSafe(format!(
+            "SELECT pg_terminate_backend({dropped})"
+        )))
+        .await
+        .unwrap();
+    tokio::time::sleep(store::postgres::RECHECK_IDLE_AFTER + std::time::Duration::from_millis(300))
+        .await;
+    store
+        .ready()
+        .await
+        .expect("the dropped connection is replaced, not used");
+    let replacement: i32 = sqlx::query_scalar(backend_pid)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_ne!(replacement, dropped);
 }
