@@ -103,8 +103,15 @@ pub async fn send(
         .map_err(|e| format!("posting to {url}: {}", e.without_url()))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
-    println!("{}", status.as_u16());
-    println!("{text}");
+    // `| head -n 1` (the status alone) is how the docs use this: a reader that stops early
+    // closes the pipe, which is its choice, not a failure of the delivery.
+    let answer = format!("{}\n{text}\n", status.as_u16());
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), answer.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(format!("writing the answer: {e}"));
+        }
+        _ => {}
+    }
     if status.is_success() {
         Ok(())
     } else {
