@@ -100,7 +100,7 @@ pub async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("posting to {url}: {}", e.without_url()))?;
+        .map_err(|e| format!("posting to {url}: {}", with_causes(&e.without_url())))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     // `| head -n 1` (the status alone) is how the docs use this: a reader that stops early
@@ -117,6 +117,19 @@ pub async fn send(
     } else {
         Err(format!("the receiver answered {}", status.as_u16()))
     }
+}
+
+/// An error and its causes: reqwest's own message alone ("error sending request") does not say
+/// whether the address refused, timed out or did not resolve.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]
