@@ -251,7 +251,7 @@ impl Session {
     }
 
     /// Run block `n`: Ok(its stdout) or how it failed.
-    fn run(&mut self, n: usize, text: &str, timeout: Duration) -> Result<String, Failure> {
+    fn run(&mut self, n: usize, text: &str, timeout: Duration) -> Result<String, Box<Failure>> {
         let file = |ext: &str| self.dir.join(format!(".block-{n}.{ext}"));
         let (script, out, err, at) = (file("sh"), file("out"), file("err"), file("at"));
         std::fs::write(&script, text).unwrap();
@@ -280,7 +280,7 @@ impl Session {
             stderr: read(&err),
         };
         if self.stdin.write_all(command.as_bytes()).is_err() {
-            return Err(failure("the shell had already exited".into()));
+            return Err(Box::new(failure("the shell had already exited".into())));
         }
         let _ = self.stdin.flush();
         let deadline = Instant::now() + timeout;
@@ -293,14 +293,14 @@ impl Session {
                     kill_group(&mut self.child);
                     // The last command that failed is not the one that hung: only the output
                     // can tell.
-                    return Err(Failure {
+                    return Err(Box::new(Failure {
                         at: None,
                         ..failure(format!("timed out after {} s", timeout.as_secs()))
-                    });
+                    }));
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
-                    return Err(failure(format!("failed ({status})")));
+                    return Err(Box::new(failure(format!("failed ({status})"))));
                 }
             }
         }
