@@ -9,7 +9,8 @@
 //! - One bash session per file, in a fresh working directory, so variables set by one block are
 //!   seen by the next. Each block runs with `set -euo pipefail`, stdin from /dev/null, and a
 //!   timeout (`DOCS_BLOCK_TIMEOUT_SECS`, default 60). The first failing block of a file ends that
-//!   file; the report names `file:line`, the exit status, the block and its output.
+//!   file; the report names the block's `file:line`, the failing command with its exit status
+//!   and `file:line` (an ERR trap records them), the block, its stderr and its stdout.
 //! - Blocks tagged `console`, `text` (or any tag but `sh`) are shown, not run. A fence without a
 //!   tag is refused, so a shell block cannot escape the runner by omission.
 //! - The server and shells get a clean environment (PATH, HOME, a random JWT_SECRET shared by
