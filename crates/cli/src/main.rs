@@ -384,10 +384,13 @@ fn start_alerts(config: &Config) {
 
 /// Where to find things, on stderr; the development hints only in development.
 fn print_banner(config: &Config, loopback: &str, sandbox: bool) {
-    eprintln!(
-        "coursepay {} listening on {loopback}",
+    // One write: scripts wait for this line and read the address from it, and `eprintln!`
+    // writes each piece separately, so a reader could see "listening on" without the address.
+    let listening = format!(
+        "coursepay {} listening on {loopback}\n",
         env!("CARGO_PKG_VERSION")
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), listening.as_bytes());
     if config.env != Environment::Development {
         return;
     }

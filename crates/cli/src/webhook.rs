@@ -100,16 +100,36 @@ pub async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("posting to {url}: {}", e.without_url()))?;
+        .map_err(|e| format!("posting to {url}: {}", with_causes(&e.without_url())))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
-    println!("{}", status.as_u16());
-    println!("{text}");
+    // `| head -n 1` (the status alone) is how the docs use this: a reader that stops early
+    // closes the pipe, which is its choice, not a failure of the delivery.
+    let answer = format!("{}\n{text}\n", status.as_u16());
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), answer.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(format!("writing the answer: {e}"));
+        }
+        _ => {}
+    }
     if status.is_success() {
         Ok(())
     } else {
         Err(format!("the receiver answered {}", status.as_u16()))
     }
+}
+
+/// An error and its causes: reqwest's own message alone ("error sending request") does not say
+/// whether the address refused, timed out or did not resolve.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

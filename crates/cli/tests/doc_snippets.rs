@@ -9,7 +9,8 @@
 //! - One bash session per file, in a fresh working directory, so variables set by one block are
 //!   seen by the next. Each block runs with `set -euo pipefail`, stdin from /dev/null, and a
 //!   timeout (`DOCS_BLOCK_TIMEOUT_SECS`, default 60). The first failing block of a file ends that
-//!   file; the report names `file:line`, the exit status, the block and its output.
+//!   file; the report names the block's `file:line`, the failing command with its exit status
+//!   and `file:line` (an ERR trap records them), the block, its stderr and its stdout.
 //! - Blocks tagged `console`, `text` (or any tag but `sh`) are shown, not run. A fence without a
 //!   tag is refused, so a shell block cannot escape the runner by omission.
 //! - The server and shells get a clean environment (PATH, HOME, a random JWT_SECRET shared by
@@ -189,8 +190,13 @@ fn start_server(bin: &Path, dir: &Path, jwt_secret: &str) -> Server {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(&server.log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on http://").nth(1) {
-            server.addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+        // Only a whole line: the log may be read while the line is being written.
+        if let Some((addr, _)) = text
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_once('\n'))
+        {
+            server.addr = addr.trim().to_owned();
             return server;
         }
         if let Ok(Some(status)) = server.child.try_wait() {
@@ -245,43 +251,152 @@ impl Session {
         }
     }
 
-    /// Run block `n`; Ok(output) or Err(why, output).
-    fn run(&mut self, n: usize, text: &str, timeout: Duration) -> Result<String, (String, String)> {
-        let script = self.dir.join(format!(".block-{n}.sh"));
-        let out = self.dir.join(format!(".block-{n}.out"));
+    /// Run block `n`: Ok(its stdout) or how it failed.
+    fn run(&mut self, n: usize, text: &str, timeout: Duration) -> Result<String, Box<Failure>> {
+        let file = |ext: &str| self.dir.join(format!(".block-{n}.{ext}"));
+        let (script, out, err, at) = (file("sh"), file("out"), file("err"), file("at"));
         std::fs::write(&script, text).unwrap();
         let marker = format!("__COURSEPAY_DOC_BLOCK_DONE__ {n}");
         // errexit inside the group ends the session: the block failed. The block's own output
-        // goes to a file so it can never be confused with the marker.
-        let command = format!(
-            "{{ set -euo pipefail; source '{}'; }} </dev/null >'{}' 2>&1; set +euo pipefail; echo '{marker}'\n",
-            script.display(),
-            out.display()
+        // goes to files so it can never be confused with the marker. The ERR trap (inherited by
+        // functions: -E) fires where errexit does and records where; it also fires inside
+        // command substitutions without ending anything, so it records the subshell depth and
+        // only the last record of the session's own shell (depth 0) counts.
+        let trap = format!(
+            r#"printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$?" "$BASH_SUBSHELL" "${{BASH_SOURCE[0]:-}}" "$LINENO" "${{FUNCNAME[0]:-}}" "${{BASH_SOURCE[1]:-}}:${{BASH_LINENO[0]:-}}" "${{BASH_COMMAND//$'\n'/ }}" >>'{}'"#,
+            at.display()
         );
-        let read_out = || std::fs::read_to_string(&out).unwrap_or_default();
+        let command = format!(
+            "{{ set -Eeuo pipefail; trap {} ERR; source '{}'; }} </dev/null >'{}' 2>'{}'; trap - ERR; set +Eeuo pipefail; echo '{marker}'\n",
+            shell_quote(&trap),
+            script.display(),
+            out.display(),
+            err.display(),
+        );
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+        let failure = |why: String| Failure {
+            why,
+            at: FailedAt::parse(&read(&at)),
+            stdout: read(&out),
+            stderr: read(&err),
+        };
         if self.stdin.write_all(command.as_bytes()).is_err() {
-            return Err(("the shell had already exited".into(), read_out()));
+            return Err(Box::new(failure("the shell had already exited".into())));
         }
         let _ = self.stdin.flush();
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line == marker => return Ok(read_out()),
+                Ok(line) if line == marker => return Ok(read(&out)),
                 Ok(_) => continue,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     kill_group(&mut self.child);
-                    return Err((
-                        format!("timed out after {} s", timeout.as_secs()),
-                        read_out(),
-                    ));
+                    // The last command that failed is not the one that hung: only the output
+                    // can tell.
+                    return Err(Box::new(Failure {
+                        at: None,
+                        ..failure(format!("timed out after {} s", timeout.as_secs()))
+                    }));
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
-                    return Err((format!("failed ({status})"), read_out()));
+                    return Err(Box::new(failure(format!("failed ({status})"))));
                 }
             }
         }
+    }
+}
+
+/// `text` as one single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// How a block failed.
+#[derive(Debug)]
+struct Failure {
+    why: String,
+    /// The command that ended it, when bash reported one (an unset variable or a syntax error
+    /// ends the shell without a failing command: bash's message on stderr says where).
+    at: Option<FailedAt>,
+    stdout: String,
+    stderr: String,
+}
+
+/// A line of one of the session's block scripts (`.block-<n>.sh`), 1-based.
+#[derive(Debug, Clone, PartialEq)]
+struct ScriptLine {
+    block: usize,
+    line: usize,
+}
+
+impl ScriptLine {
+    /// From bash's `BASH_SOURCE` path and line number.
+    fn parse(source: &str, line: &str) -> Option<ScriptLine> {
+        let name = source.rsplit('/').next()?;
+        let block = name
+            .strip_prefix(".block-")?
+            .strip_suffix(".sh")?
+            .parse()
+            .ok()?;
+        Some(ScriptLine {
+            block,
+            line: line.parse().ok()?,
+        })
+    }
+}
+
+/// The failing command, as the ERR trap recorded it.
+#[derive(Debug, Clone, PartialEq)]
+struct FailedAt {
+    status: String,
+    line: Option<ScriptLine>,
+    /// The function it failed in and where that was called, when not at a block's top level.
+    function: Option<(String, Option<ScriptLine>)>,
+    command: String,
+}
+
+impl FailedAt {
+    /// The last record of the session's own shell.
+    fn parse(records: &str) -> Option<FailedAt> {
+        records.lines().rev().find_map(|record| {
+            let fields: Vec<&str> = record.splitn(7, '\t').collect();
+            let [status, "0", source, line, function, caller, command] = fields[..] else {
+                return None;
+            };
+            let (caller_source, caller_line) = caller.rsplit_once(':').unwrap_or(("", ""));
+            Some(FailedAt {
+                status: status.to_owned(),
+                line: ScriptLine::parse(source, line),
+                function: (!function.is_empty() && function != "source").then(|| {
+                    (
+                        function.to_owned(),
+                        ScriptLine::parse(caller_source, caller_line),
+                    )
+                }),
+                command: command.to_owned(),
+            })
+        })
+    }
+
+    /// E.g. "`kill -0 $PID` exited with status 1 at docs/x.md:12 (in start, called at
+    /// docs/x.md:20)"; `fences[n]` is the line of block n's opening fence in `name`.
+    fn describe(&self, name: &str, fences: &[usize]) -> String {
+        let place = |at: &Option<ScriptLine>| match at {
+            Some(s) if s.block < fences.len() => format!("{name}:{}", fences[s.block] + s.line),
+            _ => "an unknown line".to_owned(),
+        };
+        let mut text = format!(
+            "`{}` exited with status {} at {}",
+            self.command,
+            self.status,
+            place(&self.line)
+        );
+        if let Some((function, caller)) = &self.function {
+            text.push_str(&format!(" (in {function}, called at {})", place(caller)));
+        }
+        text
     }
 }
 
@@ -341,20 +456,30 @@ fn every_sh_block_of_the_docs_runs() {
                         started.elapsed().as_millis()
                     );
                 }
-                Err((why, output)) => {
+                Err(failure) => {
                     let skipped = runnable.len() - n - 1;
                     let server_log = std::fs::read_to_string(&server.log).unwrap_or_default();
-                    eprintln!("FAIL {name}:{} {why}", block.line);
+                    let fences: Vec<usize> = runnable.iter().map(|b| b.line).collect();
+                    let at = match &failure.at {
+                        Some(at) => at.describe(&name, &fences),
+                        None => "no failing command recorded (a timeout, an unset variable or \
+                                 a syntax error: see stderr, where bash counts lines from the \
+                                 block's first line)"
+                            .to_owned(),
+                    };
+                    eprintln!("FAIL {name}:{} {}: {at}", block.line, failure.why);
                     failures.push(format!(
-                        "{name}:{}: the block {why}{}\n--- block ---\n{}--- its output (last 40 lines) ---\n{}\n--- server log (last 15 lines) ---\n{}",
+                        "{name}:{}: the block {}{}\n{at}\n--- block ---\n{}--- its stderr (last 30 lines) ---\n{}\n--- its stdout (last 20 lines) ---\n{}\n--- server log (last 15 lines) ---\n{}",
                         block.line,
+                        failure.why,
                         if skipped > 0 {
                             format!("; the {skipped} later block(s) of {name} were not run")
                         } else {
                             String::new()
                         },
                         block.text,
-                        tail(&output, 40),
+                        tail(&failure.stderr, 30),
+                        tail(&failure.stdout, 20),
                         tail(&server_log, 15),
                     ));
                     break;
@@ -402,34 +527,83 @@ fn the_block_parser() {
     );
 }
 
-/// A failing block is reported, and a variable set by one block reaches the next.
+/// A variable or function set by one block reaches the next; a failing block is reported with
+/// the line and command that ended it and its stderr apart from its stdout.
 #[test]
 fn a_session_carries_variables_and_reports_failures() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_coursepay"));
     let dir = scratch("docs-session");
+    let secs = Duration::from_secs;
     let mut s = Session::start(&bin, &dir, "x");
-    assert_eq!(s.run(0, "A=41\n", Duration::from_secs(10)).unwrap(), "");
-    assert_eq!(
-        s.run(1, "echo $((A + 1))\n", Duration::from_secs(10))
-            .unwrap(),
-        "42\n"
+    assert_eq!(s.run(0, "A=41\n", secs(10)).unwrap(), "");
+    assert_eq!(s.run(1, "echo $((A + 1))\n", secs(10)).unwrap(), "42\n");
+    // An unset variable fails the block; bash says where on stderr, no command failed.
+    let failure = s.run(2, "echo $NOPE\n", secs(10)).unwrap_err();
+    assert!(failure.why.contains("failed"), "{failure:?}");
+    assert!(
+        failure.stderr.contains("NOPE: unbound variable"),
+        "{failure:?}"
     );
-    // Unset variables and failures inside pipelines fail the block.
-    let (why, _) = s
-        .run(2, "echo $NOPE\n", Duration::from_secs(10))
-        .unwrap_err();
-    assert!(why.contains("failed"), "{why}");
+    assert_eq!(failure.at, None);
+
+    // A failure inside a pipeline fails the block, at its line.
     let mut s = Session::start(&bin, &dir, "x");
-    let (_, out) = s
+    let failure = s
+        .run(0, "echo before\nfalse | cat\necho after\n", secs(10))
+        .unwrap_err();
+    assert_eq!(failure.stdout, "before\n");
+    let at = failure.at.unwrap();
+    assert_eq!(
+        (at.status.as_str(), at.line),
+        ("1", Some(ScriptLine { block: 0, line: 2 }))
+    );
+
+    // A function of an earlier block fails: where in it, and where it was called. A command
+    // substitution's own failure before that is not the one reported.
+    let mut s = Session::start(&bin, &dir, "x");
+    s.run(
+        0,
+        "# a helper\nf() {\n  echo oops >&2\n  test 1 = 2\n}\n",
+        secs(10),
+    )
+    .unwrap();
+    let failure = s
         .run(
-            0,
-            "echo before\nfalse | cat\necho after\n",
-            Duration::from_secs(10),
+            1,
+            "x=$(false; echo y)\necho \"$x\"\nf\necho after\n",
+            secs(10),
         )
         .unwrap_err();
-    assert_eq!(out, "before\n");
+    assert_eq!(
+        (failure.stdout.as_str(), failure.stderr.as_str()),
+        ("y\n", "oops\n")
+    );
+    let at = failure.at.unwrap();
+    assert_eq!(
+        at.describe("docs/x.md", &[10, 20]),
+        "`test 1 = 2` exited with status 1 at docs/x.md:14 (in f, called at docs/x.md:23)"
+    );
+
     let mut s = Session::start(&bin, &dir, "x");
-    let (why, _) = s.run(0, "sleep 30\n", Duration::from_secs(1)).unwrap_err();
-    assert!(why.contains("timed out"), "{why}");
+    let failure = s.run(0, "sleep 30\n", secs(1)).unwrap_err();
+    assert!(failure.why.contains("timed out"), "{failure:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn only_the_session_shells_failure_record_counts() {
+    let records = "1\t1\t/d/.block-0.sh\t3\tsource\t/d/.block-0.sh:0\tfalse\n\
+                   2\t0\t/d/.block-1.sh\t7\tsource\t:0\tcurl -f x\n\
+                   1\t2\t/d/.block-1.sh\t9\tsource\t:0\tfalse\n";
+    let at = FailedAt::parse(records).unwrap();
+    assert_eq!(at.line, Some(ScriptLine { block: 1, line: 7 }));
+    assert_eq!(at.function, None);
+    assert_eq!(
+        at.describe("README.md", &[1, 40]),
+        "`curl -f x` exited with status 2 at README.md:47"
+    );
+    assert_eq!(
+        FailedAt::parse("1\t1\t/d/.block-0.sh\t3\tsource\t:0\tfalse\n"),
+        None
+    );
 }

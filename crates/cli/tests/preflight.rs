@@ -155,6 +155,60 @@ fn assert_healthy(code: i32, report: &Value) {
     assert_eq!(report["passed"], true);
 }
 
+/// README's example run is this test's run: its summary line, and the WARN and N/A rows it
+/// names (the backquoted ids after "WARN:" and after "N/A:"), are the report's.
+fn readme_describes(report: &Value) {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let paragraph = readme
+        .split("\n\n")
+        .find(|p| p.starts_with("Against a local `serve`"))
+        .expect("README: the paragraph of the example preflight run")
+        .replace('\n', " ");
+    let span = |from: &str, to: &str| -> String {
+        let start = paragraph
+            .find(from)
+            .unwrap_or_else(|| panic!("README: no {from:?}"));
+        let rest = &paragraph[start + from.len()..];
+        rest[..rest.find(to).unwrap_or_else(|| panic!("README: no {to:?}"))].to_owned()
+    };
+    let ids = |span: String| -> Vec<String> {
+        let mut ids: Vec<String> = span
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let with_status = |wanted: &str| -> Vec<String> {
+        let mut ids: Vec<String> = rows(report)
+            .iter()
+            .filter(|r| r["status"] == wanted)
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let c = &report["summary"];
+    let summary = format!(
+        "preflight passed: {} PASS, {} FAIL, {} WARN, {} N/A",
+        c["pass"], c["fail"], c["warn"], c["na"]
+    );
+    assert_eq!(span("and ends `", "`"), summary, "README: {paragraph}");
+    assert_eq!(
+        ids(span("WARN:", "N/A:")),
+        with_status("WARN"),
+        "README: {paragraph}"
+    );
+    assert_eq!(
+        ids(span("N/A:", "Without")),
+        with_status("N/A"),
+        "README: {paragraph}"
+    );
+}
+
 fn today() -> String {
     let d = time::OffsetDateTime::now_utc().date();
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
@@ -206,6 +260,7 @@ async fn healthy_serve_on_sqlite_passes_with_qa() {
     );
     // SQLite counts every statement of its two transactions: measured, reported, not gated.
     assert_eq!(status(&report, "perf.round_trips"), "WARN");
+    readme_describes(&report);
 
     // The two admin endpoints the preflight reads: service role only, bad input is a problem.
     let admin =
