@@ -380,8 +380,8 @@ impl FailedAt {
         })
     }
 
-    /// E.g. "`kill -0 $PID` exited with status 1 at docs/x.md:12 (in start, called at
-    /// docs/x.md:20)"; `fences[n]` is the line of block n's opening fence in `name`.
+    /// E.g. "`kill -0 $PID` exited with status 1 at README.md:12 (in start, called at
+    /// README.md:20)"; `fences[n]` is the line of block n's opening fence in `name`.
     fn describe(&self, name: &str, fences: &[usize]) -> String {
         let place = |at: &Option<ScriptLine>| match at {
             Some(s) if s.block < fences.len() => format!("{name}:{}", fences[s.block] + s.line),
@@ -580,8 +580,8 @@ fn a_session_carries_variables_and_reports_failures() {
     );
     let at = failure.at.unwrap();
     assert_eq!(
-        at.describe("docs/x.md", &[10, 20]),
-        "`test 1 = 2` exited with status 1 at docs/x.md:14 (in f, called at docs/x.md:23)"
+        at.describe("README.md", &[10, 20]),
+        "`test 1 = 2` exited with status 1 at README.md:14 (in f, called at README.md:23)"
     );
 
     let mut s = Session::start(&bin, &dir, "x");
