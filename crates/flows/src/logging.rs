@@ -143,7 +143,7 @@ pub fn request_line(s: RequestSummary<'_>) {
     let timestamp = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let text = s.ctx.with_fields(|f| {
+    let mut text = s.ctx.with_fields(|f| {
         let line = Line {
             auth_hash: s.auth_hash.as_deref(),
             course_id: f.course_id.as_deref(),
@@ -177,7 +177,6 @@ pub fn request_line(s: RequestSummary<'_>) {
         // Plain strings and numbers only: serializing cannot fail.
         serde_json::to_string(&line).unwrap_or_default()
     });
-    let mut text = text;
     text.push('\n');
     let _ = SinkWriter(sink()).write_all(text.as_bytes());
     text.pop();
