@@ -125,7 +125,7 @@ pub async fn open(
         }
         if migrations == Migrations::Apply && database.pg.statement_timeout.is_some() {
             // Reconnect with the configured statement timeout for serving.
-            pg.pool().close().await;
+            pg.close().await;
             return Ok(Arc::new(
                 store::postgres::PgStore::connect_with_settings(&url, &database.pg)
                     .await

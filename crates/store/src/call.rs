@@ -10,7 +10,9 @@
 
 use crate::roundtrips::{self, Timed};
 use crate::{Result, StoreError};
+use sqlx::pool::PoolConnection;
 use sqlx::{Database, Executor, IntoArguments, Pool};
+use std::marker::PhantomData;
 
 /// A statement with its bindings, as `sqlx::query(SQL).bind(…)` builds it.
 pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments>;
@@ -40,10 +42,48 @@ impl Dialect for sqlx::Sqlite {
     }
 }
 
-/// One trait method's use of the pool (see the module docs).
-pub(crate) struct Call<'p, DB: Database> {
-    pool: &'p Pool<DB>,
+/// Where a [`Call`]'s statements get their connection: sqlx's pool (SQLite's readers) or the
+/// PostgreSQL store's own ([`crate::pgconns`], which is told how each statement ended).
+pub(crate) trait Lender<DB: Database>: Sync {
+    type Lease: Send;
+    fn lend(&self) -> impl Future<Output = std::result::Result<Self::Lease, sqlx::Error>> + Send;
+    /// The connection, for one statement.
+    fn conn(lease: &mut Self::Lease) -> &mut DB::Connection;
+    /// How that statement ended.
+    fn finished<T>(lease: &mut Self::Lease, result: &std::result::Result<T, sqlx::Error>);
+}
+
+impl<DB: Database> Lender<DB> for Pool<DB> {
+    type Lease = PoolConnection<DB>;
+    fn lend(&self) -> impl Future<Output = std::result::Result<Self::Lease, sqlx::Error>> + Send {
+        self.acquire()
+    }
+    fn conn(lease: &mut Self::Lease) -> &mut DB::Connection {
+        lease
+    }
+    fn finished<T>(_: &mut Self::Lease, _: &std::result::Result<T, sqlx::Error>) {
+        // sqlx's pool checks the connection itself as it goes back.
+    }
+}
+
+impl Lender<sqlx::Postgres> for crate::pgconns::PgConns {
+    type Lease = crate::pgconns::Lease;
+    fn lend(&self) -> impl Future<Output = std::result::Result<Self::Lease, sqlx::Error>> + Send {
+        self.acquire()
+    }
+    fn conn(lease: &mut Self::Lease) -> &mut sqlx::PgConnection {
+        lease.start()
+    }
+    fn finished<T>(lease: &mut Self::Lease, result: &std::result::Result<T, sqlx::Error>) {
+        lease.finished(result);
+    }
+}
+
+/// One trait method's use of its connections (see the module docs).
+pub(crate) struct Call<'p, DB: Database, L: Lender<DB> = Pool<DB>> {
+    lender: &'p L,
     _timed: Timed,
+    _db: PhantomData<DB>,
 }
 
 /// A write transaction's connection, lent to one write job (SQLite's writer, see
@@ -53,16 +93,18 @@ pub(crate) struct Tx<'c, DB: Database> {
     conn: &'c mut DB::Connection,
 }
 
-impl<'p, DB> Call<'p, DB>
+impl<'p, DB, L> Call<'p, DB, L>
 where
     DB: Dialect,
     DB::Arguments: IntoArguments<DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    L: Lender<DB>,
 {
-    pub(crate) fn new(pool: &'p Pool<DB>, name: &'static str) -> Self {
+    pub(crate) fn new(lender: &'p L, name: &'static str) -> Self {
         Call {
-            pool,
+            lender,
             _timed: roundtrips::timer(name),
+            _db: PhantomData,
         }
     }
 
@@ -73,8 +115,11 @@ where
         decode: impl FnOnce(&DB::Row) -> Result<T>,
     ) -> Result<T> {
         roundtrips::add(1);
-        let row = q.fetch_one(self.pool).await.map_err(DB::store_error)?;
-        decode(&row)
+        let mut lease = self.lender.lend().await.map_err(DB::store_error)?;
+        let row = q.fetch_one(L::conn(&mut lease)).await;
+        L::finished(&mut lease, &row);
+        drop(lease);
+        decode(&row.map_err(DB::store_error)?)
     }
 
     /// At most one row.
@@ -83,8 +128,7 @@ where
         q: Query<'_, DB>,
         decode: impl FnOnce(&DB::Row) -> Result<T>,
     ) -> Result<Option<T>> {
-        roundtrips::add(1);
-        let row = q.fetch_optional(self.pool).await.map_err(DB::store_error)?;
+        let row = self.try_opt(q).await.map_err(DB::store_error)?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -95,15 +139,21 @@ where
         decode: impl FnMut(&DB::Row) -> Result<T>,
     ) -> Result<Vec<T>> {
         roundtrips::add(1);
-        let rows = q.fetch_all(self.pool).await.map_err(DB::store_error)?;
-        rows.iter().map(decode).collect()
+        let mut lease = self.lender.lend().await.map_err(DB::store_error)?;
+        let rows = q.fetch_all(L::conn(&mut lease)).await;
+        L::finished(&mut lease, &rows);
+        drop(lease);
+        rows.map_err(DB::store_error)?.iter().map(decode).collect()
     }
 
     /// A statement without rows: how many rows it changed.
     pub(crate) async fn exec(&self, q: Query<'_, DB>) -> Result<u64> {
         roundtrips::add(1);
-        let done = q.execute(self.pool).await.map_err(DB::store_error)?;
-        Ok(DB::rows_affected(&done))
+        let mut lease = self.lender.lend().await.map_err(DB::store_error)?;
+        let done = q.execute(L::conn(&mut lease)).await;
+        L::finished(&mut lease, &done);
+        drop(lease);
+        Ok(DB::rows_affected(&done.map_err(DB::store_error)?))
     }
 
     /// At most one row, with the driver's error as it is: for statements that are re-run
@@ -113,7 +163,10 @@ where
         q: Query<'_, DB>,
     ) -> std::result::Result<Option<DB::Row>, sqlx::Error> {
         roundtrips::add(1);
-        q.fetch_optional(self.pool).await
+        let mut lease = self.lender.lend().await?;
+        let row = q.fetch_optional(L::conn(&mut lease)).await;
+        L::finished(&mut lease, &row);
+        row
     }
 }
 

@@ -12,6 +12,7 @@
 mod call;
 mod error;
 pub mod model;
+pub mod pgconns;
 pub mod pgschema;
 pub mod postgres;
 pub mod roundtrips;

@@ -15,6 +15,7 @@
 use crate::call::Call;
 use crate::error::from_pg;
 use crate::model::*;
+use crate::pgconns::PgConns;
 use crate::pgschema::{PgSettings, SqlFile};
 use crate::row::{self, Columns, bad_column};
 use crate::sql::*;
@@ -49,13 +50,16 @@ const SETTLE_ATTEMPTS: u32 = 5;
 /// the order (see there).
 const CLAIM_ATTEMPTS: u32 = 3;
 
-/// A pooled connection idle longer than this is pinged before use. Under load connections
-/// come back within milliseconds and skip it; after a quiet spell (when a pooler, firewall or
-/// server restart may have dropped them) each is checked as before.
-pub const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+pub use crate::pgconns::RECHECK_IDLE_AFTER;
+
+/// A call on the store's own connections.
+type PgCall<'p> = Call<'p, Postgres, PgConns>;
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// The connections the store's statements run on.
+    conns: PgConns,
+    /// sqlx's pool over the same database and settings: migrations and tests.
     pool: PgPool,
     /// The schema every connection's `search_path` starts with (crate::pgschema).
     schema: String,
@@ -111,35 +115,26 @@ impl PgStore {
             .statement_timeout
             .map_or(0, |d| d.as_millis().max(1))
             .to_string();
+        let setup = (search_path, timeout_ms);
+        let conns = PgConns::new(
+            options.clone(),
+            Some(setup.clone()),
+            settings.max_connections,
+            crate::pgconns::ACQUIRE_TIMEOUT,
+        );
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
-            // A request waiting longer than this for a connection is better answered with a
-            // retryable 503 than left hanging.
-            .acquire_timeout(Duration::from_secs(5))
-            // sqlx pings every connection as it goes back to the pool, and by default again as
-            // it comes out: two extra round trips per statement. A connection released moments
-            // ago was proven alive then; only one idle for longer is pinged again on the way out.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for > RECHECK_IDLE_AFTER {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
+            .acquire_timeout(crate::pgconns::ACQUIRE_TIMEOUT)
+            // Used at startup (migrations) and by tests: its connections do not linger.
+            .idle_timeout(Duration::from_secs(60))
             .after_connect(move |conn, _meta| {
-                let search_path = search_path.clone();
-                let timeout_ms = timeout_ms.clone();
+                let (search_path, timeout_ms) = setup.clone();
                 Box::pin(async move {
-                    sqlx::query(
-                        "SELECT set_config('search_path', $1, false), \
-                                set_config('statement_timeout', $2, false)",
-                    )
-                    .bind(search_path)
-                    .bind(timeout_ms)
-                    .execute(conn)
-                    .await?;
+                    sqlx::query(crate::pgconns::SETUP)
+                        .bind(search_path)
+                        .bind(timeout_ms)
+                        .execute(conn)
+                        .await?;
                     Ok(())
                 })
             })
@@ -147,6 +142,7 @@ impl PgStore {
             .await
             .map_err(from_pg)?;
         Ok(PgStore {
+            conns,
             pool,
             schema: settings.schema.clone(),
         })
@@ -154,15 +150,34 @@ impl PgStore {
 
     /// A store over a pool whose connections already use `schema` as their `search_path`.
     pub fn from_pool(pool: PgPool) -> PgStore {
+        let conns = PgConns::new(
+            (*pool.connect_options()).clone(),
+            None,
+            pool.options().get_max_connections(),
+            pool.options().get_acquire_timeout(),
+        );
         PgStore {
+            conns,
             pool,
             schema: crate::pgschema::DEFAULT_SCHEMA.to_owned(),
         }
     }
 
-    /// The underlying pool, for operations outside the trait (tests, admin tooling).
+    /// An sqlx pool over the same database and settings, for operations outside the trait
+    /// (migrations, tests, admin tooling). The trait's statements do not run on it.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The connections the trait's statements run on (tests: which backend serves them).
+    pub fn connections(&self) -> &PgConns {
+        &self.conns
+    }
+
+    /// Close both pools' connections; the store answers `Unavailable` afterwards.
+    pub async fn close(&self) {
+        self.conns.close().await;
+        self.pool.close().await;
     }
 
     /// The schema holding coursepay's tables.
@@ -898,7 +913,7 @@ impl PgStore {
     /// rows no longer qualify (a concurrent delivery re-enrolled first).
     async fn redeposit(
         &self,
-        call: &Call<'_, Postgres>,
+        call: &PgCall<'_>,
         s: &Settlement,
         now: OffsetDateTime,
     ) -> Result<Option<Settled>> {
@@ -925,8 +940,8 @@ impl PgStore {
         .await
     }
 
-    fn call(&self, name: &'static str) -> Call<'_, Postgres> {
-        Call::new(&self.pool, name)
+    fn call(&self, name: &'static str) -> PgCall<'_> {
+        Call::new(&self.conns, name)
     }
 }
 

@@ -404,7 +404,7 @@ async fn a_database_migrated_into_public_moves_into_the_schema_with_every_row() 
             .unwrap();
     assert!(new_min > max_event);
 
-    store.pool().close().await;
+    store.close().await;
     raw.close().await;
     drop_database(&name).await;
 }
@@ -463,10 +463,10 @@ async fn a_dml_only_role_runs_the_store_but_cannot_migrate() {
         err.contains("not applied") || err.contains("does not exist"),
         "{err}"
     );
-    empty.pool().close().await;
+    empty.close().await;
     drop_database(&name).await;
 
-    runtime.pool().close().await;
+    runtime.close().await;
     for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
         admin.execute(AssertSqlSafe(sql)).await.unwrap();
     }
@@ -577,13 +577,23 @@ async fn printed_migrations_apply_as_plain_sql_and_reference_auth_users() {
         .unwrap();
     purchase(&store, user).await;
 
-    store.pool().close().await;
+    store.close().await;
     let _ = conn.close().await;
     drop_database(&name).await;
 }
 
-/// The pool skips sqlx's ping of a connection used moments ago; one the server dropped while it
-/// sat idle for longer is still found out and replaced before a statement runs on it.
+/// The backend process behind the connection the store's own statements run on next.
+async fn store_backend(store: &PgStore) -> i32 {
+    let mut lease = store.connections().acquire().await.unwrap();
+    let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(lease.start())
+        .await;
+    lease.finished(&pid);
+    pid.unwrap()
+}
+
+/// The store's connections are not pinged when used moments ago; one the server dropped while
+/// it sat idle for longer is still found out and replaced before a statement runs on it.
 #[tokio::test]
 async fn a_connection_dropped_while_idle_is_replaced_before_use() {
     let migrated = testing::postgres_store().await;
@@ -595,11 +605,12 @@ async fn a_connection_dropped_while_idle_is_replaced_before_use() {
     let store = PgStore::connect_with(base_options(), &settings)
         .await
         .unwrap();
-    let backend_pid = "SELECT pg_backend_pid()";
-    let dropped: i32 = sqlx::query_scalar(backend_pid)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let dropped = store_backend(&store).await;
+    assert_eq!(
+        store_backend(&store).await,
+        dropped,
+        "one connection, reused"
+    );
     admin()
         .await
         .execute(AssertSqlSafe(format!(
@@ -613,9 +624,64 @@ async fn a_connection_dropped_while_idle_is_replaced_before_use() {
         .ready()
         .await
         .expect("the dropped connection is replaced, not used");
-    let replacement: i32 = sqlx::query_scalar(backend_pid)
-        .fetch_one(store.pool())
+    assert_ne!(store_backend(&store).await, dropped);
+}
+
+/// A connection is reused only between statements: one whose statement was abandoned (the
+/// request's future dropped mid-statement) is closed, and one the server ended is not reused.
+#[tokio::test]
+async fn only_connections_between_statements_are_reused() {
+    let migrated = testing::postgres_store().await;
+    let settings = PgSettings {
+        schema: migrated.schema().to_owned(),
+        max_connections: 1,
+        statement_timeout: None,
+    };
+    let store = PgStore::connect_with(base_options(), &settings)
         .await
         .unwrap();
-    assert_ne!(replacement, dropped);
+    let first = store_backend(&store).await;
+
+    // A server error (here: division by zero) leaves the connection usable and reused.
+    let mut lease = store.connections().acquire().await.unwrap();
+    let refused = sqlx::query("SELECT 1/0").execute(lease.start()).await;
+    lease.finished(&refused);
+    assert!(refused.is_err());
+    drop(lease);
+    assert_eq!(store.connections().idle_count(), 1);
+    assert_eq!(store_backend(&store).await, first);
+
+    // Abandoned mid-statement: not put back; the next statement gets a fresh session.
+    let mut lease = store.connections().acquire().await.unwrap();
+    let slow = sqlx::query("SELECT pg_sleep(5)").execute(lease.start());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), slow)
+            .await
+            .is_err()
+    );
+    drop(lease);
+    assert_eq!(store.connections().idle_count(), 0);
+    let second = store_backend(&store).await;
+    assert_ne!(second, first);
+    store.ready().await.unwrap();
+
+    // Ended by the server while in use (an I/O error on the next statement): not reused.
+    admin()
+        .await
+        .execute(AssertSqlSafe(format!(
+            "SELECT pg_terminate_backend({second})"
+        )))
+        .await
+        .unwrap();
+    assert!(
+        store.ready().await.is_err(),
+        "the killed session fails its statement"
+    );
+    assert_eq!(store.connections().idle_count(), 0);
+    store
+        .ready()
+        .await
+        .expect("a new connection serves the next call");
+    assert_ne!(store_backend(&store).await, second);
+    store.close().await;
 }
