@@ -4,8 +4,8 @@
 //!
 //! [`confirm`] does the work and says what it was ([`ConfirmOutcome`]: enrolled, a replay, an
 //! error — and whether that error merely repeats a confirm that had already ended); the HTTP
-//! handler runs it in a detached task so a client that disconnects mid-confirm does not cancel
-//! it, and counts that outcome.
+//! handler runs it to completion (`context::to_completion`) so a client that disconnects
+//! mid-confirm does not cancel it, and counts that outcome.
 
 use crate::App;
 use crate::error::{Error, Result};

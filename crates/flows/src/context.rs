@@ -2,9 +2,9 @@
 //! line, and the database round-trip counter.
 //!
 //! It lives in a task-local so flows can record what they learn (the provider transaction id,
-//! the enrollment id, ...) without every function taking a logger argument, and [`spawn`]
-//! carries it into the detached task that finishes a confirm after a client disconnects, so
-//! that work is still logged and counted against the request that started it.
+//! the enrollment id, ...) without every function taking a logger argument, and
+//! [`to_completion`] carries it into the detached task that finishes a confirm after a client
+//! disconnects, so that work is still logged and counted against the request that started it.
 
 use serde::Serialize;
 use std::future::Future;
@@ -37,7 +37,7 @@ struct Inner {
     fields: Mutex<LogFields>,
     roundtrips: Counter,
     started: Instant,
-    /// Detached tasks ([`spawn`]) of this request still running: the request's summary line
+    /// Detached work ([`to_completion`]) of this request still running: the request's summary line
     /// waits for them when the client leaves, so it carries what the work really did.
     detached: tokio::sync::watch::Sender<usize>,
 }
@@ -83,11 +83,11 @@ impl RequestCtx {
     pub fn elapsed(&self) -> Duration {
         self.0.started.elapsed()
     }
-    /// Whether a detached task of this request is still running.
+    /// Whether detached work of this request ([`to_completion`]) is still running.
     pub fn detached_running(&self) -> bool {
         *self.0.detached.borrow() > 0
     }
-    /// Wait until every detached task of this request has finished.
+    /// Wait until all detached work of this request has finished.
     pub async fn detached_done(&self) {
         let mut rx = self.0.detached.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
@@ -132,29 +132,86 @@ pub fn request_id() -> Option<String> {
     current().map(|c| c.request_id().to_owned())
 }
 
-/// Spawn `fut` as a detached task that keeps the current request context. Dropping the
-/// returned handle does not cancel it: that is how a confirm finishes after the client left.
-pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+/// Run `fut` to its end even if the request is dropped: that is how a confirm finishes after the
+/// client left. While the caller awaits it, `fut` is polled in place, in the request's own task
+/// (no task of its own, so no hand-over between threads on the way in and out); if the
+/// caller's future is dropped first, what is left of `fut` is spawned as a detached task that
+/// keeps the request context. Until `fut` ends, the request counts it as running detached work
+/// ([`RequestCtx::detached_running`]), so its summary line can wait for it.
+pub fn to_completion<F>(fut: F) -> ToCompletion<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    // Boxed once, here: a confirm's future is kilobytes, and every layer below (the wrapper,
-    // the two task-local scopes, tokio's task cell) would otherwise copy all of it.
-    let fut = Box::pin(fut);
-    match current() {
-        Some(ctx) => {
-            ctx.0.detached.send_modify(|n| *n += 1);
-            tokio::spawn(async move {
-                // Counted down however the task ends (a panic included).
-                let _running = Detached(ctx.clone());
-                ctx.scope(fut).await
-            })
-        }
-        None => tokio::spawn(fut),
+    let ctx = current();
+    if let Some(ctx) = &ctx {
+        ctx.0.detached.send_modify(|n| *n += 1);
+    }
+    ToCompletion {
+        // Boxed once, here: a confirm's future is kilobytes, and moving it into a task (or
+        // through the layers below) would otherwise copy all of it.
+        fut: Some(Box::pin(fut)),
+        running: ctx.map(Detached),
+        polling: false,
     }
 }
 
+/// See [`to_completion`].
+pub struct ToCompletion<T: 'static> {
+    /// `None` once it has ended.
+    fut: Option<std::pin::Pin<Box<dyn Future<Output = T> + Send>>>,
+    /// Counts the work as the request's detached work until dropped.
+    running: Option<Detached>,
+    /// Set while `fut` is being polled: a drop then comes from a panic inside it, and a
+    /// future that panicked is not polled again.
+    polling: bool,
+}
+
+impl<T: 'static> Future for ToCompletion<T> {
+    type Output = T;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        let this = &mut *self;
+        let fut = this.fut.as_mut().expect("polled after it ended");
+        this.polling = true;
+        let out = fut.as_mut().poll(cx);
+        this.polling = false;
+        if out.is_ready() {
+            this.fut = None;
+            this.running = None;
+        }
+        out
+    }
+}
+
+impl<T: 'static> Drop for ToCompletion<T> {
+    fn drop(&mut self) {
+        let (Some(fut), false) = (self.fut.take(), self.polling) else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // the runtime is shutting down: nothing can run it
+        };
+        let running = self.running.take();
+        rt.spawn(async move {
+            match running {
+                Some(running) => {
+                    let ctx = running.0.clone();
+                    ctx.scope(fut).await;
+                    drop(running);
+                }
+                None => {
+                    fut.await;
+                }
+            }
+        });
+    }
+}
+/// One piece of a request's detached work, counted until dropped (however it ends, a panic
+/// included).
 struct Detached(RequestCtx);
 
 impl Drop for Detached {
@@ -194,6 +251,69 @@ pub fn valid_request_id(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Awaited to its end, the work runs in the request's own task and is no longer counted
+    /// once it returns.
+    #[tokio::test]
+    async fn work_awaited_to_its_end_runs_in_place() {
+        let ctx = RequestCtx::new("req-inline".into(), None);
+        let request_task = tokio::spawn(ctx.clone().scope(async {
+            let work = to_completion(async {
+                tokio::task::yield_now().await;
+                (
+                    current().map(|c| c.request_id().to_owned()),
+                    tokio::task::id(),
+                )
+            });
+            assert!(current().unwrap().detached_running());
+            (work.await, tokio::task::id())
+        }));
+        let ((request_id, work_task), handler_task) = request_task.await.unwrap();
+        assert_eq!(request_id.as_deref(), Some("req-inline"));
+        assert_eq!(work_task, handler_task, "no task of its own");
+        assert!(!ctx.detached_running());
+    }
+
+    /// Dropped mid-way (the client left), the rest runs detached, under the request's context,
+    /// and the request can wait for it.
+    #[tokio::test]
+    async fn work_dropped_mid_way_finishes_detached() {
+        let ctx = RequestCtx::new("req-gone".into(), None);
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        ctx.clone()
+            .scope(async move {
+                let mut work = std::pin::pin!(to_completion(async move {
+                    wait.await.unwrap();
+                    let _ = done_tx.send(current().map(|c| c.request_id().to_owned()));
+                }));
+                // Polled once (it waits on `go`), then dropped, as a server drops a request.
+                assert!(futures::poll!(work.as_mut()).is_pending());
+            })
+            .await;
+        assert!(ctx.detached_running(), "the rest is still running");
+        go.send(()).unwrap();
+        assert_eq!(done_rx.await.unwrap().as_deref(), Some("req-gone"));
+        tokio::time::timeout(Duration::from_secs(5), ctx.detached_done())
+            .await
+            .expect("the detached rest ends and stops being counted");
+    }
+
+    /// A panic inside the work reaches the caller (the HTTP layer turns it into a 500); the
+    /// panicked future is not run again and stops being counted.
+    #[tokio::test]
+    async fn a_panic_in_the_work_is_the_callers() {
+        let ctx = RequestCtx::new("req-panic".into(), None);
+        let caught = tokio::spawn(ctx.clone().scope(async {
+            to_completion(async {
+                panic!("boom");
+            })
+            .await
+        }))
+        .await;
+        assert!(caught.unwrap_err().is_panic());
+        assert!(!ctx.detached_running());
+    }
+
     #[test]
     fn traceparent_parsing() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -219,14 +339,5 @@ mod tests {
         assert!(!valid_request_id(&"a".repeat(129)));
         assert!(!valid_request_id("a b"));
         assert!(!valid_request_id("a\nb"));
-    }
-
-    #[tokio::test]
-    async fn spawned_work_keeps_the_context() {
-        let ctx = RequestCtx::new("r1".into(), None);
-        let seen = ctx
-            .scope(async { spawn(async { request_id() }).await.ok().flatten() })
-            .await;
-        assert_eq!(seen.as_deref(), Some("r1"));
     }
 }

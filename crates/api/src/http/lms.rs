@@ -1,6 +1,6 @@
 //! Handlers for the LMS side (docs/api.md, "Enrollments and exams", "Refunds"): parse, call one flow,
-//! render. The refund runs in a detached task like a confirm: once Toss may have been asked,
-//! a client that disconnects must not cut the recording of its answer short.
+//! render. The refund runs to completion like a confirm (`context::to_completion`): once Toss may
+//! have been asked, a client that disconnects must not cut the recording of its answer short.
 
 use crate::App;
 use crate::error::{Error, Result};
@@ -37,7 +37,7 @@ pub async fn refund_payment(
     // Only for deposited virtual-account payments; validated, never logged.
     let account = flows::refunds::parse_refund_account(body.0.get("refundReceiveAccount"))?;
     let task_app = app.clone();
-    let out = crate::context::spawn(async move {
+    let out = crate::context::to_completion(async move {
         flows::refunds::refund_to(
             &task_app,
             payment_id,
@@ -48,8 +48,7 @@ pub async fn refund_payment(
         )
         .await
     })
-    .await
-    .map_err(|e| Error::internal(format!("refund task: {e}")))??;
+    .await?;
     Ok(Json(json!({
         "paymentId": out.payment_id,
         "status": out.status.as_str(),
@@ -68,11 +67,10 @@ pub async fn cancel_order(
     let order_id =
         OrderId::parse(&order_id).map_err(|e| Error::invalid(format!("orderId: {}", e.reason)))?;
     let task_app = app.clone();
-    let out = crate::context::spawn(async move {
+    let out = crate::context::to_completion(async move {
         flows::refunds::cancel_order(&task_app, &order_id, "service_role").await
     })
-    .await
-    .map_err(|e| Error::internal(format!("cancel task: {e}")))??;
+    .await?;
     Ok(Json(json!({
         "orderId": out.order.order_id,
         "status": out.order.status.as_str(),

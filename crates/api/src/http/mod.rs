@@ -227,9 +227,9 @@ pub use crate::ops::metrics::CLIENT_CLOSED;
 
 /// A request being answered. Finishing it writes the summary line and the metrics; if the
 /// client disconnects first, the server drops the request's future and `Drop` writes them with
-/// [`CLIENT_CLOSED`], so every request still gets exactly one line. A confirm keeps running in
-/// its detached task: its line then waits for that task, so it carries the confirm's real
-/// status next to the 499, and the confirm counts itself with its real outcome
+/// [`CLIENT_CLOSED`], so every request still gets exactly one line. A confirm keeps running,
+/// detached (`context::to_completion`): its line then waits for it, so it carries the
+/// confirm's real status next to the 499, and the confirm counts itself with its real outcome
 /// ([`confirm_finished`]).
 struct InFlight {
     ctx: RequestCtx,
@@ -318,9 +318,9 @@ impl Drop for InFlight {
     }
 }
 
-/// The confirm flow has finished (in its detached task, whether or not the client is still
-/// there): count its real outcome with the request's latency, and record it for the summary
-/// line — the HTTP layer may never render the answer if the client left.
+/// The confirm flow has finished (in the request, or detached if the client left): count its
+/// real outcome with the request's latency, and record it for the summary line — the HTTP
+/// layer may never render the answer if the client left.
 pub(crate) fn confirm_finished(outcome: crate::ops::metrics::ConfirmOutcome) {
     use crate::ops::metrics::ConfirmOutcome;
     let Some(ctx) = crate::context::current() else {

@@ -172,16 +172,15 @@ pub async fn confirm(
             return Err(Error::new(ErrorCode::IdempotencyKeyReused));
         }
     }
-    // Detached: if the client disconnects, the handler future is dropped but the confirm runs
-    // to completion, and is counted with its real outcome and logged under this request.
+    // To completion: if the client disconnects, the handler future is dropped but the confirm
+    // runs on, detached, and is counted with its real outcome and logged under this request.
     let task_app = app.clone();
-    let out = crate::context::spawn(async move {
+    let out = crate::context::to_completion(async move {
         let (answer, outcome) = flows::confirm::confirm(&task_app, user, input).await;
         crate::http::confirm_finished(outcome);
         answer
     })
-    .await
-    .map_err(|e| Error::internal(format!("confirm task: {e}")))??;
+    .await?;
     let body = json!({
         "enrollmentId": out.enrollment_id, "paymentId": out.payment_id,
         "orderId": out.order_id, "courseId": out.course_id, "amount": out.amount.won(),
