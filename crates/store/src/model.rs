@@ -266,6 +266,19 @@ pub struct Cancellation {
     pub ctx: EventContext,
 }
 
+impl Cancellation {
+    /// The cancels both backends decide on: each transaction key once (its first entry: a
+    /// report naming one twice is Toss's mistake, and counting it twice would take room from
+    /// another cancel), zero amounts left out (nothing moved), in Toss's order.
+    pub fn distinct_cancels(&self) -> Vec<&ProviderCancel> {
+        let mut seen = std::collections::HashSet::new();
+        self.cancels
+            .iter()
+            .filter(|x| !x.amount.is_zero() && seen.insert(x.transaction_key.as_str()))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancellationRecorded {
     /// The payment after recording.

@@ -1263,14 +1263,11 @@ impl Store for PgStore {
     async fn record_cancellation(&self, c: Cancellation) -> Result<CancellationRecorded> {
         let call = self.call("record_cancellation");
         let now = c.ctx.at();
-        let txs: Vec<String> = c
-            .cancels
-            .iter()
-            .map(|x| x.transaction_key.clone())
-            .collect();
-        let amounts: Vec<i64> = c.cancels.iter().map(|x| x.amount.won()).collect();
-        let reasons: Vec<String> = c.cancels.iter().map(|x| x.reason.clone()).collect();
-        let ids: Vec<Uuid> = c.cancels.iter().map(|_| RefundId::new().0).collect();
+        let cancels = c.distinct_cancels();
+        let txs: Vec<String> = cancels.iter().map(|x| x.transaction_key.clone()).collect();
+        let amounts: Vec<i64> = cancels.iter().map(|x| x.amount.won()).collect();
+        let reasons: Vec<String> = cancels.iter().map(|x| x.reason.clone()).collect();
+        let ids: Vec<Uuid> = cancels.iter().map(|_| RefundId::new().0).collect();
         for attempt in 1..=LMS_ATTEMPTS {
             let q = query(RECORD_CANCELLATION)
                 .bind(domain::PROVIDER_TOSS)

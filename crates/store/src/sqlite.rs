@@ -1553,7 +1553,7 @@ async fn record_refund_rows(
 ) -> Result<RefundRows> {
     let now = ts(now);
     let mut unknown = Vec::new();
-    for cancel in c.cancels.iter().filter(|x| !x.amount.is_zero()) {
+    for cancel in c.distinct_cancels() {
         let q = query(REFUND_TX_KNOWN).bind(&cancel.transaction_key);
         if tx.one(q, |r| r.int("n")).await? == 0 {
             unknown.push(cancel);

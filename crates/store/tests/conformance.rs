@@ -2777,6 +2777,24 @@ async fn refund_rows_never_exceed_what_the_balance_shows_gone(db: Db) {
     assert_eq!(results.iter().map(|r| r.cancels_left_out).sum::<u32>(), 9);
     let p = money_adds_up(&db, s.payment_id).await;
     assert_eq!(p.balance, won(0));
+
+    // A report naming one cancel twice (Toss's mistake): recorded once, on both backends, and
+    // the duplicate takes no room from the other cancel.
+    let pk = "pk_money_twice";
+    let s = buy(&db, &order(&db, UserId::new(), &c).await, pk).await;
+    let twice = [
+        ("tx_twice", 3_000),
+        ("tx_other", 2_000),
+        ("tx_twice", 3_000),
+    ];
+    let rec = db
+        .store
+        .record_cancellation(cancellation(pk, 5_000, &twice, 3))
+        .await
+        .unwrap();
+    assert_eq!((rec.refunds_recorded, rec.cancels_left_out), (2, 0));
+    let p = money_adds_up(&db, s.payment_id).await;
+    assert_eq!(p.balance, won(5_000));
 }
 
 /// A virtual-account deposit reversed by the bank, then deposited again: the same payment,
