@@ -592,32 +592,40 @@ async fn store_backend(store: &PgStore) -> i32 {
     pid.unwrap()
 }
 
-/// The store's connections are not pinged when used moments ago; one the server dropped while
-/// it sat idle for longer is still found out and replaced before a statement runs on it.
-#[tokio::test]
-async fn a_connection_dropped_while_idle_is_replaced_before_use() {
+/// A store over a migrated schema whose statements all run on one connection.
+async fn one_connection_store() -> PgStore {
     let migrated = testing::postgres_store().await;
     let settings = PgSettings {
         schema: migrated.schema().to_owned(),
         max_connections: 1,
         statement_timeout: None,
     };
-    let store = PgStore::connect_with(base_options(), &settings)
+    PgStore::connect_with(base_options(), &settings)
+        .await
+        .unwrap()
+}
+
+/// End a backend process, as a server restart or an operator would.
+async fn terminate(pid: i32) {
+    admin()
+        .await
+        .execute(AssertSqlSafe(format!("SELECT pg_terminate_backend({pid})")))
         .await
         .unwrap();
+}
+
+/// The store's connections are not pinged when used moments ago; one the server dropped while
+/// it sat idle for longer is still found out and replaced before a statement runs on it.
+#[tokio::test]
+async fn a_connection_dropped_while_idle_is_replaced_before_use() {
+    let store = one_connection_store().await;
     let dropped = store_backend(&store).await;
     assert_eq!(
         store_backend(&store).await,
         dropped,
         "one connection, reused"
     );
-    admin()
-        .await
-        .execute(AssertSqlSafe(format!(
-            "SELECT pg_terminate_backend({dropped})"
-        )))
-        .await
-        .unwrap();
+    terminate(dropped).await;
     tokio::time::sleep(store::postgres::RECHECK_IDLE_AFTER + std::time::Duration::from_millis(300))
         .await;
     store
@@ -631,15 +639,7 @@ async fn a_connection_dropped_while_idle_is_replaced_before_use() {
 /// request's future dropped mid-statement) is closed, and one the server ended is not reused.
 #[tokio::test]
 async fn only_connections_between_statements_are_reused() {
-    let migrated = testing::postgres_store().await;
-    let settings = PgSettings {
-        schema: migrated.schema().to_owned(),
-        max_connections: 1,
-        statement_timeout: None,
-    };
-    let store = PgStore::connect_with(base_options(), &settings)
-        .await
-        .unwrap();
+    let store = one_connection_store().await;
     let first = store_backend(&store).await;
 
     // A server error (here: division by zero) leaves the connection usable and reused.
@@ -666,13 +666,7 @@ async fn only_connections_between_statements_are_reused() {
     store.ready().await.unwrap();
 
     // Ended by the server while in use (an I/O error on the next statement): not reused.
-    admin()
-        .await
-        .execute(AssertSqlSafe(format!(
-            "SELECT pg_terminate_backend({second})"
-        )))
-        .await
-        .unwrap();
+    terminate(second).await;
     assert!(
         store.ready().await.is_err(),
         "the killed session fails its statement"
