@@ -11,7 +11,7 @@
 //! error), a ping before reusing one idle longer than [`RECHECK_IDLE_AFTER`], and connections
 //! retired after [`MAX_LIFETIME`] or [`IDLE_TIMEOUT`] idle, as sqlx's defaults do.
 //!
-//! Migrations and tests keep using an sqlx pool ([`super::PgStore::pool`]).
+//! Migrations and tests keep using an sqlx pool ([`crate::postgres::PgStore::pool`]).
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -89,7 +89,7 @@ pub struct Lease {
 impl PgConns {
     /// A pool of at most `max` connections, made on demand with `options`, then given
     /// `search_path` and `statement_timeout` by [`SETUP`] if `setup` holds their values. Starts
-    /// its reaper on the current runtime.
+    /// its reaper on the current runtime, if there is one.
     pub(crate) fn new(
         options: PgConnectOptions,
         setup: Option<(String, String)>,
@@ -106,7 +106,11 @@ impl PgConns {
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(reap(Arc::downgrade(&inner)));
+        // Outside a runtime (a store built for a synchronous caller) idle connections are
+        // only retired when next taken; inside one, the reaper closes them on time.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(reap(Arc::downgrade(&inner)));
+        }
         PgConns { inner }
     }
 
@@ -132,7 +136,7 @@ impl PgConns {
             let Some(mut idle) = inner.idle.lock().expect("pool lock").pop() else {
                 break;
             };
-            if idle.born.elapsed() >= MAX_LIFETIME {
+            if idle.born.elapsed() >= MAX_LIFETIME || idle.since.elapsed() >= IDLE_TIMEOUT {
                 retire(idle.conn);
                 continue;
             }
