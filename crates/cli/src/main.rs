@@ -190,9 +190,29 @@ const DEMO_COURSE_ID: &str = "00000000-0000-4000-8000-00000000c0a1";
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The standalone sandbox stands in for Toss in tests and benchmarks: one thread serves it
+    // (its work per call is a few lookups), so it costs no wake-ups between threads and leaves
+    // the other cores to what is being measured. Everything else gets a worker per core.
+    let runtime = match cli.command {
+        Command::Sandbox { .. } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("coursepay: starting the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Preflight(args) => return ExitCode::from(preflight::run(args).await),
         Command::Serve => serve().await,
