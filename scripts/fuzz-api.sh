@@ -40,7 +40,8 @@ trap cleanup EXIT
 start_server() {
   local db_url="$1" name="$2"
   : >"$WORK/$name.log"
-  (cd "$WORK" && env DATABASE_URL="$db_url" LISTEN_ADDR=127.0.0.1:0 RATE_LIMIT_PER_SECOND=0 \
+  # `exec`: $! must be the server itself, not a subshell that `kill` would leave it behind.
+  (cd "$WORK" && exec env DATABASE_URL="$db_url" LISTEN_ADDR=127.0.0.1:0 RATE_LIMIT_PER_SECOND=0 \
     "$BIN" serve >"$WORK/$name.out" 2>"$WORK/$name.log") &
   SERVER_PID=$!
   BASE=
