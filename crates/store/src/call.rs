@@ -114,12 +114,11 @@ where
         q: Query<'_, DB>,
         decode: impl FnOnce(&DB::Row) -> Result<T>,
     ) -> Result<T> {
-        roundtrips::add(1);
-        let mut lease = self.lender.lend().await.map_err(DB::store_error)?;
-        let row = q.fetch_one(L::conn(&mut lease)).await;
-        L::finished(&mut lease, &row);
-        drop(lease);
-        decode(&row.map_err(DB::store_error)?)
+        let row = self
+            .on_lease(async |c| q.fetch_one(c).await)
+            .await
+            .map_err(DB::store_error)?;
+        decode(&row)
     }
 
     /// At most one row.
@@ -138,22 +137,20 @@ where
         q: Query<'_, DB>,
         decode: impl FnMut(&DB::Row) -> Result<T>,
     ) -> Result<Vec<T>> {
-        roundtrips::add(1);
-        let mut lease = self.lender.lend().await.map_err(DB::store_error)?;
-        let rows = q.fetch_all(L::conn(&mut lease)).await;
-        L::finished(&mut lease, &rows);
-        drop(lease);
-        rows.map_err(DB::store_error)?.iter().map(decode).collect()
+        let rows = self
+            .on_lease(async |c| q.fetch_all(c).await)
+            .await
+            .map_err(DB::store_error)?;
+        rows.iter().map(decode).collect()
     }
 
     /// A statement without rows: how many rows it changed.
     pub(crate) async fn exec(&self, q: Query<'_, DB>) -> Result<u64> {
-        roundtrips::add(1);
-        let mut lease = self.lender.lend().await.map_err(DB::store_error)?;
-        let done = q.execute(L::conn(&mut lease)).await;
-        L::finished(&mut lease, &done);
-        drop(lease);
-        Ok(DB::rows_affected(&done.map_err(DB::store_error)?))
+        let done = self
+            .on_lease(async |c| q.execute(c).await)
+            .await
+            .map_err(DB::store_error)?;
+        Ok(DB::rows_affected(&done))
     }
 
     /// At most one row, with the driver's error as it is: for statements that are re-run
@@ -162,11 +159,20 @@ where
         &self,
         q: Query<'_, DB>,
     ) -> std::result::Result<Option<DB::Row>, sqlx::Error> {
+        self.on_lease(async |c| q.fetch_optional(c).await).await
+    }
+
+    /// One statement (one round trip) on a lent connection, the lender told how it ended; the
+    /// connection goes back before the rows are decoded.
+    async fn on_lease<R>(
+        &self,
+        statement: impl AsyncFnOnce(&mut DB::Connection) -> std::result::Result<R, sqlx::Error>,
+    ) -> std::result::Result<R, sqlx::Error> {
         roundtrips::add(1);
         let mut lease = self.lender.lend().await?;
-        let row = q.fetch_optional(L::conn(&mut lease)).await;
-        L::finished(&mut lease, &row);
-        row
+        let out = statement(L::conn(&mut lease)).await;
+        L::finished(&mut lease, &out);
+        out
     }
 }
 
