@@ -88,14 +88,7 @@ async fn read_postgres(dsn: &str, pg_schema: &str) -> Result<Catalog, String> {
         foreign_keys: pg_foreign_keys(&mut conn).await?,
         exam_attempt_orphans: None,
     };
-    if catalog.has_table("exam_attempts") && catalog.has_table("enrollments") {
-        catalog.exam_attempt_orphans = Some(
-            sqlx::query_scalar::<_, i64>(ORPHANS_SQL)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(orphan_error)?,
-        );
-    }
+    catalog.exam_attempt_orphans = count_orphans::<sqlx::Postgres>(&catalog, &mut conn).await?;
     let _ = conn.close().await;
     Ok(catalog)
 }
@@ -198,14 +191,7 @@ async fn read_sqlite(dsn: &str) -> Result<Catalog, String> {
             .extend(sqlite_foreign_keys(&mut conn, table).await?);
     }
     catalog.tables = tables;
-    if catalog.has_table("exam_attempts") && catalog.has_table("enrollments") {
-        catalog.exam_attempt_orphans = Some(
-            sqlx::query_scalar::<_, i64>(ORPHANS_SQL)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(orphan_error)?,
-        );
-    }
+    catalog.exam_attempt_orphans = count_orphans::<sqlx::Sqlite>(&catalog, &mut conn).await?;
     let _ = conn.close().await;
     Ok(catalog)
 }
@@ -291,8 +277,25 @@ async fn sqlite_foreign_keys(
 const ORPHANS_SQL: &str = "SELECT COUNT(*) FROM exam_attempts e \
      LEFT JOIN enrollments n ON n.id = e.enrollment_id WHERE n.id IS NULL";
 
-fn orphan_error(e: sqlx::Error) -> String {
-    format!("counting orphaned exam attempts: {e}")
+/// [`ORPHANS_SQL`]'s count, where both of its tables exist.
+async fn count_orphans<DB>(
+    catalog: &Catalog,
+    conn: &mut DB::Connection,
+) -> Result<Option<i64>, String>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    if !(catalog.has_table("exam_attempts") && catalog.has_table("enrollments")) {
+        return Ok(None);
+    }
+    sqlx::query_scalar::<DB, i64>(ORPHANS_SQL)
+        .fetch_one(conn)
+        .await
+        .map(Some)
+        .map_err(|e| format!("counting orphaned exam attempts: {e}"))
 }
 
 impl Catalog {
