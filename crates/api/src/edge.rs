@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -51,12 +51,17 @@ enum Phase {
     Idle { deadline: Instant },
 }
 
-/// The phase, and the deadline the connection's task is sleeping until (None: it waits for a
-/// change without a timer).
+/// The phase, the deadline the connection's task is sleeping until (None: it waits for a
+/// change without a timer), and whether that task is inside its poll of the connection.
 #[derive(Debug, Clone, Copy)]
 struct Tracked {
     phase: Phase,
     armed: Option<Instant>,
+    /// The connection's task is polling hyper's connection: a change made now comes from that
+    /// very poll (HTTP/1: bytes read, a request started or answered) and is read when the poll
+    /// returns, so it needs no wake-up. A wake-up of the running task would make tokio re-queue
+    /// it as a yield and rouse a parked worker for nothing, once per request.
+    polling: bool,
 }
 
 impl Phase {
@@ -83,25 +88,28 @@ impl ConnState {
                     deadline: Instant::now() + limits.header_read_timeout,
                 },
                 armed: None,
+                polling: false,
             }),
             changed: Notify::new(),
             limits,
         }
     }
 
-    /// Change the phase. The connection's task is woken only when the new deadline comes
-    /// before the one it sleeps until: a later deadline or none is found when that timer
-    /// fires (re-read there), so a request's three changes cost at most one wake-up and
-    /// timer re-arm instead of three.
+    /// Change the phase. The connection's task is woken only when it is not polling the
+    /// connection (the change comes from another task: an HTTP/2 request's own) and the new
+    /// deadline comes before the one it sleeps until: a later deadline or none is found when
+    /// that timer fires (re-read there). Both are decided under the lock that
+    /// [`ConnState::after_poll`] takes, so a change is either seen there or wakes the task.
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
         let wake = match self.tracked.lock() {
             Ok(mut t) => {
                 t.phase = f(t.phase);
-                match (t.phase.deadline(), t.armed) {
-                    (Some((deadline, _)), Some(armed)) => deadline < armed,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                }
+                !t.polling
+                    && match (t.phase.deadline(), t.armed) {
+                        (Some((deadline, _)), Some(armed)) => deadline < armed,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    }
             }
             Err(_) => true,
         };
@@ -135,9 +143,18 @@ impl ConnState {
         self.tracked.lock().ok().and_then(|t| t.phase.deadline())
     }
 
-    /// The deadline the connection's task sleeps until from now on (see [`ConnState::update`]).
-    fn arm(&self) -> Option<(Instant, ConnectionTimeout)> {
+    /// The connection's task is about to poll the connection.
+    fn before_poll(&self) {
+        if let Ok(mut t) = self.tracked.lock() {
+            t.polling = true;
+        }
+    }
+
+    /// The poll returned: the deadline the connection's task sleeps until from now on (see
+    /// [`ConnState::update`]).
+    fn after_poll(&self) -> Option<(Instant, ConnectionTimeout)> {
         let mut t = self.tracked.lock().ok()?;
+        t.polling = false;
         let deadline = t.phase.deadline();
         t.armed = deadline.map(|(at, _)| at);
         deadline
@@ -247,35 +264,54 @@ async fn serve_connection(
         }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
+    let mut conn = pin!(builder.serve_connection(io, service));
+    let mut stop = pin!(stop.wait_for(|s| *s));
     let mut stopping = false;
-    loop {
-        let deadline = state.arm();
-        let until_deadline = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = state.changed.notified() => {}
-            _ = until_deadline => {
-                // Re-read: a request may have started at the very deadline.
-                if let Some((at, reason)) = state.deadline()
-                    && Instant::now() >= at
-                {
-                    crate::ops::metrics::record_connection_timeout(reason);
-                    tracing::debug!(target: "coursepay::edge", client = %remote, reason = reason.as_str(), "connection closed: timeout");
-                    return; // dropping the connection closes the socket
-                }
-            }
-            _ = stop.wait_for(|s| *s), if !stopping => {
+    let mut changed = pin!(state.changed.notified());
+    // Re-armed, not re-created, as the phase moves; its first deadline is replaced before it
+    // is first polled.
+    let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
+    // One poll function rather than a `select!`: the phase changes that the connection's own
+    // poll makes are read right after it, without waking this task (see `Tracked::polling`).
+    let ended = std::future::poll_fn(|cx| {
+        loop {
+            if !stopping && stop.as_mut().poll(cx).is_ready() {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
+            state.before_poll();
+            let polled = conn.as_mut().poll(cx);
+            let deadline = state.after_poll();
+            if polled.is_ready() {
+                return Poll::Ready(None);
+            }
+            if changed.as_mut().poll(cx).is_ready() {
+                // Another task moved the phase: take the next notification, re-arm.
+                changed.set(state.changed.notified());
+                continue;
+            }
+            let Some((at, _)) = deadline else {
+                return Poll::Pending;
+            };
+            if timer.deadline() != at {
+                timer.as_mut().reset(at);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Re-read: a request may have started at the very deadline.
+            if let Some((at, reason)) = state.deadline()
+                && Instant::now() >= at
+            {
+                return Poll::Ready(Some(reason));
+            }
         }
+    })
+    .await;
+    if let Some(reason) = ended {
+        crate::ops::metrics::record_connection_timeout(reason);
+        tracing::debug!(target: "coursepay::edge", client = %remote, reason = reason.as_str(), "connection closed: timeout");
+        // Returning drops the connection, which closes the socket.
     }
 }
 
