@@ -96,10 +96,12 @@ impl ConnState {
     }
 
     /// Change the phase. The connection's task is woken only when it is not polling the
-    /// connection (the change comes from another task: an HTTP/2 request's own) and the new
-    /// deadline comes before the one it sleeps until: a later deadline or none is found when
-    /// that timer fires (re-read there). Both are decided under the lock that
+    /// connection (the change comes from another task: an HTTP/2 request runs in its own) and
+    /// the new deadline comes before the one it sleeps until: a later deadline or none is
+    /// found when that timer fires (re-read there). Both are decided under the lock that
     /// [`ConnState::after_poll`] takes, so a change is either seen there or wakes the task.
+    /// (hyper's HTTP/2 connection is in practice polled again once a stream ends, answered or
+    /// cancelled, but it does not promise that, so the wake-up stays.)
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
         let wake = match self.tracked.lock() {
             Ok(mut t) => {

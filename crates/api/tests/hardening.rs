@@ -113,6 +113,87 @@ async fn dribbled_headers_are_cut_and_idle_connections_closed() {
     );
 }
 
+/// HTTP/2 requests are answered in tasks of their own, so the end of one reaches the
+/// connection's task by a wake-up, not through that task's own poll: an idle HTTP/2 connection
+/// is closed after the keep-alive timeout (2 s here) like an HTTP/1 one, after each of two
+/// requests answered on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
+    let s = TcpStream::connect(&addr(&t)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    let open = tokio::spawn(conn);
+    let mut answered = Instant::now();
+    for pause in [Duration::ZERO, Duration::from_millis(1200)] {
+        tokio::time::sleep(pause).await;
+        let req = hyper::Request::get(format!("{}/healthz", t.base))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        answered = Instant::now();
+    }
+    // The second request moved the deadline: 2 s from its answer, not from the first one's.
+    tokio::time::timeout(Duration::from_secs(10), open)
+        .await
+        .expect("HTTP/2 connection still open after 10 s")
+        .unwrap()
+        .ok();
+    let after = answered.elapsed();
+    assert!(
+        after >= Duration::from_millis(1800) && after < Duration::from_millis(3500),
+        "idle HTTP/2 connection closed {after:?} after its last answer"
+    );
+}
+
+/// A request the client cancels (an HTTP/2 RST_STREAM) ends in its own task after the
+/// connection's task has gone back to sleep, with no request left in flight: that task is
+/// woken to arm the keep-alive deadline, and the idle connection is closed 2 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_http2_request_leaves_the_connection_to_the_keepalive_timeout() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
+    let s = TcpStream::connect(&addr(&t)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    let open = tokio::spawn(conn);
+    // A webhook whose body never ends: the handler waits for the rest of it.
+    let (body, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    body.unbounded_send(Ok(b"{\"eventType\":".to_vec()))
+        .unwrap();
+    let req = hyper::Request::post(format!("{}/v1/webhooks/toss", t.base))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(rx))
+        .unwrap();
+    let answer = tokio::spawn(sender.send_request(req));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Still open in flight, past the header timeout: a request in flight has no deadline.
+    assert!(!open.is_finished(), "closed while a request was in flight");
+    body.unbounded_send(Err(std::io::Error::other("the client gives up")))
+        .unwrap();
+    let cancelled = Instant::now();
+    assert!(
+        answer.await.unwrap().is_err(),
+        "a cancelled request got an answer"
+    );
+    tokio::time::timeout(Duration::from_secs(10), open)
+        .await
+        .expect("HTTP/2 connection still open 10 s after its only request was cancelled")
+        .unwrap()
+        .ok();
+    let after = cancelled.elapsed();
+    assert!(
+        after >= Duration::from_millis(1700) && after < Duration::from_millis(3500),
+        "closed {after:?} after the cancel"
+    );
+}
+
 /// Sends a request's headers a byte per 100 ms; how long after `since` the server cut it.
 async fn dribble_until_cut(mut slow: TcpStream, since: Instant) -> Duration {
     let header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
