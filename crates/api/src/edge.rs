@@ -31,8 +31,9 @@ use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -273,6 +274,7 @@ async fn serve_connection(
     // Re-armed, not re-created, as the phase moves; its first deadline is replaced before it
     // is first polled.
     let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
+    let own_wakes = OwnWakes::new();
     // One poll function rather than a `select!`: the phase changes that the connection's own
     // poll makes are read right after it, without waking this task (see `Tracked::polling`).
     let ended = std::future::poll_fn(|cx| {
@@ -282,7 +284,7 @@ async fn serve_connection(
                 conn.as_mut().graceful_shutdown();
             }
             state.before_poll();
-            let polled = conn.as_mut().poll(cx);
+            let polled = own_wakes.poll(conn.as_mut(), cx);
             let deadline = state.after_poll();
             if polled.is_ready() {
                 return Poll::Ready(None);
@@ -314,6 +316,100 @@ async fn serve_connection(
         crate::ops::metrics::record_connection_timeout(reason);
         tracing::debug!(target: "coursepay::edge", client = %remote, reason = reason.as_str(), "connection closed: timeout");
         // Returning drops the connection, which closes the socket.
+    }
+}
+
+/// Polls a future so that the wake-ups it gives itself while being polled cost no more than a
+/// second poll at once.
+///
+/// hyper's HTTP/1 connection wakes itself when the handler, running inside it, takes a chunk
+/// of the request's body (its body channel tells the sender there is room): once per request
+/// that has a body. tokio takes a task woken while it runs for a task that yields: it queues
+/// it behind the others and rouses a parked worker to steal it, which wakes another thread,
+/// finds nothing to do and parks it again (two futex calls and two context switches per
+/// request on an idle server). Wrapped here, such a wake only marks the future for another
+/// poll; a wake from anywhere else (the socket, a timer, another task) reaches the task as
+/// before.
+struct OwnWakes {
+    shared: Arc<OwnWakesShared>,
+    waker: Waker,
+}
+
+struct OwnWakesShared {
+    /// [`OWN_IDLE`], [`OWN_POLLING`] or [`OWN_WOKEN`].
+    state: AtomicU8,
+    /// The task's own waker, for wakes that come while the future is not being polled.
+    task: Mutex<Option<Waker>>,
+}
+
+const OWN_IDLE: u8 = 0;
+const OWN_POLLING: u8 = 1;
+const OWN_WOKEN: u8 = 2;
+/// Polls in a row before a future that keeps waking itself is left to the scheduler (as a
+/// yield), so one connection cannot hold a worker.
+const OWN_REPOLLS: usize = 16;
+
+impl std::task::Wake for OwnWakesShared {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        match self.state.compare_exchange(
+            OWN_POLLING,
+            OWN_WOKEN,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // Being polled: the poller sees OWN_WOKEN when the poll returns.
+            Ok(_) | Err(OWN_WOKEN) => {}
+            Err(_) => {
+                let task = self.task.lock().ok().and_then(|t| t.clone());
+                if let Some(task) = task {
+                    task.wake();
+                }
+            }
+        }
+    }
+}
+
+impl OwnWakes {
+    fn new() -> Self {
+        let shared = Arc::new(OwnWakesShared {
+            state: AtomicU8::new(OWN_IDLE),
+            task: Mutex::new(None),
+        });
+        let waker = Waker::from(shared.clone());
+        OwnWakes { shared, waker }
+    }
+
+    fn poll<F: Future>(&self, mut fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // Stored before the poll: a wake after it (state back to idle) must find this task.
+        if let Ok(mut task) = self.shared.task.lock()
+            && !task.as_ref().is_some_and(|t| t.will_wake(cx.waker()))
+        {
+            *task = Some(cx.waker().clone());
+        }
+        let mut own = Context::from_waker(&self.waker);
+        for _ in 0..OWN_REPOLLS {
+            self.shared.state.store(OWN_POLLING, Ordering::Release);
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut own) {
+                self.shared.state.store(OWN_IDLE, Ordering::Release);
+                return Poll::Ready(out);
+            }
+            if self
+                .shared
+                .state
+                .compare_exchange(OWN_POLLING, OWN_IDLE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Poll::Pending;
+            }
+            // Woken while it was being polled: poll again now.
+        }
+        self.shared.state.store(OWN_IDLE, Ordering::Release);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -377,5 +473,108 @@ pub async fn serve(
                 return Ok(cut);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A task waker that counts its wakes.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn task() -> (Arc<Counted>, Waker) {
+        let counted = Arc::new(Counted::default());
+        (counted.clone(), Waker::from(counted))
+    }
+
+    /// Pending for `wakes` polls, each time waking itself first; then ready with the polls.
+    fn waking_itself(wakes: usize) -> impl Future<Output = usize> {
+        let mut polls = 0;
+        std::future::poll_fn(move |cx| {
+            polls += 1;
+            if polls > wakes {
+                return Poll::Ready(polls);
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+    }
+
+    #[test]
+    fn a_wake_during_the_poll_is_a_second_poll_not_a_wake_of_the_task() {
+        let (counted, waker) = task();
+        let mut cx = Context::from_waker(&waker);
+        let own = OwnWakes::new();
+        let mut fut = pin!(waking_itself(3));
+        assert_eq!(own.poll(fut.as_mut(), &mut cx), Poll::Ready(4));
+        assert_eq!(counted.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_future_that_keeps_waking_itself_is_left_to_the_scheduler() {
+        let (counted, waker) = task();
+        let mut cx = Context::from_waker(&waker);
+        let own = OwnWakes::new();
+        let mut fut = pin!(waking_itself(usize::MAX));
+        assert!(own.poll(fut.as_mut(), &mut cx).is_pending());
+        assert_eq!(
+            counted.0.load(Ordering::SeqCst),
+            1,
+            "woken once, as a yield"
+        );
+    }
+
+    #[test]
+    fn a_wake_after_the_poll_reaches_the_task() {
+        let (counted, waker) = task();
+        let mut cx = Context::from_waker(&waker);
+        let own = OwnWakes::new();
+        let stored: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let keep = stored.clone();
+        let mut fut = pin!(std::future::poll_fn(move |cx| {
+            *keep.lock().unwrap() = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        }));
+        assert!(own.poll(fut.as_mut(), &mut cx).is_pending());
+        assert_eq!(counted.0.load(Ordering::SeqCst), 0);
+        // From another thread, as a socket's readiness or another task would.
+        let later = stored.lock().unwrap().take().unwrap();
+        std::thread::spawn(move || later.wake()).join().unwrap();
+        assert_eq!(counted.0.load(Ordering::SeqCst), 1);
+    }
+
+    /// The task's waker can change between polls (the task moved): a later wake reaches the
+    /// newest one.
+    #[test]
+    fn a_wake_reaches_the_waker_of_the_latest_poll() {
+        let (first, first_waker) = task();
+        let (second, second_waker) = task();
+        let own = OwnWakes::new();
+        let stored: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let keep = stored.clone();
+        let mut fut = pin!(std::future::poll_fn(move |cx| {
+            *keep.lock().unwrap() = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        }));
+        assert!(
+            own.poll(fut.as_mut(), &mut Context::from_waker(&first_waker))
+                .is_pending()
+        );
+        assert!(
+            own.poll(fut.as_mut(), &mut Context::from_waker(&second_waker))
+                .is_pending()
+        );
+        stored.lock().unwrap().take().unwrap().wake();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
     }
 }
