@@ -107,26 +107,53 @@ async fn dribbled_headers_are_cut_and_idle_connections_closed() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let answered = Instant::now();
     let after = closed_after(s, answered).await;
+    assert_keepalive_timeout(after, "an idle HTTP/1 connection");
+}
+
+/// An HTTP/2 connection (prior knowledge, as a proxy speaking h2c would open it): its request
+/// sender, and its driver, which ends when the server closes the connection.
+async fn http2(
+    t: &TestApp,
+) -> (
+    hyper::client::conn::http2::SendRequest<axum::body::Body>,
+    tokio::task::JoinHandle<()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let s = TcpStream::connect(&addr(t)).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    let open = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, open)
+}
+
+/// How long after `since` the server closed the connection that `open` drives.
+async fn http2_closed_after(open: tokio::task::JoinHandle<()>, since: Instant) -> Duration {
+    tokio::time::timeout(Duration::from_secs(10), open)
+        .await
+        .expect("HTTP/2 connection still open after 10 s")
+        .unwrap();
+    since.elapsed()
+}
+
+/// Closed by the keep-alive timeout of these tests (2 s), not earlier, not much later.
+fn assert_keepalive_timeout(after: Duration, what: &str) {
     assert!(
         after >= Duration::from_millis(1800) && after < Duration::from_millis(3500),
-        "idle connection closed after {after:?}"
+        "{what} closed {after:?} after it went idle"
     );
 }
 
 /// HTTP/2 requests are answered in tasks of their own, so the end of one reaches the
 /// connection's task by a wake-up, not through that task's own poll: an idle HTTP/2 connection
-/// is closed after the keep-alive timeout (2 s here) like an HTTP/1 one, after each of two
-/// requests answered on it.
+/// is closed after the keep-alive timeout like an HTTP/1 one, counted from its last answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
-    let s = TcpStream::connect(&addr(&t)).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-            .await
-            .unwrap();
-    let open = tokio::spawn(conn);
+    let (mut sender, open) = http2(&t).await;
     let mut answered = Instant::now();
     for pause in [Duration::ZERO, Duration::from_millis(1200)] {
         tokio::time::sleep(pause).await;
@@ -138,16 +165,8 @@ async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
         answered = Instant::now();
     }
     // The second request moved the deadline: 2 s from its answer, not from the first one's.
-    tokio::time::timeout(Duration::from_secs(10), open)
-        .await
-        .expect("HTTP/2 connection still open after 10 s")
-        .unwrap()
-        .ok();
-    let after = answered.elapsed();
-    assert!(
-        after >= Duration::from_millis(1800) && after < Duration::from_millis(3500),
-        "idle HTTP/2 connection closed {after:?} after its last answer"
-    );
+    let after = http2_closed_after(open, answered).await;
+    assert_keepalive_timeout(after, "an HTTP/2 connection");
 }
 
 /// A request the client cancels (an HTTP/2 RST_STREAM) ends in its own task after the
@@ -155,14 +174,8 @@ async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
 /// woken to arm the keep-alive deadline, and the idle connection is closed 2 s later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_http2_request_leaves_the_connection_to_the_keepalive_timeout() {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
-    let s = TcpStream::connect(&addr(&t)).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-            .await
-            .unwrap();
-    let open = tokio::spawn(conn);
+    let (mut sender, open) = http2(&t).await;
     // A webhook whose body never ends: the handler waits for the rest of it.
     let (body, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
     body.unbounded_send(Ok(b"{\"eventType\":".to_vec()))
@@ -182,16 +195,8 @@ async fn a_cancelled_http2_request_leaves_the_connection_to_the_keepalive_timeou
         answer.await.unwrap().is_err(),
         "a cancelled request got an answer"
     );
-    tokio::time::timeout(Duration::from_secs(10), open)
-        .await
-        .expect("HTTP/2 connection still open 10 s after its only request was cancelled")
-        .unwrap()
-        .ok();
-    let after = cancelled.elapsed();
-    assert!(
-        after >= Duration::from_millis(1700) && after < Duration::from_millis(3500),
-        "closed {after:?} after the cancel"
-    );
+    let after = http2_closed_after(open, cancelled).await;
+    assert_keepalive_timeout(after, "an HTTP/2 connection whose request was cancelled");
 }
 
 /// Sends a request's headers a byte per 100 ms; how long after `since` the server cut it.
