@@ -19,7 +19,9 @@
 //!
 //! Each connection tracks its phase — awaiting headers, requests in flight, idle — in a
 //! [`ConnState`]: the socket wrapper sees bytes arrive, the service wrapper sees requests start
-//! and end, and the connection's task sleeps until the current phase's deadline.
+//! and end, and the connection's task sleeps until the current phase's deadline. That task
+//! polls hyper's connection through [`OwnWakes`], so the wake-ups hyper gives its own task
+//! while it runs cost an immediate second poll, not a yield that rouses another worker.
 
 use crate::config::EdgeLimits;
 use crate::ops::metrics::ConnectionTimeout;
