@@ -1,5 +1,7 @@
 //! Toss Payments' JSON, field for field (API version 2022-11-16). Public so the sandbox
-//! serves exactly what the client parses; the rest of coursepay sees [`crate::PaymentView`].
+//! serves exactly the shape the client reads (the client reads a Payment through
+//! `PaymentRead`, the part of it coursepay uses); the rest of coursepay sees
+//! [`crate::PaymentView`].
 //!
 //! Decoding is lenient the way Toss's documentation requires: every field Toss documents as
 //! optional or nullable accepts both absence and `null` (a real lookup of an EXPIRED payment
@@ -9,6 +11,7 @@
 //! `paymentKey`, `orderId`, `status`, `totalAmount` and `balanceAmount`.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use std::borrow::Cow;
 
 /// `null` or absent → the type's default. For fields Toss documents as always present but a
 /// real answer has been seen to null.
@@ -128,6 +131,59 @@ pub struct Payment {
     pub receipt: Option<Receipt>,
     #[serde(default)]
     pub country: Option<String>,
+}
+
+/// What the client reads of a [`Payment`]: the fields [`crate::PaymentView`] is made of, with
+/// the same leniency, borrowed from the answer's bytes where no escape forces a copy. Every
+/// other field (card and easy-pay details, receipt, amounts coursepay does not use) is skipped
+/// as JSON, checked for syntax but neither decoded nor allocated: a confirm's answer is a
+/// couple of kilobytes, and decoding all of it was about a tenth of the service's instructions
+/// per confirm. `decode_answer` is the only reader; `Payment` stays the full shape the sandbox
+/// serves.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PaymentRead<'a> {
+    #[serde(borrow)]
+    pub payment_key: Cow<'a, str>,
+    #[serde(borrow)]
+    pub order_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub status: Cow<'a, str>,
+    pub total_amount: i64,
+    pub balance_amount: i64,
+    #[serde(default, borrow)]
+    pub method: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub approved_at: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub secret: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub last_transaction_key: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub cancels: Option<Vec<CancelRead<'a>>>,
+    #[serde(default, borrow)]
+    pub virtual_account: Option<VirtualAccountRead<'a>>,
+}
+
+/// What the client reads of a [`Cancel`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CancelRead<'a> {
+    pub cancel_amount: i64,
+    #[serde(default, borrow)]
+    pub cancel_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub canceled_at: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub transaction_key: Cow<'a, str>,
+}
+
+/// What the client reads of a Payment's `virtualAccount`: when it stops taking deposits.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VirtualAccountRead<'a> {
+    #[serde(default, borrow)]
+    pub due_date: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

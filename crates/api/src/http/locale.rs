@@ -3,13 +3,11 @@
 //! Korean is the default: the storefront's buyers are Korean, and a request without the header
 //! (or asking only for languages we lack) gets Korean.
 //!
-//! The middleware keeps the chosen locale in a task-local for the whole request, so every place
+//! The outermost middleware keeps the chosen locale in a task-local for the whole request, so every place
 //! that renders an error (handlers, extractors, the rate limiter, the panic catcher) uses it
 //! without passing it around.
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::HeaderMap;
 use domain::Locale;
 
 pub const DEFAULT: Locale = Locale::Ko;
@@ -52,15 +50,23 @@ pub fn negotiate(header: &str) -> Option<Locale> {
     best.map(|(_, l)| l)
 }
 
-/// Middleware: choose the request's locale and keep it for everything inside.
-pub async fn scope(req: Request, next: Next) -> Response {
-    let locale = req
-        .headers()
+/// The locale a request's `Accept-Language` asks for ([`DEFAULT`] without one we support).
+pub fn of(headers: &HeaderMap) -> Locale {
+    headers
         .get(axum::http::header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .and_then(negotiate)
-        .unwrap_or(DEFAULT);
-    LOCALE.scope(locale, next.run(req)).await
+        .unwrap_or(DEFAULT)
+}
+
+/// Runs `inner` (the rest of a request) in `locale`. Called by the outermost middleware rather
+/// than being a middleware of its own: each `from_fn` layer clones everything beneath it on
+/// every request.
+pub fn scope<F: std::future::Future>(
+    locale: Locale,
+    inner: F,
+) -> impl std::future::Future<Output = F::Output> {
+    LOCALE.scope(locale, inner)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The HTTP surface (docs/api.md). Middleware, outermost first: request context (request id,
 //! trace context, round-trip counter, the summary log line) → locale (Accept-Language,
-//! [`locale`]) → catch panic → CORS → request timeout → rate limit → body limit → routes. Auth is
+//! [`locale`]) → catch panic → CORS → rate limit and request timeout → body limit → routes. Auth is
 //! an extractor; errors are rendered in [`problem`] only. The `observe` middleware also records
 //! the request's metrics and feeds confirms to the alert evaluator.
 
@@ -85,11 +85,7 @@ pub fn router(app: App) -> Router {
     let api = api.with_state(app.clone());
     let mut r = api
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(
-            app.clone(),
-            ratelimit::limit,
-        ))
-        .layer(middleware::from_fn_with_state(app, request_timeout));
+        .layer(middleware::from_fn_with_state(app, admit));
     if let Some(cors) = cors {
         r = r.layer(cors);
     }
@@ -103,7 +99,6 @@ pub fn layers(router: Router) -> Router {
     crate::ops::metrics::install();
     router
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(locale::scope))
         .layer(middleware::from_fn(observe))
 }
 
@@ -149,7 +144,8 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     e.into_response()
 }
 
-/// Request id, trace context, round trips and the one summary log line per request.
+/// Request id, trace context, round trips and the one summary log line per request; inside
+/// it, the request's locale ([`locale::scope`]).
 async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = req
@@ -193,7 +189,8 @@ async fn observe(req: Request, next: Next) -> Response {
         auth_hash,
         done: false,
     };
-    let mut resp = ctx.scope(next.run(req)).await;
+    let locale = locale::of(req.headers());
+    let mut resp = ctx.scope(locale::scope(locale, next.run(req))).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -207,14 +204,18 @@ async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
-/// `HTTP_REQUEST_TIMEOUT_SECONDS`: a request still running after it is answered 503
-/// `E_REQUEST_TIMEOUT` (retryable). Dropping the handler's future is safe: a confirm's work runs
-/// in its own task and settles the order whatever happens to the request.
-async fn request_timeout(
+/// The rate limit ([`ratelimit::check`]), then `HTTP_REQUEST_TIMEOUT_SECONDS`: a request still
+/// running after it is answered 503 `E_REQUEST_TIMEOUT` (retryable). Dropping the handler's
+/// future is safe: a confirm's work runs on to completion whatever happens to the request
+/// (`context::to_completion`).
+async fn admit(
     axum::extract::State(app): axum::extract::State<App>,
     req: Request,
     next: Next,
 ) -> Response {
+    if let Err(refused) = ratelimit::check(&app, &req) {
+        return refused.into_response();
+    }
     match tokio::time::timeout(app.config.edge.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => Error::new(ErrorCode::RequestTimeout)

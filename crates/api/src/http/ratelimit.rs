@@ -1,4 +1,4 @@
-//! The rate-limit middleware (seed §11): keys each request by (client IP, user id or "anon")
+//! The rate limit (seed §11): keys each request by (client IP, user id or "anon")
 //! and asks the limiters in `flows::ops::ratelimit` whether it may pass. Over the limit: 429
 //! `E_RATE_LIMITED` with `Retry-After`. The user comes from the bearer token when it verifies;
 //! an invalid token is simply "anon" here — the auth extractor answers it later.
@@ -6,9 +6,7 @@
 use crate::App;
 use crate::auth::Principal;
 use crate::error::Error;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{ConnectInfo, Request};
 use domain::ErrorCode;
 use flows::ops::ratelimit::{Key, Who};
 use std::net::SocketAddr;
@@ -29,10 +27,12 @@ fn who(app: &App, req: &Request) -> Who {
     }
 }
 
-/// The middleware.
-pub async fn limit(State(app): State<App>, req: Request, next: Next) -> Response {
+/// The check, made by the request-timeout middleware before the route runs (one middleware
+/// instead of two: each `from_fn` layer clones everything beneath it on every request).
+/// `Err` is the 429 to answer.
+pub fn check(app: &App, req: &Request) -> Result<(), Error> {
     if !app.limits.enabled() {
-        return next.run(req).await;
+        return Ok(());
     }
     let peer = req
         .extensions()
@@ -41,16 +41,11 @@ pub async fn limit(State(app): State<App>, req: Request, next: Next) -> Response
     let ip = super::client_ip::client_ip(peer, req.headers(), &app.config.trusted_proxies);
     let key = Key {
         ip,
-        who: who(&app, &req),
+        who: who(app, req),
     };
-    match app.limits.check(req.uri().path(), &key) {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
-            crate::context::record(|f| f.function_name = Some("rate-limited"));
-            tracing::info!(target: "coursepay::ratelimit", client_ip = %ip, path = req.uri().path(), "rate limited");
-            Error::new(ErrorCode::RateLimited)
-                .with_retry_after(wait.max(1))
-                .into_response()
-        }
-    }
+    app.limits.check(req.uri().path(), &key).map_err(|wait| {
+        crate::context::record(|f| f.function_name = Some("rate-limited"));
+        tracing::info!(target: "coursepay::ratelimit", client_ip = %ip, path = req.uri().path(), "rate limited");
+        Error::new(ErrorCode::RateLimited).with_retry_after(wait.max(1))
+    })
 }
