@@ -74,7 +74,9 @@ impl PaymentView {
             cancels,
             deposit_due_at: p
                 .virtual_account
+                .and_then(wire::Lenient::read)
                 .and_then(|va| va.due_date)
+                .and_then(wire::Lenient::read)
                 .as_deref()
                 .and_then(parse_time),
         })
@@ -682,5 +684,17 @@ mod tests {
             .remove("transactionKey");
         assert!(decode_answer(200, json.to_string().as_bytes()).is_err());
         assert!(decode_answer(200, b"{\"paymentKey\": ").is_err());
+        // A due date is not needed to settle a payment: an odd one reads as none.
+        json["cancels"][0]["transactionKey"] = "tx-1".into();
+        for odd in [
+            serde_json::json!("not an object"),
+            serde_json::json!({"dueDate": 20240220}),
+            serde_json::json!([1, 2]),
+        ] {
+            json["virtualAccount"] = odd.clone();
+            let v = decode_answer(200, json.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("{odd}: {e}"));
+            assert_eq!(v.deposit_due_at, None, "{odd}");
+        }
     }
 }

@@ -161,8 +161,28 @@ pub(crate) struct PaymentRead<'a> {
     pub last_transaction_key: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub cancels: Option<Vec<CancelRead<'a>>>,
+    /// Typed as an object with a string `dueDate`; anything else reads as no due date, as it
+    /// did when the whole object was kept as untyped JSON.
     #[serde(default, borrow)]
-    pub virtual_account: Option<VirtualAccountRead<'a>>,
+    pub virtual_account: Option<Lenient<VirtualAccountRead<'a>>>,
+}
+
+/// A value coursepay can do without: one of another shape reads as absent rather than failing
+/// the whole answer (which would leave the payment's outcome unknown).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Lenient<T> {
+    Read(T),
+    Other(serde::de::IgnoredAny),
+}
+
+impl<T> Lenient<T> {
+    pub fn read(self) -> Option<T> {
+        match self {
+            Lenient::Read(t) => Some(t),
+            Lenient::Other(_) => None,
+        }
+    }
 }
 
 /// What the client reads of a [`Cancel`].
@@ -183,7 +203,7 @@ pub(crate) struct CancelRead<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct VirtualAccountRead<'a> {
     #[serde(default, borrow)]
-    pub due_date: Option<Cow<'a, str>>,
+    pub due_date: Option<Lenient<Cow<'a, str>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,9 +3,9 @@
 //! Korean is the default: the storefront's buyers are Korean, and a request without the header
 //! (or asking only for languages we lack) gets Korean.
 //!
-//! The outermost middleware keeps the chosen locale in a task-local for the whole request, so every place
-//! that renders an error (handlers, extractors, the rate limiter, the panic catcher) uses it
-//! without passing it around.
+//! The outermost middleware keeps the chosen locale in a task-local for the whole request, so
+//! every place that renders an error (handlers, extractors, the rate limiter, the panic
+//! catcher) uses it without passing it around.
 
 use axum::http::HeaderMap;
 use domain::Locale;

@@ -1,8 +1,8 @@
 //! The HTTP surface (docs/api.md). Middleware, outermost first: request context (request id,
 //! trace context, round-trip counter, the summary log line) → locale (Accept-Language,
-//! [`locale`]) → catch panic → CORS → rate limit and request timeout → body limit → routes. Auth is
-//! an extractor; errors are rendered in [`problem`] only. The `observe` middleware also records
-//! the request's metrics and feeds confirms to the alert evaluator.
+//! [`locale`]) → catch panic → CORS → rate limit and request timeout → body limit → routes.
+//! Auth is an extractor; errors are rendered in [`problem`] only. The `observe` middleware also
+//! records the request's metrics and feeds confirms to the alert evaluator.
 
 pub mod client_ip;
 pub mod extract;
