@@ -9,7 +9,9 @@
 //!   first byte of the next request on a kept-alive connection. Half-open and dribbling
 //!   ("slowloris") connections are closed when it passes.
 //! - **Keep-alive idle timeout**: a connection with no request in flight and no byte received
-//!   for `HTTP_KEEPALIVE_TIMEOUT_SECONDS` is closed.
+//!   for `HTTP_KEEPALIVE_TIMEOUT_SECONDS` is closed. On HTTP/2, where the client sends control
+//!   frames (pings, settings acknowledgements, window updates) between requests, it is counted
+//!   from the last answer: only a request keeps the connection open.
 //! - **Graceful shutdown**: when `shutdown` resolves the listener is closed, every connection
 //!   is told to finish its in-flight request and close, and after `SHUTDOWN_GRACE_SECONDS` the
 //!   rest are cut.
@@ -65,6 +67,11 @@ struct Tracked {
     /// returns, so it needs no wake-up. A wake-up of the running task would make tokio re-queue
     /// it as a yield and rouse a parked worker for nothing, once per request.
     polling: bool,
+    /// The connection speaks HTTP/2 (known from its first request). Its bytes are not all
+    /// requests: the client acknowledges settings, answers and sends pings and opens flow-control
+    /// windows between requests, so bytes on an idle HTTP/2 connection do not start a header
+    /// deadline (a request does, when hyper has read its HEADERS), nor do they keep it alive.
+    multiplexed: bool,
 }
 
 impl Phase {
@@ -92,6 +99,7 @@ impl ConnState {
                 },
                 armed: None,
                 polling: false,
+                multiplexed: false,
             }),
             changed: Notify::new(),
             limits,
@@ -123,10 +131,13 @@ impl ConnState {
         }
     }
 
-    /// Bytes arrived: an idle connection starts a request, whose headers are now timed.
+    /// Bytes arrived: an idle HTTP/1 connection starts a request, whose headers are now timed.
     fn received(&self) {
-        let idle = matches!(self.tracked.lock().map(|t| t.phase), Ok(Phase::Idle { .. }));
-        if idle {
+        let starts_request = self
+            .tracked
+            .lock()
+            .is_ok_and(|t| matches!(t.phase, Phase::Idle { .. }) && !t.multiplexed);
+        if starts_request {
             let deadline = Instant::now() + self.limits.header_read_timeout;
             self.update(|p| match p {
                 Phase::Idle { .. } => Phase::AwaitingHeaders { deadline },
@@ -135,7 +146,12 @@ impl ConnState {
         }
     }
 
-    fn request_started(self: &Arc<Self>) -> InFlightGuard {
+    fn request_started(self: &Arc<Self>, version: hyper::Version) -> InFlightGuard {
+        if version == hyper::Version::HTTP_2
+            && let Ok(mut t) = self.tracked.lock()
+        {
+            t.multiplexed = true;
+        }
         self.update(|p| match p {
             Phase::InFlight(n) => Phase::InFlight(n + 1),
             _ => Phase::InFlight(1),
@@ -260,7 +276,7 @@ async fn serve_connection(
     let svc_state = state.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(remote));
-        let guard = svc_state.request_started();
+        let guard = svc_state.request_started(req.version());
         let answer = router.clone().oneshot(req.map(axum::body::Body::new));
         async move {
             let resp = answer.await;

@@ -111,19 +111,25 @@ async fn dribbled_headers_are_cut_and_idle_connections_closed() {
 }
 
 /// An HTTP/2 connection (prior knowledge, as a proxy speaking h2c would open it): its request
-/// sender, and its driver, which ends when the server closes the connection.
+/// sender, and its driver, which ends when the server closes the connection. With `ping`, the
+/// client pings the server at that interval, idle or not (as a proxy keeping its pool warm).
 async fn http2(
     t: &TestApp,
+    ping: Option<Duration>,
 ) -> (
     hyper::client::conn::http2::SendRequest<axum::body::Body>,
     tokio::task::JoinHandle<()>,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let s = TcpStream::connect(&addr(t)).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-            .await
-            .unwrap();
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    if let Some(every) = ping {
+        builder
+            .keep_alive_interval(every)
+            .keep_alive_while_idle(true);
+    }
+    let (sender, conn) = builder.handshake(TokioIo::new(s)).await.unwrap();
     let open = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -153,7 +159,7 @@ fn assert_keepalive_timeout(after: Duration, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
     let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
-    let (mut sender, open) = http2(&t).await;
+    let (mut sender, open) = http2(&t, None).await;
     let mut answered = Instant::now();
     for pause in [Duration::ZERO, Duration::from_millis(1200)] {
         tokio::time::sleep(pause).await;
@@ -169,13 +175,38 @@ async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
     assert_keepalive_timeout(after, "an HTTP/2 connection");
 }
 
+/// The frames an HTTP/2 client sends between requests (here a ping every 200 ms; in life also
+/// settings acknowledgements and window updates) are not a request's headers: they neither put
+/// the idle connection on the 1 s header clock (it once closed it before the next request) nor
+/// keep it open past the keep-alive timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pings_on_an_idle_http2_connection_neither_cut_it_nor_keep_it_open() {
+    let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
+    let (mut sender, open) = http2(&t, Some(Duration::from_millis(200))).await;
+    let mut answered = Instant::now();
+    for pause in [Duration::ZERO, Duration::from_millis(1500)] {
+        tokio::time::sleep(pause).await;
+        let req = hyper::Request::get(format!("{}/healthz", t.base))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = sender
+            .send_request(req)
+            .await
+            .expect("answered after pings on an idle connection, within the keep-alive timeout");
+        assert_eq!(resp.status(), StatusCode::OK);
+        answered = Instant::now();
+    }
+    let after = http2_closed_after(open, answered).await;
+    assert_keepalive_timeout(after, "a pinged idle HTTP/2 connection");
+}
+
 /// A request the client cancels (an HTTP/2 RST_STREAM) ends in its own task after the
 /// connection's task has gone back to sleep, with no request left in flight: that task is
 /// woken to arm the keep-alive deadline, and the idle connection is closed 2 s later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_http2_request_leaves_the_connection_to_the_keepalive_timeout() {
     let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
-    let (mut sender, open) = http2(&t).await;
+    let (mut sender, open) = http2(&t, None).await;
     // A webhook whose body never ends: the handler waits for the rest of it.
     let (body, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
     body.unbounded_send(Ok(b"{\"eventType\":".to_vec()))
