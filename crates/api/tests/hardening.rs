@@ -153,6 +153,28 @@ fn assert_keepalive_timeout(after: Duration, what: &str) {
     );
 }
 
+/// After each pause, a `/healthz` on the HTTP/2 connection, answered 200; when the last answer
+/// came.
+async fn answered_after(
+    t: &TestApp,
+    sender: &mut hyper::client::conn::http2::SendRequest<axum::body::Body>,
+    pauses: [Duration; 2],
+) -> Instant {
+    let mut answered = Instant::now();
+    for pause in pauses {
+        tokio::time::sleep(pause).await;
+        let req = hyper::Request::get(format!("{}/healthz", t.base))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap_or_else(|e| {
+            panic!("no answer {pause:?} after the last one, within the keep-alive timeout: {e}")
+        });
+        assert_eq!(resp.status(), StatusCode::OK);
+        answered = Instant::now();
+    }
+    answered
+}
+
 /// HTTP/2 requests are answered in tasks of their own, so the end of one reaches the
 /// connection's task by a wake-up, not through that task's own poll: an idle HTTP/2 connection
 /// is closed after the keep-alive timeout like an HTTP/1 one, counted from its last answer.
@@ -160,16 +182,12 @@ fn assert_keepalive_timeout(after: Duration, what: &str) {
 async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
     let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
     let (mut sender, open) = http2(&t, None).await;
-    let mut answered = Instant::now();
-    for pause in [Duration::ZERO, Duration::from_millis(1200)] {
-        tokio::time::sleep(pause).await;
-        let req = hyper::Request::get(format!("{}/healthz", t.base))
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        answered = Instant::now();
-    }
+    let answered = answered_after(
+        &t,
+        &mut sender,
+        [Duration::ZERO, Duration::from_millis(1200)],
+    )
+    .await;
     // The second request moved the deadline: 2 s from its answer, not from the first one's.
     let after = http2_closed_after(open, answered).await;
     assert_keepalive_timeout(after, "an HTTP/2 connection");
@@ -183,19 +201,12 @@ async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
 async fn pings_on_an_idle_http2_connection_neither_cut_it_nor_keep_it_open() {
     let t = spawn_with(Backend::Sqlite, edge(1, 2, 1024)).await;
     let (mut sender, open) = http2(&t, Some(Duration::from_millis(200))).await;
-    let mut answered = Instant::now();
-    for pause in [Duration::ZERO, Duration::from_millis(1500)] {
-        tokio::time::sleep(pause).await;
-        let req = hyper::Request::get(format!("{}/healthz", t.base))
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let resp = sender
-            .send_request(req)
-            .await
-            .expect("answered after pings on an idle connection, within the keep-alive timeout");
-        assert_eq!(resp.status(), StatusCode::OK);
-        answered = Instant::now();
-    }
+    let answered = answered_after(
+        &t,
+        &mut sender,
+        [Duration::ZERO, Duration::from_millis(1500)],
+    )
+    .await;
     let after = http2_closed_after(open, answered).await;
     assert_keepalive_timeout(after, "a pinged idle HTTP/2 connection");
 }
