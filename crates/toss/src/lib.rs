@@ -307,6 +307,11 @@ impl Operation {
 impl TossClient {
     pub fn new(config: TossConfig) -> Result<Self, TossError> {
         let http = reqwest::Client::builder()
+            // Toss's API answers where it is asked. A redirect comes from something in between
+            // (a proxy, a wrong TOSS_API_BASE); following it would replay a payment call, key
+            // and all, somewhere else, or turn a confirm into a GET whose answer reads as a
+            // decline. It is answered as a protocol error instead: outcome unknown, looked up.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -488,6 +493,11 @@ impl TossClient {
 /// 2xx is a Payment object, anything else an error body. Public so recorded answers can be
 /// fed through exactly the code a live call uses.
 pub fn decode_answer(status: u16, body: &[u8]) -> Result<PaymentView, TossError> {
+    if (300..400).contains(&status) {
+        return Err(TossError::Protocol(format!(
+            "HTTP {status}: a redirect, which Toss's API never answers (check TOSS_API_BASE and any proxy in between)"
+        )));
+    }
     if (200..300).contains(&status) {
         let payment: wire::PaymentRead = serde_json::from_slice(body)
             .map_err(|e| TossError::Protocol(format!("payment body: {e}")))?;
@@ -567,6 +577,64 @@ mod tests {
         );
         assert!(!api(403, "REJECT_CARD_PAYMENT").is_provider_failure());
         assert!(api(500, "FAILED_INTERNAL_SYSTEM_PROCESSING").is_provider_failure());
+    }
+
+    /// A redirect is not followed: the payment call is not replayed at another address (which
+    /// would also see the key), and the answer is a protocol error, whose outcome is unknown
+    /// (looked up), never a decline.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = requests.clone();
+        let target = base.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut head = vec![0u8; 8192];
+                let n = conn.read(&mut head).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&head[..n]).into_owned();
+                seen.lock()
+                    .unwrap()
+                    .push(text.lines().next().unwrap_or("").to_owned());
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        let c = TossClient::new(TossConfig {
+            api_base: base,
+            secret_key: "test_sk_supersecret".into(),
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let err = c
+            .confirm(
+                &PaymentKey::parse("tgen_20240101abcdef").unwrap(),
+                &OrderId::parse("order-123456").unwrap(),
+                Money::new(10_000).unwrap(),
+                &IdempotencyKey::for_confirm(&OrderId::parse("order-123456").unwrap()),
+                &CallContext::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TossError::Protocol(_)), "{err:?}");
+        assert_eq!(err.outcome(), Outcome::Unknown);
+        assert!(err.is_provider_failure());
+        let requests = requests.lock().unwrap().clone();
+        assert_eq!(
+            requests,
+            ["POST /v1/payments/confirm HTTP/1.1"],
+            "followed: {requests:?}"
+        );
+        // The same for a recorded answer fed through the decoder.
+        assert!(matches!(
+            decode_answer(302, b""),
+            Err(TossError::Protocol(_))
+        ));
     }
 
     /// A provider that cannot be reached is named by host and port, with what to check; the
