@@ -83,23 +83,44 @@ pub fn router(app: App) -> Router {
         api = api.route("/v1/dev/token", post(web::dev_token));
     }
     let api = api.with_state(app.clone());
-    let mut r = api
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(app, admit));
-    if let Some(cors) = cors {
-        r = r.layer(cors);
-    }
-    layers(r)
+    with_layers(
+        api,
+        tower::ServiceBuilder::new()
+            .option_layer(cors)
+            .layer(middleware::from_fn_with_state(app, admit))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
 }
 
 /// The outermost middleware (panic catcher inside the request context and summary line) on
 /// `router`'s routes. `router` uses it; tests wrap their own routes (a panicking handler) with
 /// it to check what a panic logs.
 pub fn layers(router: Router) -> Router {
+    with_layers(router, tower::layer::util::Identity::new())
+}
+
+/// `router`'s routes inside the request context and summary line, then the panic catcher,
+/// then `inner`. One `Router::layer` call for the whole stack: axum wraps each route in a box
+/// per call and clones those boxes, nested, on every request, so four calls cost each request
+/// dozens of allocations (the CORS layer's lists among them) that one call does not
+/// (docs/benchmarks.md).
+fn with_layers<L>(router: Router, inner: L) -> Router
+where
+    L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+    L::Service: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<Request>>::Future: Send + 'static,
+{
     crate::ops::metrics::install();
-    router
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(observe))
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(middleware::from_fn(observe))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(inner),
+    )
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
