@@ -114,9 +114,14 @@ impl ConnState {
     /// (hyper's HTTP/2 connection is in practice polled again once a stream ends, answered or
     /// cancelled, but it does not promise that, so the wake-up stays.)
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
+        self.modify(|t| t.phase = f(t.phase));
+    }
+
+    /// [`ConnState::update`], for a change of more than the phase made under the same lock.
+    fn modify(&self, f: impl FnOnce(&mut Tracked)) {
         let wake = match self.tracked.lock() {
             Ok(mut t) => {
-                t.phase = f(t.phase);
+                f(&mut t);
                 !t.polling
                     && match (t.phase.deadline(), t.armed) {
                         (Some((deadline, _)), Some(armed)) => deadline < armed,
@@ -147,14 +152,12 @@ impl ConnState {
     }
 
     fn request_started(self: &Arc<Self>, version: hyper::Version) -> InFlightGuard {
-        if version == hyper::Version::HTTP_2
-            && let Ok(mut t) = self.tracked.lock()
-        {
-            t.multiplexed = true;
-        }
-        self.update(|p| match p {
-            Phase::InFlight(n) => Phase::InFlight(n + 1),
-            _ => Phase::InFlight(1),
+        self.modify(|t| {
+            t.multiplexed |= version == hyper::Version::HTTP_2;
+            t.phase = match t.phase {
+                Phase::InFlight(n) => Phase::InFlight(n + 1),
+                _ => Phase::InFlight(1),
+            };
         });
         InFlightGuard(self.clone())
     }

@@ -611,12 +611,13 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
         })
         .unwrap();
+        let order = OrderId::parse("order-123456").unwrap();
         let err = c
             .confirm(
                 &PaymentKey::parse("tgen_20240101abcdef").unwrap(),
-                &OrderId::parse("order-123456").unwrap(),
+                &order,
                 Money::new(10_000).unwrap(),
-                &IdempotencyKey::for_confirm(&OrderId::parse("order-123456").unwrap()),
+                &IdempotencyKey::for_confirm(&order),
                 &CallContext::default(),
             )
             .await
